@@ -1,0 +1,143 @@
+//! `bankctl`, StreamBank's operator command line.
+//!
+//! Every command prints one line on success and exits 0; on failure it prints one line saying what went
+//! wrong (never a backtrace) and exits non-zero, so it behaves in scripts, Kubernetes Jobs and compose
+//! `service_completed_successfully` dependencies.
+//!
+//! # Layout
+//!
+//! - [`Cli`]: the commands and their flags.
+//! - [`run`]: carries out a parsed command against `DATABASE_URL`.
+//! - [`migrate`]: creates the database if needed and applies the migrations.
+
+pub mod migrate;
+
+use clap::{Parser, Subcommand};
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use streambank_domain::Role;
+use streambank_service::{Bank, RegisterUser, UserOptions};
+
+#[derive(Debug, Parser)]
+#[command(name = "bankctl", version, about = "Operate a StreamBank installation")]
+pub struct Cli {
+    /// The Postgres database to operate on.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/streambank",
+        global = true
+    )]
+    pub database_url: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the database if it does not exist and apply every pending migration (idempotent).
+    Migrate,
+    /// Manage users.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Create a user, e.g. the first banker.
+    Create {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        full_name: String,
+        /// The password (prefer the BANKCTL_PASSWORD environment variable, which stays out of shell history).
+        #[arg(long, env = "BANKCTL_PASSWORD", hide_env_values = true)]
+        password: String,
+        #[arg(long, default_value = "customer", value_parser = parse_role)]
+        role: Role,
+        /// Mark the email address as verified.
+        #[arg(long)]
+        verified: bool,
+    },
+    /// Give an existing user a role.
+    GrantRole {
+        #[arg(long)]
+        username: String,
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+    },
+}
+
+fn parse_role(raw: &str) -> Result<Role, String> {
+    raw.parse()
+}
+
+/// Runs a command; the `Ok` string is the line to print.
+pub async fn run(cli: Cli) -> anyhow::Result<String> {
+    let options: PgConnectOptions = cli
+        .database_url
+        .parse()
+        .map_err(|e| anyhow::anyhow!("DATABASE_URL is not a valid Postgres URL: {e}"))?;
+    match cli.command {
+        Command::Migrate => migrate::run(&options).await,
+        Command::Users { command } => {
+            let bank = Bank::new(connect(&options).await?);
+            match command {
+                UsersCommand::Create {
+                    username,
+                    email,
+                    full_name,
+                    password,
+                    role,
+                    verified,
+                } => {
+                    let input = RegisterUser {
+                        username,
+                        email,
+                        full_name,
+                        password,
+                    };
+                    let user = bank
+                        .create_user(input, UserOptions { role, verified })
+                        .await
+                        .map_err(describe)?;
+                    Ok(format!(
+                        "created user {} (id {}, role {})",
+                        user.username, user.id, user.role
+                    ))
+                }
+                UsersCommand::GrantRole { username, role } => {
+                    let user = bank.grant_role(&username, role).await.map_err(describe)?;
+                    Ok(format!("user {} now has role {}", user.username, user.role))
+                }
+            }
+        }
+    }
+}
+
+async fn connect(options: &PgConnectOptions) -> anyhow::Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(options.clone())
+        .await
+        .map_err(|e| migrate::unreachable(options, &e))
+}
+
+/// One line for a service-layer error, with every bad field named.
+fn describe(err: streambank_service::Error) -> anyhow::Error {
+    let fields: Vec<String> = err
+        .violations()
+        .iter()
+        .map(|v| format!("{} {}", v.field, v.description))
+        .collect();
+    if fields.is_empty() {
+        anyhow::anyhow!("{err}")
+    } else {
+        anyhow::anyhow!("{err}: {}", fields.join("; "))
+    }
+}

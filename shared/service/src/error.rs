@@ -1,0 +1,122 @@
+//! The service layer's errors: one typed variant per thing that can go wrong, never a string to parse.
+//!
+//! Each variant knows its [`Code`] (the canonical gRPC status, which REST maps to an HTTP status) and a
+//! stable `reason` in UPPER_SNAKE case, so that every transport produces the contract's error shape
+//! from the same place.
+
+use streambank_domain::FieldViolation;
+
+/// Transport-neutral error classes: the canonical gRPC codes the contract uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    InvalidArgument,
+    Unauthenticated,
+    PermissionDenied,
+    NotFound,
+    AlreadyExists,
+    FailedPrecondition,
+    ResourceExhausted,
+    Unavailable,
+    Internal,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the request has invalid fields")]
+    Validation(Vec<FieldViolation>),
+    #[error("the amount must be a positive number of minor units")]
+    InvalidAmount(Vec<FieldViolation>),
+    #[error("a transfer needs two different accounts")]
+    SameAccount,
+    #[error("account {0} was not found")]
+    AccountNotFound(i64),
+    /// The source account exists but is someone else's. Transports answer it exactly like
+    /// [`Error::AccountNotFound`], so that other people's account ids are not revealed.
+    #[error("account {0} was not found")]
+    SourceNotOwned(i64),
+    #[error("transfer {0} was not found")]
+    TransferNotFound(i64),
+    #[error("the user was not found")]
+    UserNotFound,
+    #[error("the username is already taken")]
+    UsernameTaken,
+    #[error("the email address is already registered")]
+    EmailTaken,
+    #[error("the caller already has a {currency} account")]
+    AccountExists { currency: String },
+    #[error("only a banker may do this")]
+    BankerOnly,
+    #[error("the account's currency is {account}, not {requested}")]
+    CurrencyMismatch { account: String, requested: String },
+    #[error("the source account's balance is too low for this transfer")]
+    InsufficientFunds,
+    #[error("the destination balance would exceed the largest amount an account can hold")]
+    BalanceLimit,
+    #[error("the bank is busy; try again")]
+    Busy,
+    #[error("internal error")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl Error {
+    pub fn code(&self) -> Code {
+        match self {
+            Error::Validation(_) | Error::InvalidAmount(_) | Error::SameAccount => {
+                Code::InvalidArgument
+            }
+            Error::AccountNotFound(_)
+            | Error::SourceNotOwned(_)
+            | Error::TransferNotFound(_)
+            | Error::UserNotFound => Code::NotFound,
+            Error::UsernameTaken | Error::EmailTaken | Error::AccountExists { .. } => {
+                Code::AlreadyExists
+            }
+            Error::BankerOnly => Code::PermissionDenied,
+            Error::CurrencyMismatch { .. } | Error::InsufficientFunds | Error::BalanceLimit => {
+                Code::FailedPrecondition
+            }
+            Error::Busy => Code::Unavailable,
+            Error::Internal(_) => Code::Internal,
+        }
+    }
+
+    /// The stable machine-readable reason of the contract's error body.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Validation(_) => "VALIDATION_FAILED",
+            Error::InvalidAmount(_) => "INVALID_AMOUNT",
+            Error::SameAccount => "SAME_ACCOUNT",
+            Error::AccountNotFound(_) | Error::SourceNotOwned(_) => "ACCOUNT_NOT_FOUND",
+            Error::TransferNotFound(_) => "TRANSFER_NOT_FOUND",
+            Error::UserNotFound => "USER_NOT_FOUND",
+            Error::UsernameTaken => "USERNAME_TAKEN",
+            Error::EmailTaken => "EMAIL_TAKEN",
+            Error::AccountExists { .. } => "ACCOUNT_EXISTS",
+            Error::BankerOnly => "BANKER_ONLY",
+            Error::CurrencyMismatch { .. } => "CURRENCY_MISMATCH",
+            Error::InsufficientFunds => "INSUFFICIENT_FUNDS",
+            Error::BalanceLimit => "BALANCE_LIMIT",
+            Error::Busy => "BUSY",
+            Error::Internal(_) => "INTERNAL",
+        }
+    }
+
+    /// The bad fields, for errors about the request's content.
+    pub fn violations(&self) -> &[FieldViolation] {
+        match self {
+            Error::Validation(v) | Error::InvalidAmount(v) => v,
+            _ => &[],
+        }
+    }
+
+    /// Wraps an unexpected database failure; its text is logged, never shown to a client.
+    pub(crate) fn db(err: sqlx::Error) -> Self {
+        Error::Internal(anyhow::Error::new(err).context("database statement failed"))
+    }
+}
+
+impl From<Vec<FieldViolation>> for Error {
+    fn from(violations: Vec<FieldViolation>) -> Self {
+        Error::Validation(violations)
+    }
+}

@@ -1,0 +1,36 @@
+//! StreamBank's service layer: the one place that holds the bank's rules.
+//!
+//! REST handlers, gRPC methods and the gateway decode a request, call a method of [`Bank`], and encode
+//! what it returns; none of them validates, authorizes or touches a transaction. Each method parses its
+//! raw input into domain types (reporting every bad field at once), checks who may do what, and calls
+//! the store, whose single statements write the business rows together with their outbox event.
+//!
+//! # Layout
+//!
+//! - [`error`]: [`Error`], typed outcomes (`InsufficientFunds`, `CurrencyMismatch`, ...) with the
+//!   transport-neutral [`Code`] and reason each maps to.
+//! - [`bank`]: [`Bank`] and [`Caller`], the shared state every operation runs against.
+//! - [`users`]: registering users (argon2id off the runtime) and reading them.
+//! - [`accounts`]: opening, reading and listing accounts; statements.
+//! - [`money`]: deposits and transfers, with bounded retries of transient failures.
+//! - [`password`]: argon2id hashing and verification.
+
+pub mod accounts;
+pub mod bank;
+pub mod error;
+pub mod money;
+pub mod password;
+pub mod users;
+
+pub use bank::{Bank, Caller, Stats};
+pub use error::{Code, Error};
+pub use money::TransferRequest;
+pub use streambank_domain::{Page, PageRequest, Role};
+pub use streambank_store::accounts::AccountRow as Account;
+pub use streambank_store::ledger::{
+    DepositRecord as Deposit, EntryRow as Entry, TransferRecord as TransferResult,
+    TransferRow as Transfer,
+};
+pub use users::{RegisterUser, User, UserOptions};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,335 @@
+//! The ledger: deposits, transfers, statements and transfer history.
+//!
+//! A movement of money is a single SQL statement: it locks what it touches, checks what it must, writes
+//! the balances, the entries and the outbox row, and reports back in one row. One statement is one round
+//! trip and one implicit transaction, so there is no window between check and write and nothing to roll
+//! back by hand. When a check fails the statement writes nothing and its row says which check failed.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgExecutor;
+use streambank_events::EventType;
+
+use crate::EventMeta;
+use crate::accounts::AccountRow;
+
+/// One line of an account's statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryRow {
+    pub id: i64,
+    pub account_id: i64,
+    /// Signed minor units: negative leaves the account, positive arrives.
+    pub amount: i64,
+    pub transfer_id: Option<i64>,
+    pub deposited_by: Option<i64>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferRow {
+    pub id: i64,
+    pub from_account_id: i64,
+    pub to_account_id: i64,
+    pub amount: i64,
+    pub currency: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What a completed transfer wrote: the transfer, both accounts as they are now, and both entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferRecord {
+    pub transfer: TransferRow,
+    pub from_account: AccountRow,
+    pub to_account: AccountRow,
+    pub from_entry: EntryRow,
+    pub to_entry: EntryRow,
+}
+
+/// Why the transfer statement wrote nothing. Checked in this order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransferRejection {
+    SourceNotFound,
+    SourceNotOwned,
+    DestinationNotFound,
+    CurrencyMismatch {
+        from: String,
+        to: String,
+    },
+    InsufficientFunds {
+        balance: i64,
+    },
+    /// The destination's balance would pass `i64::MAX` minor units.
+    DestinationBalanceLimit,
+}
+
+/// The parameters of one transfer, validated by the service layer.
+#[derive(Debug, Clone, Copy)]
+pub struct NewTransfer<'a> {
+    pub from_account_id: i64,
+    pub to_account_id: i64,
+    pub amount: i64,
+    pub currency: &'a str,
+    /// The caller; the source account must be theirs.
+    pub caller_id: i64,
+}
+
+/// Moves money between two accounts in one statement (`queries/transfer.sql`, which explains the locking).
+#[tracing::instrument(name = "Run the transfer statement", skip(db, event), fields(event_id = %event.id))]
+pub async fn transfer(
+    db: impl PgExecutor<'_>,
+    new: NewTransfer<'_>,
+    event: &EventMeta,
+) -> sqlx::Result<Result<TransferRecord, TransferRejection>> {
+    let event_type = EventType::TransferCompleted;
+    let row = sqlx::query_file!(
+        "queries/transfer.sql",
+        new.from_account_id,
+        new.to_account_id,
+        new.amount,
+        new.caller_id,
+        new.currency,
+        event.id,
+        event_type.aggregate().as_str(),
+        event_type.as_str(),
+        event.traceparent,
+    )
+    .fetch_one(db)
+    .await?;
+
+    let completed = (|| {
+        let transfer = TransferRow {
+            id: row.transfer_id?,
+            from_account_id: new.from_account_id,
+            to_account_id: new.to_account_id,
+            amount: new.amount,
+            currency: new.currency.to_owned(),
+            created_at: row.transfer_created_at?,
+        };
+        Some(TransferRecord {
+            from_account: AccountRow {
+                id: new.from_account_id,
+                owner_id: new.caller_id,
+                currency: new.currency.to_owned(),
+                balance: row.from_balance_after?,
+                created_at: row.from_created_at?,
+            },
+            to_account: AccountRow {
+                id: new.to_account_id,
+                owner_id: row.to_owner_id?,
+                currency: new.currency.to_owned(),
+                balance: row.to_balance_after?,
+                created_at: row.to_created_at?,
+            },
+            from_entry: EntryRow {
+                id: row.from_entry_id?,
+                account_id: new.from_account_id,
+                amount: -new.amount,
+                transfer_id: Some(transfer.id),
+                deposited_by: None,
+                created_at: row.from_entry_created_at?,
+            },
+            to_entry: EntryRow {
+                id: row.to_entry_id?,
+                account_id: new.to_account_id,
+                amount: new.amount,
+                transfer_id: Some(transfer.id),
+                deposited_by: None,
+                created_at: row.to_entry_created_at?,
+            },
+            transfer,
+        })
+    })();
+    if let Some(record) = completed {
+        return Ok(Ok(record));
+    }
+
+    let rejection = match (row.from_owner_id, row.from_currency, row.to_currency) {
+        (None, _, _) => TransferRejection::SourceNotFound,
+        (Some(owner), _, _) if owner != new.caller_id => TransferRejection::SourceNotOwned,
+        (_, _, None) => TransferRejection::DestinationNotFound,
+        (_, Some(from), Some(to)) if from != new.currency || to != new.currency => {
+            TransferRejection::CurrencyMismatch { from, to }
+        }
+        _ => match row.from_balance {
+            Some(balance) if balance < new.amount => {
+                TransferRejection::InsufficientFunds { balance }
+            }
+            _ => TransferRejection::DestinationBalanceLimit,
+        },
+    };
+    Ok(Err(rejection))
+}
+
+/// What a completed deposit wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DepositRecord {
+    pub account: AccountRow,
+    pub entry: EntryRow,
+}
+
+/// Why the deposit statement wrote nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DepositRejection {
+    AccountNotFound,
+    CurrencyMismatch {
+        account: String,
+    },
+    /// The balance would pass `i64::MAX` minor units.
+    BalanceLimit,
+}
+
+/// Credits an account and writes its entry and `money.deposited` event, in one statement.
+#[tracing::instrument(name = "Run the deposit statement", skip(db, event), fields(event_id = %event.id))]
+pub async fn deposit(
+    db: impl PgExecutor<'_>,
+    account_id: i64,
+    amount: i64,
+    currency: &str,
+    by_user_id: i64,
+    event: &EventMeta,
+) -> sqlx::Result<Result<DepositRecord, DepositRejection>> {
+    let event_type = EventType::MoneyDeposited;
+    let row = sqlx::query!(
+        r#"
+        WITH credited AS (
+            UPDATE accounts SET balance = balance + $2::bigint
+            WHERE id = $1 AND currency = $3 AND balance <= 9223372036854775807 - $2::bigint
+            RETURNING id, owner_id, currency, balance, created_at
+        ), entry AS (
+            INSERT INTO entries (account_id, amount, deposited_by)
+            SELECT id, $2::bigint, $4 FROM credited
+            RETURNING id, created_at
+        ), event AS (
+            INSERT INTO outbox (id, aggregate_type, aggregate_id, event_type, payload, traceparent)
+            SELECT $5, $6, c.id::text, $7,
+                   jsonb_build_object('account_id', c.id, 'amount', $2::bigint, 'currency', c.currency,
+                                      'by_user_id', $4::bigint),
+                   $8
+            FROM credited c
+        )
+        SELECT a.currency AS "account_currency?",
+               c.owner_id AS "owner_id?", c.balance AS "balance?", c.created_at AS "account_created_at?",
+               e.id AS "entry_id?", e.created_at AS "entry_created_at?"
+        FROM (SELECT 1) AS one
+        LEFT JOIN accounts a ON a.id = $1
+        LEFT JOIN credited c ON true
+        LEFT JOIN entry e ON true
+        "#,
+        account_id,
+        amount,
+        currency,
+        by_user_id,
+        event.id,
+        event_type.aggregate().as_str(),
+        event_type.as_str(),
+        event.traceparent,
+    )
+    .fetch_one(db)
+    .await?;
+
+    if let (
+        Some(owner_id),
+        Some(balance),
+        Some(account_created_at),
+        Some(entry_id),
+        Some(entry_created_at),
+    ) = (
+        row.owner_id,
+        row.balance,
+        row.account_created_at,
+        row.entry_id,
+        row.entry_created_at,
+    ) {
+        return Ok(Ok(DepositRecord {
+            account: AccountRow {
+                id: account_id,
+                owner_id,
+                currency: currency.to_owned(),
+                balance,
+                created_at: account_created_at,
+            },
+            entry: EntryRow {
+                id: entry_id,
+                account_id,
+                amount,
+                transfer_id: None,
+                deposited_by: Some(by_user_id),
+                created_at: entry_created_at,
+            },
+        }));
+    }
+    Ok(Err(match row.account_currency {
+        None => DepositRejection::AccountNotFound,
+        Some(account) if account != currency => DepositRejection::CurrencyMismatch { account },
+        Some(_) => DepositRejection::BalanceLimit,
+    }))
+}
+
+/// An account's entries, newest first, before the keyset cursor `before`.
+#[tracing::instrument(name = "List an account's entries", skip(db))]
+pub async fn list_entries(
+    db: impl PgExecutor<'_>,
+    account_id: i64,
+    before: Option<i64>,
+    limit: i64,
+) -> sqlx::Result<Vec<EntryRow>> {
+    sqlx::query_as!(
+        EntryRow,
+        r#"
+        SELECT id, account_id, amount, transfer_id, deposited_by, created_at
+        FROM entries
+        WHERE account_id = $1 AND id < COALESCE($2, 9223372036854775807)
+        ORDER BY id DESC
+        LIMIT $3
+        "#,
+        account_id,
+        before,
+        limit
+    )
+    .fetch_all(db)
+    .await
+}
+
+#[tracing::instrument(name = "Fetch a transfer", skip(db))]
+pub async fn get_transfer(db: impl PgExecutor<'_>, id: i64) -> sqlx::Result<Option<TransferRow>> {
+    sqlx::query_as!(
+        TransferRow,
+        "SELECT id, from_account_id, to_account_id, amount, currency, created_at FROM transfers WHERE id = $1",
+        id
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// The transfers into or out of an account, newest first, before the keyset cursor `before`.
+/// Two index range scans (one per side) merged, rather than one scan filtering an OR.
+#[tracing::instrument(name = "List an account's transfers", skip(db))]
+pub async fn list_transfers(
+    db: impl PgExecutor<'_>,
+    account_id: i64,
+    before: Option<i64>,
+    limit: i64,
+) -> sqlx::Result<Vec<TransferRow>> {
+    sqlx::query_as!(
+        TransferRow,
+        r#"
+        SELECT id AS "id!", from_account_id AS "from_account_id!", to_account_id AS "to_account_id!",
+               amount AS "amount!", currency AS "currency!", created_at AS "created_at!"
+        FROM (
+            (SELECT * FROM transfers
+             WHERE from_account_id = $1 AND id < COALESCE($2, 9223372036854775807)
+             ORDER BY id DESC LIMIT $3)
+            UNION ALL
+            (SELECT * FROM transfers
+             WHERE to_account_id = $1 AND id < COALESCE($2, 9223372036854775807)
+             ORDER BY id DESC LIMIT $3)
+        ) AS both_sides
+        ORDER BY id DESC
+        LIMIT $3
+        "#,
+        account_id,
+        before,
+        limit
+    )
+    .fetch_all(db)
+    .await
+}

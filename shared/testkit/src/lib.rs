@@ -1,0 +1,172 @@
+//! The test harness: every test gets its own freshly migrated database on the real Postgres server.
+//!
+//! Tests never share state, so they run in parallel, and they never skip: when Postgres cannot be
+//! reached, [`TestDb::new`] fails the test with a message saying how to start it.
+//!
+//! # Layout
+//!
+//! - [`TestDb`]: creates `sbtest_<uuid>` on `DATABASE_URL`'s server, applies the migrations, hands out a
+//!   pool, and drops the database when the test passes. A failing test keeps its database for a
+//!   post-mortem and prints its name; `.ci/run` drops leftovers before each run.
+
+use std::str::FromStr;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgConnection, PgPool};
+
+/// The server tests use when `DATABASE_URL` is not set: the local development default.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/streambank";
+
+/// A database of its own for one test.
+#[derive(Debug)]
+pub struct TestDb {
+    pub name: String,
+    pub pool: PgPool,
+    pub options: PgConnectOptions,
+    /// A `postgres://` URL of this database, for processes the test starts (such as `bankctl`).
+    pub url: String,
+}
+
+impl TestDb {
+    /// Creates and migrates a fresh database with a pool of up to 10 connections.
+    pub async fn new() -> Self {
+        Self::with_max_connections(10).await
+    }
+
+    /// Creates and migrates a fresh database with a pool of up to `max` connections.
+    pub async fn with_max_connections(max: u32) -> Self {
+        let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned());
+        let server = PgConnectOptions::from_str(&url)
+            .unwrap_or_else(|e| panic!("DATABASE_URL={url:?} is not a Postgres URL: {e}"));
+        let mut admin = PgConnection::connect_with(&server.clone().database("postgres"))
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot reach Postgres at {url} ({e}).\n\
+                     Start it with `pg_ctlcluster 15 main start` (or run `.ci/run`, which starts it), \
+                     or point DATABASE_URL at a server whose user may CREATE DATABASE."
+                )
+            });
+        let name = Self::unique_name();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
+        admin.close().await.ok();
+
+        let options = server.database(&name);
+        let pool = PgPoolOptions::new()
+            .max_connections(max)
+            .connect_with(options.clone())
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to test database {name}: {e}"));
+        streambank_store::MIGRATOR
+            .run(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("migrations failed on {name}: {e}"));
+        let url = database_url_for(&url, &name);
+        Self {
+            name,
+            pool,
+            options,
+            url,
+        }
+    }
+
+    /// A fresh database name on the test server, not created: for tests of code that creates databases.
+    pub fn unique_name() -> String {
+        format!("sbtest_{}", uuid::Uuid::new_v4().simple())
+    }
+
+    /// Counts the rows of a table (for "nothing was written" assertions).
+    pub async fn count(&self, table: &str) -> i64 {
+        assert!(
+            table.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+            "bad table name {table:?}"
+        );
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+            .fetch_one(&self.pool)
+            .await
+            .unwrap_or_else(|e| panic!("cannot count {table}: {e}"))
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "test failed: its database {} is kept for inspection",
+                self.name
+            );
+            return;
+        }
+        // Drop runs outside any async context we could borrow, so a short-lived thread with its own
+        // runtime does the async work.
+        let (options, name) = (self.options.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let mut admin = PgConnection::connect_with(&options.database("postgres"))
+                    .await
+                    .ok()?;
+                let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut admin)
+                    .await
+                    .ok()?;
+                admin.close().await.ok()
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(()))) {
+            eprintln!(
+                "could not drop test database {}; .ci/run drops leftovers",
+                self.name
+            );
+        }
+    }
+}
+
+/// The URL of the server in `DATABASE_URL` (or the default) with its database replaced by `database`.
+pub fn server_url_with_database(database: &str) -> String {
+    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned());
+    database_url_for(&url, database)
+}
+
+fn database_url_for(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let authority_end = base.find("://").map_or(0, |i| i + 3);
+    let server = match base[authority_end..].find('/') {
+        Some(slash) => &base[..authority_end + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{server}/{database}?{query}"),
+        None => format!("{server}/{database}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn database_urls_keep_server_and_options() {
+        assert_eq!(
+            super::database_url_for("postgres://u@h:5/db", "x"),
+            "postgres://u@h:5/x"
+        );
+        assert_eq!(
+            super::database_url_for("postgres://u@h:5", "x"),
+            "postgres://u@h:5/x"
+        );
+        assert_eq!(
+            super::database_url_for("postgres://h/db?sslmode=disable", "x"),
+            "postgres://h/x?sslmode=disable"
+        );
+    }
+}
