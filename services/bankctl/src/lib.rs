@@ -14,7 +14,7 @@ pub mod migrate;
 
 use clap::{Parser, Subcommand};
 use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgConnectOptions;
 use streambank_domain::Role;
 use streambank_service::{Bank, RegisterUser, UserOptions};
 
@@ -121,8 +121,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<String> {
 }
 
 async fn connect(options: &PgConnectOptions) -> anyhow::Result<PgPool> {
-    PgPoolOptions::new()
-        .max_connections(2)
+    streambank_store::pool_options(2)
         .connect_with(options.clone())
         .await
         .map_err(|e| migrate::unreachable(options, &e))

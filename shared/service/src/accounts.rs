@@ -104,3 +104,23 @@ impl Bank {
         Ok(page.into_page(rows, |t| t.id))
     }
 }
+
+impl Bank {
+    /// The caller's notifications, newest first.
+    #[tracing::instrument(name = "List notifications", skip(self))]
+    pub async fn list_notifications(
+        &self,
+        caller: Caller,
+        page: PageRequest,
+    ) -> Result<Page<crate::Notification>> {
+        let rows = streambank_store::notifications::list(
+            &self.pool,
+            caller.user_id,
+            page.after,
+            page.fetch_limit(),
+        )
+        .await
+        .map_err(Error::db)?;
+        Ok(page.into_page(rows, |n| n.id))
+    }
+}

@@ -16,6 +16,7 @@ pub enum Code {
     AlreadyExists,
     FailedPrecondition,
     ResourceExhausted,
+    Aborted,
     Unavailable,
     Internal,
 }
@@ -54,6 +55,22 @@ pub enum Error {
     BalanceLimit,
     #[error("the bank is busy; try again")]
     Busy,
+    #[error("the username, email or password is wrong")]
+    InvalidCredentials,
+    #[error("the email address is not verified yet; follow the link in the verification email")]
+    EmailNotVerified,
+    #[error("the token is missing or invalid")]
+    TokenInvalid,
+    #[error("the token has expired")]
+    TokenExpired,
+    #[error("the session has been revoked")]
+    TokenRevoked,
+    #[error("this Idempotency-Key was used with a different request")]
+    IdempotencyKeyReused,
+    #[error("a request with this Idempotency-Key is still being processed")]
+    IdempotencyInProgress,
+    #[error("the verification link is invalid, used or expired")]
+    VerificationInvalid,
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -76,6 +93,14 @@ impl Error {
                 Code::FailedPrecondition
             }
             Error::Busy => Code::Unavailable,
+            Error::InvalidCredentials
+            | Error::TokenInvalid
+            | Error::TokenExpired
+            | Error::TokenRevoked => Code::Unauthenticated,
+            Error::EmailNotVerified | Error::IdempotencyKeyReused | Error::VerificationInvalid => {
+                Code::FailedPrecondition
+            }
+            Error::IdempotencyInProgress => Code::Aborted,
             Error::Internal(_) => Code::Internal,
         }
     }
@@ -97,6 +122,14 @@ impl Error {
             Error::InsufficientFunds => "INSUFFICIENT_FUNDS",
             Error::BalanceLimit => "BALANCE_LIMIT",
             Error::Busy => "BUSY",
+            Error::InvalidCredentials => "INVALID_CREDENTIALS",
+            Error::EmailNotVerified => "EMAIL_NOT_VERIFIED",
+            Error::TokenInvalid => "TOKEN_INVALID",
+            Error::TokenExpired => "TOKEN_EXPIRED",
+            Error::TokenRevoked => "TOKEN_REVOKED",
+            Error::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
+            Error::IdempotencyInProgress => "IDEMPOTENCY_IN_PROGRESS",
+            Error::VerificationInvalid => "VERIFICATION_INVALID",
             Error::Internal(_) => "INTERNAL",
         }
     }

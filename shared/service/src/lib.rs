@@ -13,24 +13,32 @@
 //! - [`users`]: registering users (argon2id off the runtime) and reading them.
 //! - [`accounts`]: opening, reading and listing accounts; statements.
 //! - [`money`]: deposits and transfers, with bounded retries of transient failures.
+//! - [`sessions`]: [`Sessions`], login, refresh-token rotation with reuse detection, logout, and the
+//!   per-request authentication that makes revocation immediate.
 //! - [`password`]: argon2id hashing and verification.
+//! - [`verification`]: email verification secrets and the link that uses them.
 
 pub mod accounts;
 pub mod bank;
 pub mod error;
 pub mod money;
 pub mod password;
+pub mod sessions;
 pub mod users;
+pub mod verification;
 
 pub use bank::{Bank, Caller, Stats};
 pub use error::{Code, Error};
 pub use money::TransferRequest;
+pub use sessions::{Authenticated, ClientMeta, Sessions};
 pub use streambank_domain::{Page, PageRequest, Role};
+pub use streambank_store::Timestamp;
 pub use streambank_store::accounts::AccountRow as Account;
 pub use streambank_store::ledger::{
     DepositRecord as Deposit, EntryRow as Entry, TransferRecord as TransferResult,
     TransferRow as Transfer,
 };
+pub use streambank_store::notifications::NotificationRow as Notification;
 pub use users::{RegisterUser, User, UserOptions};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -8,13 +8,19 @@
 use std::time::Duration;
 
 use rand::Rng as _;
+use sha2::{Digest as _, Sha256};
 use streambank_domain::{Amount, Currency, Violations};
+use streambank_store::idempotency::{self, Claim};
 use streambank_store::ledger::{self, DepositRejection, NewTransfer, TransferRejection};
 
 use crate::{Bank, Caller, Deposit, Error, Result, TransferResult};
 
 /// How many times a transfer runs before a transient failure is reported as [`Error::Busy`].
 const MAX_ATTEMPTS: u32 = 5;
+
+/// A claimed idempotency key whose request has not completed after this long is taken to be abandoned
+/// (its process died) and may be claimed again. Longer than any request may run.
+const ABANDONED_CLAIM_SECS: f64 = 60.0;
 
 /// A transfer as a client asks for it, before validation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,62 +86,177 @@ impl Bank {
         caller: Caller,
         request: TransferRequest<'_>,
     ) -> Result<TransferResult> {
-        let mut v = Violations::new();
-        if request.from_account_id <= 0 {
-            v.add("from_account_id", "must be a positive account id");
-        }
-        if request.to_account_id <= 0 {
-            v.add("to_account_id", "must be a positive account id");
-        }
-        let (amount, currency) = money(request.amount, request.currency, v)?;
-        if request.from_account_id == request.to_account_id {
-            return Err(Error::SameAccount);
-        }
-        let new = NewTransfer {
-            from_account_id: request.from_account_id,
-            to_account_id: request.to_account_id,
-            amount: amount.minor_units(),
-            currency: currency.code(),
-            caller_id: caller.user_id,
-        };
+        let new = validate_transfer(caller, request)?;
         let event = Self::event_meta();
+        let mut attempt = 1;
+        loop {
+            match ledger::transfer(&self.pool, new, &event).await {
+                Ok(outcome) => return outcome.map_err(|r| rejection(&new, r)),
+                Err(e) => self.after_transfer_failure(e, &mut attempt).await?,
+            }
+        }
+    }
 
+    /// [`transfer`](Self::transfer) under an `Idempotency-Key`, scoped to the caller: the first request
+    /// with a key runs and its result is stored in the same transaction as the transfer; a repeat with
+    /// the same request gets that result again without moving money; a repeat with a different request
+    /// is [`Error::IdempotencyKeyReused`]; a repeat while the first still runs is
+    /// [`Error::IdempotencyInProgress`]. A request that fails moves no money and releases its key, so the
+    /// client may retry it with the same key.
+    #[tracing::instrument(name = "Transfer with an idempotency key", skip(self))]
+    pub async fn transfer_idempotent(
+        &self,
+        caller: Caller,
+        key: &str,
+        request: TransferRequest<'_>,
+    ) -> Result<TransferResult> {
+        if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+            let mut v = Violations::new();
+            v.add(
+                "Idempotency-Key",
+                "must be 1 to 255 visible ASCII characters",
+            );
+            return Err(Error::Validation(v.finish().err().unwrap_or_default()));
+        }
+        let new = validate_transfer(caller, request)?;
+        let fingerprint = Sha256::digest(format!(
+            "transfer\n{}\n{}\n{}\n{}",
+            new.from_account_id, new.to_account_id, new.amount, new.currency
+        ));
+        let claim = idempotency::claim(
+            &self.pool,
+            caller.user_id,
+            key,
+            &fingerprint,
+            ABANDONED_CLAIM_SECS,
+        )
+        .await
+        .map_err(Error::db)?;
+        match claim {
+            Claim::Existing {
+                fingerprint: stored,
+                ..
+            } if stored[..] != fingerprint[..] => {
+                return Err(Error::IdempotencyKeyReused);
+            }
+            Claim::Existing { status: None, .. } => return Err(Error::IdempotencyInProgress),
+            Claim::Existing {
+                body: Some(body), ..
+            } => {
+                return serde_json::from_value(body).map_err(|e| {
+                    Error::Internal(anyhow::anyhow!(
+                        "stored idempotent response does not parse: {e}"
+                    ))
+                });
+            }
+            Claim::Existing { body: None, .. } => {
+                return Err(Error::Internal(anyhow::anyhow!(
+                    "completed idempotency key without a body"
+                )));
+            }
+            Claim::Started => {}
+        }
+
+        let event = Self::event_meta();
         let mut attempt = 1;
         let outcome = loop {
-            match ledger::transfer(&self.pool, new, &event).await {
+            match self
+                .transfer_and_complete(caller.user_id, key, new, &event)
+                .await
+            {
                 Ok(outcome) => break outcome,
-                Err(e) if streambank_store::is_retryable(&e) && attempt < MAX_ATTEMPTS => {
-                    self.stats.count_transfer_retry();
-                    tracing::warn!(attempt, error = %e, "transfer hit a transient failure; retrying");
-                    let backoff = rand::rng().random_range(1..=(5u64 << attempt));
-                    tokio::time::sleep(Duration::from_millis(backoff)).await;
-                    attempt += 1;
+                Err(e) => {
+                    if let Err(fatal) = self.after_transfer_failure(e, &mut attempt).await {
+                        break Err(fatal);
+                    }
                 }
-                Err(e) if streambank_store::is_retryable(&e) => {
-                    tracing::error!(attempt, error = %e, "transfer kept failing transiently; giving up");
-                    return Err(Error::Busy);
-                }
-                // The CHECK constraint is the last line of defence; the statement's own check should
-                // have caught this first.
-                Err(e)
-                    if streambank_store::constraint_name(&e)
-                        == Some("accounts_balance_nonnegative") =>
-                {
-                    return Err(Error::InsufficientFunds);
-                }
-                Err(e) => return Err(Error::db(e)),
             }
         };
-        outcome.map_err(|rejection| match rejection {
-            TransferRejection::SourceNotFound => Error::AccountNotFound(new.from_account_id),
-            TransferRejection::SourceNotOwned => Error::SourceNotOwned(new.from_account_id),
-            TransferRejection::DestinationNotFound => Error::AccountNotFound(new.to_account_id),
-            TransferRejection::CurrencyMismatch { from, to } => Error::CurrencyMismatch {
-                account: if from == new.currency { to } else { from },
-                requested: new.currency.to_owned(),
-            },
-            TransferRejection::InsufficientFunds { .. } => Error::InsufficientFunds,
-            TransferRejection::DestinationBalanceLimit => Error::BalanceLimit,
-        })
+        if outcome.is_err() {
+            idempotency::release(&self.pool, caller.user_id, key)
+                .await
+                .map_err(Error::db)?;
+        }
+        outcome
+    }
+
+    /// One attempt of an idempotent transfer: the transfer and the key's stored response commit together.
+    async fn transfer_and_complete(
+        &self,
+        user_id: i64,
+        key: &str,
+        new: NewTransfer<'_>,
+        event: &streambank_store::EventMeta,
+    ) -> std::result::Result<Result<TransferResult>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let result = match ledger::transfer(&mut *tx, new, event).await? {
+            Ok(record) => record,
+            Err(r) => return Ok(Err(rejection(&new, r))),
+        };
+        let body = serde_json::to_value(&result).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+        idempotency::complete(&mut *tx, user_id, key, 201, &body).await?;
+        tx.commit().await?;
+        Ok(Ok(result))
+    }
+
+    /// Decides what a failed transfer statement means: `Ok(())` to run it again (a transient failure,
+    /// within the retry budget), or the error to return.
+    async fn after_transfer_failure(&self, e: sqlx::Error, attempt: &mut u32) -> Result<()> {
+        if streambank_store::is_retryable(&e) && *attempt < MAX_ATTEMPTS {
+            self.stats.count_transfer_retry();
+            tracing::warn!(attempt = *attempt, error = %e, "transfer hit a transient failure; retrying");
+            let backoff = rand::rng().random_range(1..=(5u64 << *attempt));
+            tokio::time::sleep(Duration::from_millis(backoff)).await;
+            *attempt += 1;
+            return Ok(());
+        }
+        if streambank_store::is_retryable(&e) {
+            tracing::error!(attempt = *attempt, error = %e, "transfer kept failing transiently; giving up");
+            return Err(Error::Busy);
+        }
+        // The CHECK constraint is the last line of defence; the statement's own check comes first.
+        if streambank_store::constraint_name(&e) == Some("accounts_balance_nonnegative") {
+            return Err(Error::InsufficientFunds);
+        }
+        Err(Error::db(e))
+    }
+}
+
+/// Parses a transfer request; every bad field is reported at once.
+fn validate_transfer<'a>(
+    caller: Caller,
+    request: TransferRequest<'a>,
+) -> Result<NewTransfer<'static>> {
+    let mut v = Violations::new();
+    if request.from_account_id <= 0 {
+        v.add("from_account_id", "must be a positive account id");
+    }
+    if request.to_account_id <= 0 {
+        v.add("to_account_id", "must be a positive account id");
+    }
+    let (amount, currency) = money(request.amount, request.currency, v)?;
+    if request.from_account_id == request.to_account_id {
+        return Err(Error::SameAccount);
+    }
+    Ok(NewTransfer {
+        from_account_id: request.from_account_id,
+        to_account_id: request.to_account_id,
+        amount: amount.minor_units(),
+        currency: currency.code(),
+        caller_id: caller.user_id,
+    })
+}
+
+fn rejection(new: &NewTransfer<'_>, rejection: TransferRejection) -> Error {
+    match rejection {
+        TransferRejection::SourceNotFound => Error::AccountNotFound(new.from_account_id),
+        TransferRejection::SourceNotOwned => Error::SourceNotOwned(new.from_account_id),
+        TransferRejection::DestinationNotFound => Error::AccountNotFound(new.to_account_id),
+        TransferRejection::CurrencyMismatch { from, to } => Error::CurrencyMismatch {
+            account: if from == new.currency { to } else { from },
+            requested: new.currency.to_owned(),
+        },
+        TransferRejection::InsufficientFunds { .. } => Error::InsufficientFunds,
+        TransferRejection::DestinationBalanceLimit => Error::BalanceLimit,
     }
 }

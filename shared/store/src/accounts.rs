@@ -1,12 +1,13 @@
 //! Accounts: opening one (with its `account.opened` event) and reading them.
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use sqlx::PgExecutor;
 use streambank_events::EventType;
 
 use crate::EventMeta;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountRow {
     pub id: i64,
     pub owner_id: i64,

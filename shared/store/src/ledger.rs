@@ -6,6 +6,7 @@
 //! back by hand. When a check fails the statement writes nothing and its row says which check failed.
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use sqlx::PgExecutor;
 use streambank_events::EventType;
 
@@ -13,7 +14,7 @@ use crate::EventMeta;
 use crate::accounts::AccountRow;
 
 /// One line of an account's statement.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EntryRow {
     pub id: i64,
     pub account_id: i64,
@@ -24,7 +25,7 @@ pub struct EntryRow {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransferRow {
     pub id: i64,
     pub from_account_id: i64,
@@ -35,7 +36,7 @@ pub struct TransferRow {
 }
 
 /// What a completed transfer wrote: the transfer, both accounts as they are now, and both entries.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransferRecord {
     pub transfer: TransferRow,
     pub from_account: AccountRow,

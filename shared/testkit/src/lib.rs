@@ -11,7 +11,7 @@
 
 use std::str::FromStr;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 
 /// The server tests use when `DATABASE_URL` is not set: the local development default.
@@ -55,8 +55,7 @@ impl TestDb {
         admin.close().await.ok();
 
         let options = server.database(&name);
-        let pool = PgPoolOptions::new()
-            .max_connections(max)
+        let pool = streambank_store::pool_options(max)
             .connect_with(options.clone())
             .await
             .unwrap_or_else(|e| panic!("cannot connect to test database {name}: {e}"));

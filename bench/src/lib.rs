@@ -1,0 +1,13 @@
+//! StreamBank's benchmarks. Each one measures a figure of ours and a reference (pgbench, redis-benchmark)
+//! on the same machine in the same run, and reports the ratio, so the numbers mean something on a shared
+//! two-core box whose absolute speed drifts.
+//!
+//! # Layout
+//!
+//! - [`pgbench`]: running pgbench and reading its throughput; turning the store's transfer statement into
+//!   the pgbench script `bench/sql/transfer.sql`.
+//! - [`stats`]: medians and formatting.
+//! - `src/bin/ledger_bench.rs`: the service layer's transfer throughput against pgbench.
+
+pub mod pgbench;
+pub mod stats;
