@@ -130,7 +130,6 @@ EOF
   cat >"${rootfs}/etc/apt/apt.conf.d/streambank-slim" <<'EOF'
 Dir::Cache::pkgcache "";
 Dir::Cache::srcpkgcache "";
-APT::Install-Recommends "false";
 EOF
   find "${rootfs}/usr/share/doc" -mindepth 1 -not -name copyright -not -type d -delete
   find "${rootfs}/usr/share/doc" -mindepth 1 -type d -empty -delete
