@@ -1,0 +1,37 @@
+use std::process::ExitCode;
+
+use streambank_api::{Api, Config, shutdown_signal};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    streambank_telemetry::init_logging("info");
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("streambank-api: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if config.using_development_key {
+        tracing::warn!(
+            "TOKEN_SYMMETRIC_KEY is not set: using the public development key; never do this in production"
+        );
+    }
+    let api = match Api::bind(&config).await {
+        Ok(api) => api,
+        Err(e) => {
+            eprintln!("streambank-api: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Ok(addr) = api.http_addr() {
+        tracing::info!(%addr, token_kind = %config.token_kind, "REST API listening");
+    }
+    match api.run(shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("streambank-api: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

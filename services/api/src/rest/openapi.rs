@@ -1,0 +1,57 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations, at `/openapi.json`, and Swagger UI
+//! (vendored assets, nothing fetched at build or run time) at `/swagger-ui/`. The committed copy in
+//! `docs/openapi/rest.json` is compared with this one by a test, so the two cannot drift.
+
+use axum::Router;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_swagger_ui::SwaggerUi;
+
+use super::{accounts, dto, error, notifications, sessions, transfers, users};
+use crate::state::AppState;
+
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(title = "StreamBank REST API", version = "1.0.0",
+         description = "Users, sessions, accounts, deposits and transfers. Errors have the shape \
+                        {\"error\": {\"code\", \"reason\", \"message\", \"details\"}}."),
+    paths(
+        users::register, users::me, users::verify_email,
+        sessions::login, sessions::refresh, sessions::logout,
+        accounts::open, accounts::list, accounts::get_one, accounts::entries, accounts::deposit,
+        transfers::create, transfers::get_one, transfers::list,
+        notifications::list,
+    ),
+    components(schemas(error::ErrorBody, error::ErrorDetail, dto::User, dto::Account, dto::Entry, dto::Transfer,
+                       dto::TransferResult, dto::Deposit, dto::Notification, dto::Login, dto::Refreshed)),
+    modifiers(&BearerAuth),
+    tags((name = "users"), (name = "sessions"), (name = "accounts"), (name = "transfers"), (name = "notifications"))
+)]
+pub struct ApiDoc;
+
+#[derive(Debug)]
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("PASETO or JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The document as committed in `docs/openapi/rest.json`.
+pub fn document_json() -> String {
+    ApiDoc::openapi().to_pretty_json().unwrap_or_default() + "\n"
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new().merge(SwaggerUi::new("/swagger-ui").url("/openapi.json", ApiDoc::openapi()))
+}

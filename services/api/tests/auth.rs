@@ -1,0 +1,381 @@
+//! Token attacks, refresh rotation and reuse detection, ownership, and rate limits: all over HTTP.
+
+mod common;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::{PASSWORD, TEST_KEY, TestApp, expect_error};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use streambank_auth::{Claims, TokenKey, TokenType};
+use streambank_domain::Role;
+
+fn forge(kind: &str, key: &str, claims: &Claims) -> String {
+    streambank_auth::maker(kind, &TokenKey::parse(key).expect("key"))
+        .expect("maker")
+        .create(claims)
+        .expect("create")
+}
+
+async fn attacks(kind: &str) {
+    let app = TestApp::spawn(kind).await;
+    let ann = app.customer("ann").await;
+    let session_id = ann.session_id.parse().expect("uuid");
+    let now = chrono::Utc::now().timestamp();
+    let claims = |typ, exp| Claims {
+        jti: uuid::Uuid::new_v4(),
+        user_id: ann.user_id,
+        session_id,
+        role: Role::Customer,
+        typ,
+        iat: now - 10,
+        exp,
+    };
+    assert_eq!(
+        app.get("/v1/users/me", &ann.access).await.status(),
+        StatusCode::OK
+    );
+
+    let mut tampered = ann.access.clone().into_bytes();
+    let i = tampered.len() / 2;
+    tampered[i] = if tampered[i] == b'a' { b'b' } else { b'a' };
+    let tampered = String::from_utf8(tampered).expect("ascii");
+    let other_key = forge(
+        kind,
+        "another-key-0123456789-abcdefghi",
+        &claims(TokenType::Access, now + 60),
+    );
+    let expired = forge(kind, TEST_KEY, &claims(TokenType::Access, now - 1));
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("tampered", tampered, "TOKEN_INVALID"),
+        ("another key", other_key, "TOKEN_INVALID"),
+        ("expired", expired, "TOKEN_EXPIRED"),
+        (
+            "refresh token as access token",
+            ann.refresh.clone(),
+            "TOKEN_INVALID",
+        ),
+        ("garbage", "garbage".to_owned(), "TOKEN_INVALID"),
+    ];
+    for (name, token, reason) in cases {
+        let response = app.get("/v1/users/me", &token).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{name}");
+        expect_error(
+            response,
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            reason,
+        )
+        .await;
+    }
+    let missing = app.call(Method::GET, "/v1/users/me", None, None).await;
+    expect_error(
+        missing,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        "TOKEN_MISSING",
+    )
+    .await;
+
+    if kind == "jwt" {
+        let payload = ann.access.split('.').nth(1).expect("payload");
+        let forged = format!(
+            "{}.{payload}.",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#)
+        );
+        expect_error(
+            app.get("/v1/users/me", &forged).await,
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "TOKEN_INVALID",
+        )
+        .await;
+    }
+
+    // A token of a deleted user: the session went with the user.
+    let gone = app.customer("gone").await;
+    sqlx::query("DELETE FROM users WHERE id = $1")
+        .bind(gone.user_id)
+        .execute(&app.db.pool)
+        .await
+        .expect("delete");
+    expect_error(
+        app.get("/v1/users/me", &gone.access).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        "TOKEN_REVOKED",
+    )
+    .await;
+
+    // A token of a revoked session, including one issued before the revocation.
+    let second = app.login("ann").await;
+    let logout = app
+        .call(
+            Method::DELETE,
+            "/v1/sessions/current",
+            Some(&second.access),
+            None,
+        )
+        .await;
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+    expect_error(
+        app.get("/v1/users/me", &second.access).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        "TOKEN_REVOKED",
+    )
+    .await;
+    assert_eq!(
+        app.get("/v1/users/me", &ann.access).await.status(),
+        StatusCode::OK,
+        "other sessions live on"
+    );
+}
+
+#[tokio::test]
+async fn token_attacks_get_401_with_paseto() {
+    attacks("paseto").await;
+}
+
+#[tokio::test]
+async fn token_attacks_get_401_with_jwt() {
+    attacks("jwt").await;
+}
+
+#[tokio::test]
+async fn refresh_rotates_and_reuse_revokes_the_session() {
+    let app = TestApp::spawn("paseto").await;
+    let ann = app.customer("ann").await;
+
+    let first = app
+        .call(
+            Method::POST,
+            "/v1/sessions/refresh",
+            None,
+            Some(json!({"refresh_token": ann.refresh})),
+        )
+        .await;
+    assert_eq!(first.status(), StatusCode::OK);
+    let first: Value = first.json().await.expect("json");
+    let rotated = first["refresh_token"].as_str().expect("refresh").to_owned();
+    let access = first["access_token"].as_str().expect("access").to_owned();
+    assert_ne!(rotated, ann.refresh);
+    assert_eq!(
+        app.get("/v1/users/me", &access).await.status(),
+        StatusCode::OK
+    );
+
+    // The rotated-out token is presented again: someone holds a copy. The whole session is revoked.
+    let reuse = app
+        .call(
+            Method::POST,
+            "/v1/sessions/refresh",
+            None,
+            Some(json!({"refresh_token": ann.refresh})),
+        )
+        .await;
+    expect_error(
+        reuse,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        "TOKEN_REVOKED",
+    )
+    .await;
+    expect_error(
+        app.get("/v1/users/me", &access).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        "TOKEN_REVOKED",
+    )
+    .await;
+    let current = app
+        .call(
+            Method::POST,
+            "/v1/sessions/refresh",
+            None,
+            Some(json!({"refresh_token": rotated})),
+        )
+        .await;
+    expect_error(
+        current,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        "TOKEN_REVOKED",
+    )
+    .await;
+
+    // An access token is not a refresh token.
+    let fresh = app.login("ann").await;
+    let wrong = app
+        .call(
+            Method::POST,
+            "/v1/sessions/refresh",
+            None,
+            Some(json!({"refresh_token": fresh.access})),
+        )
+        .await;
+    expect_error(
+        wrong,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        "TOKEN_INVALID",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn unknown_users_and_wrong_passwords_look_the_same() {
+    let app = TestApp::spawn("paseto").await;
+    app.customer("ann").await;
+    let wrong = app
+        .call(
+            Method::POST,
+            "/v1/sessions",
+            None,
+            Some(json!({"username": "ann", "password": "not the password"})),
+        )
+        .await;
+    let wrong = expect_error(
+        wrong,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        "INVALID_CREDENTIALS",
+    )
+    .await;
+    let unknown = app
+        .call(
+            Method::POST,
+            "/v1/sessions",
+            None,
+            Some(json!({"username": "nobody", "password": PASSWORD})),
+        )
+        .await;
+    let unknown = expect_error(
+        unknown,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        "INVALID_CREDENTIALS",
+    )
+    .await;
+    assert_eq!(wrong, unknown);
+}
+
+#[tokio::test]
+async fn other_peoples_accounts_are_not_found_and_deposits_need_a_banker() {
+    let app = TestApp::spawn("paseto").await;
+    let ann = app.customer("ann").await;
+    let bob = app.customer("bob").await;
+    let banker = app.banker("banker").await;
+    let ann_usd = app.open_account(&ann, "USD").await;
+    let bob_usd = app.open_account(&bob, "USD").await;
+    app.deposit(&banker, bob_usd, 1_000, "USD").await;
+
+    let read = expect_error(
+        app.get(&format!("/v1/accounts/{bob_usd}"), &ann.access)
+            .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "ACCOUNT_NOT_FOUND",
+    )
+    .await;
+    let missing = expect_error(
+        app.get("/v1/accounts/987654", &ann.access).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "ACCOUNT_NOT_FOUND",
+    )
+    .await;
+    assert_eq!(
+        read["error"]["message"]
+            .as_str()
+            .map(|m| m.replace(&bob_usd.to_string(), "N")),
+        missing["error"]["message"]
+            .as_str()
+            .map(|m| m.replace("987654", "N")),
+        "someone else's account reads exactly like a missing one"
+    );
+    expect_error(
+        app.get(&format!("/v1/accounts/{bob_usd}/entries"), &ann.access)
+            .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "ACCOUNT_NOT_FOUND",
+    )
+    .await;
+    let steal = app
+        .post("/v1/transfers", &ann.access, json!({"from_account_id": bob_usd, "to_account_id": ann_usd, "amount": 10, "currency": "USD"}))
+        .await;
+    expect_error(
+        steal,
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "ACCOUNT_NOT_FOUND",
+    )
+    .await;
+
+    let deposit = app
+        .post(
+            &format!("/v1/accounts/{ann_usd}/deposits"),
+            &ann.access,
+            json!({"amount": 100, "currency": "USD"}),
+        )
+        .await;
+    expect_error(
+        deposit,
+        StatusCode::FORBIDDEN,
+        "permission_denied",
+        "BANKER_ONLY",
+    )
+    .await;
+    assert_eq!(
+        app.get(&format!("/v1/accounts/{bob_usd}"), &banker.access)
+            .await
+            .status(),
+        StatusCode::OK,
+        "bankers see all"
+    );
+    assert_eq!(app.db.count("transfers").await, 0);
+}
+
+#[tokio::test]
+async fn login_and_registration_are_rate_limited_per_ip() {
+    let app = TestApp::spawn_with(&[("AUTH_RATE_LIMIT_PER_MINUTE", "3")]).await;
+    let attempt = || {
+        app.call(
+            Method::POST,
+            "/v1/sessions",
+            None,
+            Some(json!({"username": "nobody", "password": "whatever1"})),
+        )
+    };
+    for _ in 0..3 {
+        assert_eq!(attempt().await.status(), StatusCode::UNAUTHORIZED);
+    }
+    let limited = attempt().await;
+    let retry_after: u64 = limited
+        .headers()
+        .get("retry-after")
+        .expect("Retry-After")
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    expect_error(
+        limited,
+        StatusCode::TOO_MANY_REQUESTS,
+        "resource_exhausted",
+        "RATE_LIMITED",
+    )
+    .await;
+    // Other routes are not limited.
+    assert_eq!(
+        app.client
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .expect("GET")
+            .status(),
+        StatusCode::OK
+    );
+}

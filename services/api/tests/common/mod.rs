@@ -1,0 +1,227 @@
+//! A real `streambank-api` on port 0 over a fresh database, and a typed way to talk to it.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+
+use reqwest::{Client, Method, Response, StatusCode};
+use serde_json::{Value, json};
+use streambank_api::{Api, Config};
+use streambank_service::{Bank, RegisterUser, Role, UserOptions};
+use streambank_testkit::TestDb;
+use tokio::sync::oneshot;
+
+/// The token key the test servers use, so tests can forge tokens with it (and with others).
+pub const TEST_KEY: &str = "test-key-0123456789-abcdefghijkl";
+pub const PASSWORD: &str = "correct horse battery";
+
+pub struct TestApp {
+    pub base: String,
+    pub db: TestDb,
+    pub bank: Bank,
+    pub client: Client,
+    pub token_kind: String,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+pub struct Session {
+    pub user_id: i64,
+    pub access: String,
+    pub refresh: String,
+    pub session_id: String,
+}
+
+impl TestApp {
+    pub async fn spawn(token_kind: &str) -> Self {
+        Self::spawn_with(&[("TOKEN_KIND", token_kind)]).await
+    }
+
+    /// Starts the API with the test defaults overridden by `vars`.
+    pub async fn spawn_with(vars: &[(&str, &str)]) -> Self {
+        let db = TestDb::new().await;
+        let mut env: HashMap<String, String> = HashMap::from([
+            ("DATABASE_URL".into(), db.url.clone()),
+            ("HTTP_ADDR".into(), "127.0.0.1:0".into()),
+            ("TOKEN_SYMMETRIC_KEY".into(), TEST_KEY.into()),
+            ("AUTH_RATE_LIMIT_PER_MINUTE".into(), "100000".into()),
+            ("DATABASE_MAX_CONNECTIONS".into(), "16".into()),
+        ]);
+        if let Ok(redis) = std::env::var("REDIS_URL") {
+            env.insert("REDIS_URL".into(), redis);
+        }
+        for (k, v) in vars {
+            env.insert((*k).into(), (*v).into());
+        }
+        let config = Config::from_lookup(&move |name| env.get(name).cloned()).expect("test config");
+        let api = Api::bind(&config).await.expect("bind the API");
+        let base = format!("http://{}", api.http_addr().expect("address"));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(api.run(async {
+            let _ = stopped.await;
+        }));
+        let bank = Bank::new(db.pool.clone());
+        Self {
+            base,
+            bank,
+            db,
+            client: Client::new(),
+            token_kind: config.token_kind.clone(),
+            stop: Some(stop),
+            server: Some(server),
+        }
+    }
+
+    /// Stops accepting, waits for in-flight requests, and returns what `run` returned.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.server
+            .take()
+            .expect("server")
+            .await
+            .expect("server task")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends a request with an optional bearer token and JSON body.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Response {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.expect("request reaches the server")
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Response {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Response {
+        self.call(Method::POST, path, Some(token), Some(body)).await
+    }
+
+    /// Registers over REST and returns the user's id.
+    pub async fn register(&self, username: &str) -> i64 {
+        let response = self
+            .call(
+                Method::POST,
+                "/v1/users",
+                None,
+                Some(json!({"username": username, "full_name": "Test User", "email": format!("{username}@example.com"), "password": PASSWORD})),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        response.json::<Value>().await.expect("json")["id"]
+            .as_i64()
+            .expect("id")
+    }
+
+    /// Logs in over REST.
+    pub async fn login(&self, username: &str) -> Session {
+        let response = self
+            .call(
+                Method::POST,
+                "/v1/sessions",
+                None,
+                Some(json!({"username": username, "password": PASSWORD})),
+            )
+            .await;
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "login of {username}"
+        );
+        let body: Value = response.json().await.expect("json");
+        Session {
+            user_id: body["user"]["id"].as_i64().expect("user id"),
+            access: body["access_token"].as_str().expect("access").to_owned(),
+            refresh: body["refresh_token"].as_str().expect("refresh").to_owned(),
+            session_id: body["session_id"].as_str().expect("session id").to_owned(),
+        }
+    }
+
+    /// A verified customer, logged in.
+    pub async fn customer(&self, username: &str) -> Session {
+        let id = self.register(username).await;
+        self.bank.mark_email_verified(id).await.expect("verify");
+        self.login(username).await
+    }
+
+    /// A verified banker (made the operator's way), logged in.
+    pub async fn banker(&self, username: &str) -> Session {
+        let input = RegisterUser {
+            username: username.into(),
+            email: format!("{username}@example.com"),
+            full_name: "Bank Er".into(),
+            password: PASSWORD.into(),
+        };
+        self.bank
+            .create_user(
+                input,
+                UserOptions {
+                    role: Role::Banker,
+                    verified: true,
+                },
+            )
+            .await
+            .expect("banker");
+        self.login(username).await
+    }
+
+    /// Opens an account over REST and returns its id.
+    pub async fn open_account(&self, session: &Session, currency: &str) -> i64 {
+        let response = self
+            .post(
+                "/v1/accounts",
+                &session.access,
+                json!({"currency": currency}),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        response.json::<Value>().await.expect("json")["id"]
+            .as_i64()
+            .expect("id")
+    }
+
+    pub async fn deposit(&self, banker: &Session, account_id: i64, amount: i64, currency: &str) {
+        let response = self
+            .post(
+                &format!("/v1/accounts/{account_id}/deposits"),
+                &banker.access,
+                json!({"amount": amount, "currency": currency}),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+}
+
+/// Checks the contract's error shape and returns the body.
+pub async fn expect_error(
+    response: Response,
+    status: StatusCode,
+    code: &str,
+    reason: &str,
+) -> Value {
+    let got = response.status();
+    let body: Value = response.json().await.expect("an error body in JSON");
+    assert_eq!(got, status, "body: {body}");
+    assert_eq!(body["error"]["code"], code, "body: {body}");
+    assert_eq!(body["error"]["reason"], reason, "body: {body}");
+    assert!(body["error"]["message"].is_string(), "body: {body}");
+    assert!(body["error"]["details"].is_object(), "body: {body}");
+    body
+}

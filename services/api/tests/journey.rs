@@ -1,0 +1,169 @@
+//! The whole journey over HTTP, once with each token format.
+
+mod common;
+
+use common::{PASSWORD, TestApp, expect_error};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+async fn journey(token_kind: &str) {
+    let app = TestApp::spawn(token_kind).await;
+
+    // Register; logging in before the email is verified is refused, after the password is checked.
+    let ann_id = app.register("ann").await;
+    let early = app
+        .call(
+            Method::POST,
+            "/v1/sessions",
+            None,
+            Some(json!({"username": "ann", "password": PASSWORD})),
+        )
+        .await;
+    expect_error(
+        early,
+        StatusCode::BAD_REQUEST,
+        "failed_precondition",
+        "EMAIL_NOT_VERIFIED",
+    )
+    .await;
+
+    // The link from the verification email (the worker creates it; here the service layer does).
+    let verification = app
+        .bank
+        .create_email_verification(ann_id, "ann@example.com", uuid::Uuid::now_v7())
+        .await
+        .expect("create")
+        .expect("new");
+    let link = format!(
+        "/v1/users/verify-email?id={}&code={}",
+        verification.id, verification.code
+    );
+    let page = app
+        .client
+        .get(app.url(&link))
+        .send()
+        .await
+        .expect("GET link");
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.text().await.expect("html").contains("Email verified"));
+    let again = app
+        .client
+        .get(app.url(&link))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .expect("GET");
+    expect_error(
+        again,
+        StatusCode::BAD_REQUEST,
+        "failed_precondition",
+        "VERIFICATION_INVALID",
+    )
+    .await;
+
+    // Log in with the email address this time.
+    let response = app
+        .call(
+            Method::POST,
+            "/v1/sessions",
+            None,
+            Some(json!({"email": "ANN@example.com", "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let login: Value = response.json().await.expect("json");
+    assert_eq!(login["user"]["email_verified"], true);
+    let ann = login["access_token"].as_str().expect("token").to_owned();
+
+    let me: Value = app
+        .get("/v1/users/me", &ann)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(me["username"], "ann");
+
+    let bob = app.customer("bob").await;
+    let banker = app.banker("banker").await;
+    let ann_usd = app
+        .post("/v1/accounts", &ann, json!({"currency": "USD"}))
+        .await;
+    assert_eq!(ann_usd.status(), StatusCode::CREATED);
+    let ann_usd = ann_usd.json::<Value>().await.expect("json")["id"]
+        .as_i64()
+        .expect("id");
+    let bob_usd = app.open_account(&bob, "USD").await;
+
+    app.deposit(&banker, ann_usd, 10_000, "USD").await;
+    let transfer = app
+        .post("/v1/transfers", &ann, json!({"from_account_id": ann_usd, "to_account_id": bob_usd, "amount": 2_500, "currency": "USD"}))
+        .await;
+    assert_eq!(transfer.status(), StatusCode::CREATED);
+    let transfer: Value = transfer.json().await.expect("json");
+    assert_eq!(transfer["from_account"]["balance"], 7_500);
+    assert_eq!(transfer["to_account"]["balance"], 2_500);
+    assert_eq!(transfer["from_entry"]["amount"], -2_500);
+    let transfer_id = transfer["transfer"]["id"].as_i64().expect("id");
+
+    let statement: Value = app
+        .get(&format!("/v1/accounts/{ann_usd}/entries"), &ann)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let amounts: Vec<i64> = statement["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| e["amount"].as_i64().expect("amount"))
+        .collect();
+    assert_eq!(amounts, [-2_500, 10_000]);
+    let seen: Value = app
+        .get(&format!("/v1/transfers/{transfer_id}"), &bob.access)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(seen["amount"], 2_500);
+    let history: Value = app
+        .get(&format!("/v1/transfers?account_id={bob_usd}"), &bob.access)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(history["transfers"][0]["id"], transfer_id);
+    let accounts: Value = app
+        .get("/v1/accounts?page_size=10", &ann)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(accounts["accounts"].as_array().expect("accounts").len(), 1);
+    let notifications = app.get("/v1/notifications", &ann).await;
+    assert_eq!(notifications.status(), StatusCode::OK);
+
+    // Log out: the access token stops working at once.
+    let logout = app
+        .call(Method::DELETE, "/v1/sessions/current", Some(&ann), None)
+        .await;
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+    expect_error(
+        app.get("/v1/users/me", &ann).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        "TOKEN_REVOKED",
+    )
+    .await;
+
+    app.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn journey_with_paseto() {
+    journey("paseto").await;
+}
+
+#[tokio::test]
+async fn journey_with_jwt() {
+    journey("jwt").await;
+}
