@@ -6,8 +6,10 @@
 //!
 //! - [`pgbench`]: running pgbench and reading its throughput; turning the store's transfer statement into
 //!   the pgbench script `bench/sql/transfer.sql`.
-//! - [`stats`]: medians and formatting.
+//! - [`ledger`]: the benchmark database (one funded account per user) and the service-layer load.
+//! - [`stats`]: medians and percentiles.
 //! - `src/bin/ledger_bench.rs`: the service layer's transfer throughput against pgbench.
 
+pub mod ledger;
 pub mod pgbench;
 pub mod stats;

@@ -11,6 +11,15 @@ pub fn median(values: &[f64]) -> f64 {
     }
 }
 
+/// The `q`-quantile (0.0..=1.0) of some durations, nearest-rank.
+pub fn percentile(sorted: &[std::time::Duration], q: f64) -> std::time::Duration {
+    if sorted.is_empty() {
+        return std::time::Duration::ZERO;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -18,5 +27,9 @@ mod tests {
         assert_eq!(super::median(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(super::median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
         assert!(super::median(&[]).is_nan());
+        let ms = |n| std::time::Duration::from_millis(n);
+        let sorted: Vec<_> = (1..=100).map(ms).collect();
+        assert_eq!(super::percentile(&sorted, 0.5), ms(50));
+        assert_eq!(super::percentile(&sorted, 0.99), ms(99));
     }
 }

@@ -30,6 +30,7 @@ use state::AppState;
 pub struct Api {
     http: TcpListener,
     router: axum::Router,
+    sessions: Sessions,
 }
 
 impl Api {
@@ -48,9 +49,10 @@ impl Api {
             config.refresh_token_ttl,
         )
         .await?;
+        tokio::spawn(sessions.clone().listen_for_invalidations());
         let state = AppState {
             bank: Bank::new(pool),
-            sessions,
+            sessions: sessions.clone(),
             redis: redis::Client::open(config.redis_url.as_str()).context("REDIS_URL")?,
             trusted_proxies: config.trusted_proxies.clone(),
             body_limit_bytes: config.body_limit_bytes,
@@ -59,7 +61,16 @@ impl Api {
         let http = TcpListener::bind(config.http_addr)
             .await
             .with_context(|| format!("cannot listen on HTTP_ADDR {}", config.http_addr))?;
-        Ok(Self { http, router })
+        Ok(Self {
+            http,
+            router,
+            sessions,
+        })
+    }
+
+    /// The process's sessions (tests watch whether the session cache is live).
+    pub fn sessions(&self) -> Sessions {
+        self.sessions.clone()
     }
 
     pub fn http_addr(&self) -> std::io::Result<SocketAddr> {

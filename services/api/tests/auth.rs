@@ -379,3 +379,88 @@ async fn login_and_registration_are_rate_limited_per_ip() {
         StatusCode::OK
     );
 }
+
+/// Waits until a process's session cache is live (its LISTEN connection is up).
+async fn until_cache_is_live(sessions: &streambank_service::Sessions) {
+    for _ in 0..100 {
+        if sessions.cache_enabled() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the session invalidation listener did not connect within 2 s");
+}
+
+#[tokio::test]
+async fn a_logout_on_one_replica_stops_the_token_on_another_at_once() {
+    let app = TestApp::spawn("paseto").await;
+    let (peer, peer_sessions) = app.peer().await;
+    until_cache_is_live(&app.sessions).await;
+    until_cache_is_live(&peer_sessions).await;
+    let ann = app.customer("ann").await;
+    let me = |base: String, token: String| {
+        let client = app.client.clone();
+        async move {
+            client
+                .get(format!("{base}/v1/users/me"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("GET")
+                .status()
+        }
+    };
+    // The peer caches the live session...
+    assert_eq!(me(peer.clone(), ann.access.clone()).await, StatusCode::OK);
+    assert_eq!(me(peer.clone(), ann.access.clone()).await, StatusCode::OK);
+
+    // ...and forgets it when the session is revoked through the other replica.
+    let logout = app
+        .call(
+            Method::DELETE,
+            "/v1/sessions/current",
+            Some(&ann.access),
+            None,
+        )
+        .await;
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+    let started = std::time::Instant::now();
+    while me(peer.clone(), ann.access.clone()).await != StatusCode::UNAUTHORIZED {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "the peer still accepts a revoked session"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    println!(
+        "revocation reached the other replica after {:?}",
+        started.elapsed()
+    );
+
+    // A role change is seen at once as well.
+    let bob = app.customer("bob").await;
+    let account = app.open_account(&bob, "USD").await;
+    let deposit = || {
+        app.client
+            .post(format!("{peer}/v1/accounts/{account}/deposits"))
+            .bearer_auth(&bob.access)
+            .json(&json!({"amount": 5, "currency": "USD"}))
+            .send()
+    };
+    assert_eq!(
+        deposit().await.expect("send").status(),
+        StatusCode::FORBIDDEN
+    );
+    app.bank
+        .grant_role("bob", Role::Banker)
+        .await
+        .expect("grant");
+    let started = std::time::Instant::now();
+    while deposit().await.expect("send").status() != StatusCode::CREATED {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "the peer kept the old role"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}

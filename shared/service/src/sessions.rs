@@ -1,11 +1,19 @@
 //! Sessions: logging in, refreshing, logging out, and authenticating each request.
 //!
-//! A token proves who issued it and until when; the session row says whether it still counts. Every
-//! authenticated request looks its session up by primary key (with the user's current role), so a
+//! A token proves who issued it and until when; the session row says whether it still counts, so a
 //! logout, a detected refresh-token reuse or a deleted user stops every token of the session at once,
 //! including access tokens issued before.
+//!
+//! Looking the session up costs a query per request, so live sessions are cached in memory, but only
+//! while [`Sessions::listen_for_invalidations`] holds a LISTEN connection: triggers notify every process
+//! when a session is revoked or deleted or a user's role changes, and the entry is dropped. The process
+//! that revokes a session drops its own entry before answering. When the listening connection is lost
+//! the cache is cleared and bypassed until it is back, because notifications sent meanwhile are lost.
+//! Entries are also re-checked after [`CACHE_TTL`] whatever happens.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -54,9 +62,84 @@ pub struct Refreshed {
     pub refresh: IssuedToken,
 }
 
+/// The longest a cached session is trusted without asking Postgres again.
+pub const CACHE_TTL: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, Copy)]
+struct CachedSession {
+    user_id: i64,
+    role: Role,
+    expires_at: Timestamp,
+    cached_at: std::time::Instant,
+}
+
+/// Live sessions, usable only while the invalidation listener is connected.
+#[derive(Debug, Default)]
+struct SessionCache {
+    enabled: AtomicBool,
+    entries: Mutex<HashMap<Uuid, CachedSession>>,
+}
+
+impl SessionCache {
+    fn get(&self, id: Uuid) -> Option<CachedSession> {
+        if !self.enabled.load(Ordering::Acquire) {
+            return None;
+        }
+        let entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        entries
+            .get(&id)
+            .copied()
+            .filter(|s| s.cached_at.elapsed() < CACHE_TTL)
+    }
+
+    fn put(&self, id: Uuid, session: CachedSession) {
+        if self.enabled.load(Ordering::Acquire) {
+            self.entries
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .insert(id, session);
+        }
+    }
+
+    fn remove(&self, id: Uuid) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(&id);
+    }
+
+    fn remove_user(&self, user_id: i64) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .retain(|_, s| s.user_id != user_id);
+    }
+
+    /// Stops using the cache and forgets it (the listener lost its connection).
+    fn disable(&self) {
+        self.enabled.store(false, Ordering::Release);
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clear();
+    }
+
+    fn enable(&self) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clear();
+        self.enabled.store(true, Ordering::Release);
+    }
+}
+
 /// Logins and token checks. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Sessions {
+    cache: Arc<SessionCache>,
     pool: PgPool,
     tokens: Arc<dyn TokenMaker>,
     access_ttl: Duration,
@@ -88,6 +171,7 @@ impl Sessions {
         let dummy = streambank_domain::Password::parse(&random).map_err(|e| anyhow::anyhow!(e))?;
         let dummy_hash = password::hash(&dummy).await?.into();
         Ok(Self {
+            cache: Arc::default(),
             pool,
             tokens,
             access_ttl,
@@ -247,6 +331,7 @@ impl Sessions {
             sessions::revoke(&self.pool, claims.session_id, "refresh_token_reuse")
                 .await
                 .map_err(Error::db)?;
+            self.cache.remove(claims.session_id);
             return Err(Error::TokenRevoked);
         }
         let access = self.issue(
@@ -268,7 +353,9 @@ impl Sessions {
     pub async fn logout(&self, who: Authenticated) -> Result<()> {
         sessions::revoke(&self.pool, who.session_id, "logout")
             .await
-            .map_err(Error::db)
+            .map_err(Error::db)?;
+        self.cache.remove(who.session_id);
+        Ok(())
     }
 
     /// Checks an access token and its session; the caller's role is the user's current role.
@@ -277,6 +364,23 @@ impl Sessions {
         let claims = self.tokens.verify(access_token).map_err(token_error)?;
         if claims.typ != TokenType::Access {
             return Err(Error::TokenInvalid);
+        }
+        if let Some(cached) = self
+            .cache
+            .get(claims.session_id)
+            .filter(|s| s.user_id == claims.user_id)
+        {
+            if cached.expires_at <= Utc::now() {
+                return Err(Error::TokenExpired);
+            }
+            let caller = Caller {
+                user_id: cached.user_id,
+                role: cached.role,
+            };
+            return Ok(Authenticated {
+                caller,
+                session_id: claims.session_id,
+            });
         }
         let state = sessions::state(&self.pool, claims.session_id)
             .await
@@ -290,13 +394,80 @@ impl Sessions {
             return Err(Error::TokenExpired);
         }
         let role = state.role.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+        let cached = CachedSession {
+            user_id: claims.user_id,
+            role,
+            expires_at: state.expires_at,
+            cached_at: std::time::Instant::now(),
+        };
+        self.cache.put(claims.session_id, cached);
+        let caller = Caller {
+            user_id: claims.user_id,
+            role,
+        };
         Ok(Authenticated {
-            caller: Caller {
-                user_id: claims.user_id,
-                role,
-            },
+            caller,
             session_id: claims.session_id,
         })
+    }
+
+    /// Keeps the session cache honest; run it for the life of the process (the API spawns it). Until it
+    /// has a LISTEN connection, and whenever it loses it, every request asks Postgres.
+    pub async fn listen_for_invalidations(self) {
+        const CHANNELS: [&str; 2] = ["session_revoked", "user_changed"];
+        loop {
+            let mut listener = match sqlx::postgres::PgListener::connect_with(&self.pool).await {
+                Ok(listener) => listener,
+                Err(e) => {
+                    tracing::warn!(error = %e, "session invalidation listener cannot connect; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            if listener.listen_all(CHANNELS).await.is_ok() {
+                self.cache.enable();
+                loop {
+                    match listener.try_recv().await {
+                        Ok(Some(notification)) => {
+                            let payload = notification.payload();
+                            match notification.channel() {
+                                "session_revoked" => {
+                                    if let Ok(id) = payload.parse() {
+                                        self.cache.remove(id);
+                                    }
+                                }
+                                _ => {
+                                    if let Ok(user_id) = payload.parse() {
+                                        self.cache.remove_user(user_id);
+                                    }
+                                }
+                            }
+                        }
+                        // The connection dropped, so whatever was notified meanwhile is lost: forget the
+                        // cache. The listener has already reconnected and listens again (it reconnects
+                        // eagerly, and an error would have been returned had that failed).
+                        Ok(None) => {
+                            tracing::warn!(
+                                "session invalidation listener reconnected; cache cleared"
+                            );
+                            self.cache.enable();
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "session invalidation listener failed; cache cleared");
+                            self.cache.disable();
+                            break;
+                        }
+                    }
+                }
+            }
+            self.cache.disable();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// Whether the in-memory session cache is in use (the invalidation listener is connected).
+    pub fn cache_enabled(&self) -> bool {
+        self.cache.enabled.load(Ordering::Acquire)
     }
 }
 

@@ -17,6 +17,8 @@ pub const PASSWORD: &str = "correct horse battery";
 
 pub struct TestApp {
     pub base: String,
+    pub config: Config,
+    pub sessions: streambank_service::Sessions,
     pub db: TestDb,
     pub bank: Bank,
     pub client: Client,
@@ -55,6 +57,7 @@ impl TestApp {
         }
         let config = Config::from_lookup(&move |name| env.get(name).cloned()).expect("test config");
         let api = Api::bind(&config).await.expect("bind the API");
+        let sessions = api.sessions();
         let base = format!("http://{}", api.http_addr().expect("address"));
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(api.run(async {
@@ -63,13 +66,25 @@ impl TestApp {
         let bank = Bank::new(db.pool.clone());
         Self {
             base,
+            config,
+            sessions,
             bank,
             db,
             client: Client::new(),
-            token_kind: config.token_kind.clone(),
+            token_kind: String::new(),
             stop: Some(stop),
             server: Some(server),
         }
+    }
+
+    /// A second API process on the same database (as another replica would be); returns its base URL
+    /// and its sessions. It serves until the test ends.
+    pub async fn peer(&self) -> (String, streambank_service::Sessions) {
+        let api = Api::bind(&self.config).await.expect("bind a peer");
+        let base = format!("http://{}", api.http_addr().expect("address"));
+        let sessions = api.sessions();
+        tokio::spawn(api.run(std::future::pending()));
+        (base, sessions)
     }
 
     /// Stops accepting, waits for in-flight requests, and returns what `run` returned.
