@@ -57,8 +57,8 @@ FROM debian:12.15-slim AS runtime
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
-    && groupadd --system --gid 10001 streambank \
-    && useradd --system --uid 10001 --gid 10001 --home-dir /nonexistent --no-create-home \
+    && groupadd --gid 10001 streambank \
+    && useradd --uid 10001 --gid 10001 --home-dir /nonexistent --no-create-home \
        --shell /usr/sbin/nologin streambank
 COPY --from=builder /out/ /usr/local/bin/
 # Numeric user, so that Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.

@@ -62,7 +62,7 @@ check_hadolint() {
   fi
   printf 'hadolint %s\n' "${files[@]}"
   # Default failure threshold: any finding, down to style, fails the check.
-  hadolint "${files[@]}"
+  hadolint --no-color "${files[@]}"
 }
 
 check_compose() {
@@ -92,7 +92,8 @@ check_k8s() {
     printf '%s\n' "${out}"
     return 1
   fi
-  return "${status}"
+  ((status == 0)) || return "${status}"
+  echo "k8s/overlays/dev: valid against the Kubernetes ${K8S_VERSION} schemas (strict)"
 }
 
 check_actionlint() {

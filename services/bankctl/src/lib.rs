@@ -9,7 +9,9 @@
 //! - [`Cli`]: the commands and their flags.
 //! - [`run`]: carries out a parsed command against `DATABASE_URL`.
 //! - [`migrate`]: creates the database if needed and applies the migrations.
+//! - [`events`]: republishing the outbox and handling dead letters.
 
+pub mod events;
 pub mod migrate;
 
 use clap::{Parser, Subcommand};
@@ -30,6 +32,19 @@ pub struct Cli {
     )]
     pub database_url: String,
 
+    /// Redis, for the dead-letter commands.
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        global = true
+    )]
+    pub redis_url: String,
+
+    /// The prefix of the stream keys.
+    #[arg(long, env = "STREAM_PREFIX", default_value = "bank", global = true)]
+    pub stream_prefix: String,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -42,6 +57,37 @@ pub enum Command {
     Users {
         #[command(subcommand)]
         command: UsersCommand,
+    },
+    /// The transactional outbox.
+    Outbox {
+        #[command(subcommand)]
+        command: OutboxCommand,
+    },
+    /// The dead-letter stream.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutboxCommand {
+    /// Publish retained events created since a time again (to repair a Redis that lost its data).
+    Republish {
+        /// RFC 3339, e.g. 2026-11-25T10:00:00Z.
+        #[arg(long)]
+        since: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List the dead-lettered entries with their errors.
+    List,
+    /// Put a dead-lettered entry back on its stream.
+    Replay {
+        /// The entry id in the dead-letter stream (as `dlq list` shows it).
+        id: String,
     },
 }
 
@@ -85,6 +131,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<String> {
         .map_err(|e| anyhow::anyhow!("DATABASE_URL is not a valid Postgres URL: {e}"))?;
     match cli.command {
         Command::Migrate => migrate::run(&options).await,
+        Command::Outbox {
+            command: OutboxCommand::Republish { since },
+        } => events::republish(&options, &since).await,
+        Command::Dlq {
+            command: DlqCommand::List,
+        } => events::dlq_list(&cli.redis_url, &cli.stream_prefix).await,
+        Command::Dlq {
+            command: DlqCommand::Replay { id },
+        } => events::dlq_replay(&cli.redis_url, &cli.stream_prefix, &id).await,
         Command::Users { command } => {
             let bank = Bank::new(connect(&options).await?);
             match command {
@@ -120,7 +175,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<String> {
     }
 }
 
-async fn connect(options: &PgConnectOptions) -> anyhow::Result<PgPool> {
+pub(crate) async fn connect(options: &PgConnectOptions) -> anyhow::Result<PgPool> {
     streambank_store::pool_options(2)
         .connect_with(options.clone())
         .await

@@ -9,9 +9,13 @@
 //!
 //! - [`EventType`]: each kind of event, its wire name, aggregate and stream.
 //! - [`Stream`] and [`stream_key`]: where events go in Redis (`{prefix}:events:{name}`).
+//! - [`entry`]: [`StreamEntry`], the fields of a stream entry, written by the relay, read by workers.
 //! - [`payload`]: the JSON payload of each event type.
 
+pub mod entry;
 pub mod payload;
+
+pub use entry::StreamEntry;
 
 use std::fmt;
 

@@ -124,3 +124,15 @@ impl Bank {
         Ok(page.into_page(rows, |n| n.id))
     }
 }
+
+impl Bank {
+    /// The owner of an account, for consumers that must know whom an event concerns (no caller involved).
+    #[tracing::instrument(name = "Find an account's owner", skip(self))]
+    pub async fn owner_of(&self, account_id: i64) -> Result<i64> {
+        accounts::get(&self.pool, account_id)
+            .await
+            .map_err(Error::db)?
+            .map(|a| a.owner_id)
+            .ok_or(Error::AccountNotFound(account_id))
+    }
+}

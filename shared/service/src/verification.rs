@@ -35,8 +35,8 @@ fn hash(code: &str) -> Vec<u8> {
 }
 
 impl Bank {
-    /// Creates the verification for the `user.registered` event `event_id`. `None` when the event already
-    /// has one (a redelivered event must not send a second, different link).
+    /// Creates the verification for the `user.registered` event `event_id` (or renews the secret of its
+    /// unused one, after a crash before its email was recorded). `None` when it was already used.
     #[tracing::instrument(name = "Create an email verification", skip(self, email))]
     pub async fn create_email_verification(
         &self,

@@ -17,14 +17,18 @@
 //! - [`idempotency`]: Idempotency-Key records for transfers.
 //! - [`verifications`]: email verifications and the link that uses them.
 //! - [`notifications`]: what users are told about their money.
+//! - [`relay`]: claiming, publishing and retaining outbox rows.
+//! - [`consumers`]: processed events, notifications and email deliveries (effects exactly once).
 //! - [`errors`]: telling constraint violations apart by constraint name.
 
 pub mod accounts;
+pub mod consumers;
 pub mod errors;
 pub mod idempotency;
 pub mod ledger;
 pub mod notifications;
 pub mod outbox;
+pub mod relay;
 pub mod sessions;
 pub mod users;
 pub mod verifications;

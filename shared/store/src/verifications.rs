@@ -7,8 +7,9 @@ use uuid::Uuid;
 
 use crate::EventMeta;
 
-/// Records a verification for the `user.registered` event `event_id`. `None` when that event already has
-/// one (a redelivery): the unique `event_id` makes creation idempotent.
+/// Records the verification for the `user.registered` event `event_id`, or gives an unused one a new
+/// secret (a redelivery after a crash before its email was recorded: nobody holds the old link).
+/// `None` when the event's verification was already used.
 #[tracing::instrument(name = "Insert an email verification", skip(db, secret_hash))]
 pub async fn insert(
     db: impl PgExecutor<'_>,
@@ -22,7 +23,9 @@ pub async fn insert(
         r#"
         INSERT INTO verify_emails (user_id, email, secret_hash, event_id, expires_at)
         VALUES ($1, $2, $3, $4, $5)
-        ON CONFLICT (event_id) DO NOTHING
+        ON CONFLICT (event_id) DO UPDATE
+            SET secret_hash = EXCLUDED.secret_hash, expires_at = EXCLUDED.expires_at
+            WHERE verify_emails.used_at IS NULL
         RETURNING id
         "#,
         user_id,

@@ -6,6 +6,10 @@
 //! - [`current_traceparent`]: the W3C `traceparent` of the current span, which the store writes into each
 //!   outbox row so that the relay and the workers continue the trace of the request that caused an event.
 //! - [`spawn_blocking_in_span`]: CPU-heavy work (argon2) off the async runtime, inside the caller's span.
+//! - [`health`]: `/healthz` and `/readyz` for the relay and the worker.
+//! - [`shutdown_signal`]: SIGTERM or Ctrl-C, the normal way every process is asked to stop.
+
+pub mod health;
 
 use opentelemetry::trace::TraceContextExt as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
@@ -53,4 +57,27 @@ where
 {
     let span = tracing::Span::current();
     tokio::task::spawn_blocking(move || span.in_scope(work))
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight work");
 }

@@ -1,0 +1,335 @@
+//! `streambank-relay`: publishes the outbox to Redis Streams.
+//!
+//! Every business change wrote an outbox row in its own transaction. The relay claims unpublished rows in
+//! commit-time order (`FOR UPDATE SKIP LOCKED`), sends them to their streams with pipelined `XADD`s, and
+//! marks them published in the same claiming transaction. A crash between the `XADD` and the commit
+//! publishes those rows again; consumers deduplicate by event id, so that is allowed.
+//!
+//! One relay publishes at a time, which keeps each aggregate's events in order: leadership is a Postgres
+//! advisory lock held on a dedicated connection. A standby retries every second and takes over as soon
+//! as the leader's connection dies.
+//!
+//! # Layout
+//!
+//! - [`Config`]: environment variables.
+//! - [`publish_batch`]: one claim–publish–mark pass (tests drive it directly).
+//! - [`Relay::run`]: leadership, wake-ups (`LISTEN outbox` plus a fallback poll), retention, health.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use redis::aio::MultiplexedConnection;
+use sqlx::postgres::{PgConnectOptions, PgListener};
+use sqlx::{Connection, PgConnection, PgPool};
+use streambank_events::{EventType, Stream, StreamEntry, stream_key};
+use streambank_store::relay;
+
+/// The advisory lock whose holder is the publishing relay.
+const LEADER_LOCK: i64 = 0x5354_5245_414d_424b; // "STREAMBK"
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: String,
+    pub redis_url: String,
+    pub stream_prefix: String,
+    pub health_addr: SocketAddr,
+    /// Rows per claim (and per pipelined `XADD` batch).
+    pub batch_size: i64,
+    /// The fallback poll: how long to wait for a notification before looking anyway.
+    pub poll_interval: Duration,
+    /// How long published rows are kept (for `bankctl outbox republish`).
+    pub retention: Duration,
+    /// Approximate cap on each stream's length (`XADD MAXLEN ~`).
+    pub max_stream_len: u64,
+}
+
+impl Config {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let var = |name: &str, default: &str| {
+            std::env::var(name)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| default.to_owned())
+        };
+        let secs = |name: &'static str, default: &str| -> anyhow::Result<Duration> {
+            let raw = var(name, default);
+            raw.parse::<f64>()
+                .ok()
+                .filter(|s| *s > 0.0)
+                .map(Duration::from_secs_f64)
+                .with_context(|| {
+                    format!("{name} must be a positive number of seconds, got {raw:?}")
+                })
+        };
+        Ok(Self {
+            database_url: var(
+                "DATABASE_URL",
+                "postgres://postgres@127.0.0.1:5432/streambank",
+            ),
+            redis_url: var("REDIS_URL", "redis://127.0.0.1:6379"),
+            stream_prefix: var("STREAM_PREFIX", "bank"),
+            health_addr: var("HEALTH_ADDR", "0.0.0.0:9101")
+                .parse()
+                .context("HEALTH_ADDR must be an address such as 0.0.0.0:9101")?,
+            batch_size: var("RELAY_BATCH_SIZE", "500")
+                .parse()
+                .ok()
+                .filter(|n| *n > 0)
+                .context("RELAY_BATCH_SIZE must be a positive number")?,
+            poll_interval: secs("RELAY_POLL_INTERVAL_SECS", "1")?,
+            retention: secs("OUTBOX_RETENTION_SECS", "604800")?,
+            max_stream_len: var("STREAM_MAX_LEN", "1000000")
+                .parse()
+                .context("STREAM_MAX_LEN must be a number")?,
+        })
+    }
+}
+
+/// The stream entry for an outbox row.
+fn entry(row: &relay::OutboxRow) -> StreamEntry {
+    StreamEntry {
+        event_id: row.id.to_string(),
+        event_type: row.event_type.clone(),
+        aggregate_type: row.aggregate_type.clone(),
+        aggregate_id: row.aggregate_id.clone(),
+        occurred_at: row
+            .created_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        traceparent: row.traceparent.clone().unwrap_or_default(),
+        payload: row.payload.clone(),
+    }
+}
+
+/// Claims up to `batch_size` unpublished rows, publishes them with one pipelined round trip to Redis, and
+/// marks them published. Returns how many rows it published (0: nothing was waiting).
+#[tracing::instrument(name = "Publish an outbox batch", skip(pool, redis))]
+pub async fn publish_batch(
+    pool: &PgPool,
+    redis: &mut MultiplexedConnection,
+    prefix: &str,
+    batch_size: i64,
+    max_stream_len: u64,
+) -> anyhow::Result<usize> {
+    let mut tx = pool.begin().await?;
+    let rows = relay::claim(&mut tx, batch_size).await?;
+    if rows.is_empty() {
+        tx.commit().await?;
+        return Ok(0);
+    }
+    let mut pipe = redis::pipe();
+    for row in &rows {
+        // An event type this relay does not know (written by a newer version) still travels, on a stream
+        // named after its aggregate, rather than blocking everything behind it.
+        let stream = EventType::parse(&row.event_type)
+            .map_or_else(|| fallback_stream(&row.aggregate_type), EventType::stream);
+        let cmd = pipe
+            .cmd("XADD")
+            .arg(stream_key(prefix, stream))
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(max_stream_len)
+            .arg("*");
+        for (field, value) in entry(row).to_fields() {
+            cmd.arg(field).arg(value);
+        }
+    }
+    let _ids: Vec<String> = pipe
+        .query_async(redis)
+        .await
+        .context("XADD pipeline failed")?;
+    let ids: Vec<_> = rows.iter().map(|r| r.id).collect();
+    relay::mark_published(&mut tx, &ids).await?;
+    tx.commit().await?;
+    tracing::debug!(rows = rows.len(), "published");
+    Ok(rows.len())
+}
+
+fn fallback_stream(aggregate_type: &str) -> Stream {
+    match aggregate_type {
+        "user" => Stream::Users,
+        "account" => Stream::Accounts,
+        _ => Stream::Transfers,
+    }
+}
+
+/// A relay process.
+#[derive(Debug, Clone)]
+pub struct Relay {
+    config: Config,
+    pool: PgPool,
+    redis: redis::Client,
+    leader: Arc<AtomicBool>,
+}
+
+impl Relay {
+    pub fn new(config: Config) -> anyhow::Result<Self> {
+        let options: PgConnectOptions = config.database_url.parse().context("DATABASE_URL")?;
+        let pool = streambank_store::pool_options(4).connect_lazy_with(options);
+        let redis = redis::Client::open(config.redis_url.as_str()).context("REDIS_URL")?;
+        Ok(Self {
+            config,
+            pool,
+            redis,
+            leader: Arc::default(),
+        })
+    }
+
+    /// Whether this process currently holds leadership and publishes.
+    pub fn is_leader(&self) -> bool {
+        self.leader.load(Ordering::Acquire)
+    }
+
+    /// Serves health, then alternates between standby and leadership until `shutdown` completes. A
+    /// batch in flight when shutdown arrives is finished first.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let health_stop = wait_for(stop_rx.clone());
+        let ready_self = self.clone();
+        let (addr, health) = streambank_telemetry::health::serve(
+            self.config.health_addr,
+            Arc::new(move || {
+                let relay = ready_self.clone();
+                Box::pin(async move { relay.readiness().await })
+            }),
+            health_stop,
+        )
+        .await
+        .with_context(|| format!("cannot listen on HEALTH_ADDR {}", self.config.health_addr))?;
+        tracing::info!(%addr, "relay health endpoints listening");
+
+        let mut stop = stop_rx;
+        while !*stop.borrow() {
+            match self.lead(&mut stop).await {
+                Ok(()) => {}
+                Err(e) => {
+                    self.leader.store(false, Ordering::Release);
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        "relay lost its footing; retrying in 1 s"
+                    );
+                    tokio::select! {
+                        _ = stop.changed() => {}
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+            }
+        }
+        self.leader.store(false, Ordering::Release);
+        let _ = health.await;
+        tracing::info!("relay stopped");
+        Ok(())
+    }
+
+    async fn readiness(&self) -> Result<serde_json::Value, serde_json::Value> {
+        let postgres = sqlx::query("SELECT 1").execute(&self.pool).await.is_ok();
+        let redis = match self.redis.get_multiplexed_async_connection().await {
+            Ok(mut conn) => redis::cmd("PING")
+                .query_async::<String>(&mut conn)
+                .await
+                .is_ok(),
+            Err(_) => false,
+        };
+        let details = serde_json::json!({
+            "postgres": if postgres { "ok" } else { "unavailable" },
+            "redis": if redis { "ok" } else { "unavailable" },
+            "role": if self.is_leader() { "leader" } else { "standby" },
+        });
+        if postgres && redis {
+            Ok(details)
+        } else {
+            Err(details)
+        }
+    }
+
+    /// Waits for leadership, then publishes until shutdown or until the lock connection fails.
+    async fn lead(&self, stop: &mut tokio::sync::watch::Receiver<bool>) -> anyhow::Result<()> {
+        let options: PgConnectOptions = self.config.database_url.parse()?;
+        let mut lock_conn = PgConnection::connect_with(&options)
+            .await
+            .context("cannot connect to Postgres")?;
+        loop {
+            let acquired: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                .bind(LEADER_LOCK)
+                .fetch_one(&mut lock_conn)
+                .await?;
+            if acquired {
+                break;
+            }
+            tokio::select! {
+                _ = stop.changed() => return Ok(()),
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+        tracing::info!("relay is the leader");
+        self.leader.store(true, Ordering::Release);
+
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen("outbox").await?;
+        let mut redis = self
+            .redis
+            .get_multiplexed_async_connection()
+            .await
+            .context("cannot connect to Redis")?;
+        let mut last_retention = tokio::time::Instant::now() - Duration::from_secs(3600);
+        loop {
+            // Drain everything that is waiting.
+            loop {
+                let published = publish_batch(
+                    &self.pool,
+                    &mut redis,
+                    &self.config.stream_prefix,
+                    self.config.batch_size,
+                    self.config.max_stream_len,
+                )
+                .await?;
+                if (published as i64) < self.config.batch_size || *stop.borrow() {
+                    break;
+                }
+            }
+            if *stop.borrow() {
+                break;
+            }
+            if last_retention.elapsed() > Duration::from_secs(60) {
+                let before =
+                    chrono::Utc::now() - chrono::Duration::from_std(self.config.retention)?;
+                let deleted = relay::delete_published_before(&self.pool, before).await?;
+                if deleted > 0 {
+                    tracing::info!(deleted, "deleted published outbox rows past retention");
+                }
+                last_retention = tokio::time::Instant::now();
+            }
+            // Keep leadership honest: if the lock's connection is gone, so is the lock.
+            sqlx::query("SELECT 1")
+                .execute(&mut lock_conn)
+                .await
+                .context("leader lock connection lost")?;
+            tokio::select! {
+                _ = stop.changed() => break,
+                notification = listener.recv() => { notification?; }
+                () = tokio::time::sleep(self.config.poll_interval) => {}
+            }
+        }
+        self.leader.store(false, Ordering::Release);
+        let _ = lock_conn.close().await;
+        Ok(())
+    }
+}
+
+async fn wait_for(mut stop: tokio::sync::watch::Receiver<bool>) {
+    while !*stop.borrow() {
+        if stop.changed().await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,457 @@
+//! The consumer-group machinery: read, hand to the handlers, acknowledge; retry with backoff; take over
+//! entries of dead consumers; dead-letter poison entries.
+//!
+//! Each group runs as one task that alternates a blocking `XREADGROUP` (on its own connection, which has
+//! no response timeout: `BLOCK` outlives redis-rs's default 500 ms) with a sweep of the pending entries
+//! list. Running both in one task means an entry is never handled twice at once by this process.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::{Hash as _, Hasher as _};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use redis::aio::MultiplexedConnection;
+use redis::streams::{
+    StreamAutoClaimReply, StreamClaimReply, StreamId, StreamPendingCountReply, StreamRangeReply,
+    StreamReadReply,
+};
+use redis::{AsyncConnectionConfig, Value};
+use streambank_events::{StreamEntry, dead_letter_key, stream_key};
+
+use crate::Config;
+use crate::handlers::{Group, Handlers};
+
+/// Something that handles events (the real [`Handlers`], or a test double wrapping them).
+pub trait Handle: Send + Sync + std::fmt::Debug {
+    fn handle<'a>(
+        &'a self,
+        group: Group,
+        entry: &'a StreamEntry,
+    ) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'a>>;
+}
+
+impl Handle for Handlers {
+    fn handle<'a>(
+        &'a self,
+        group: Group,
+        entry: &'a StreamEntry,
+    ) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'a>> {
+        Box::pin(Handlers::handle(self, group, entry))
+    }
+}
+
+/// A worker process: its consumer name, its handlers and its connections.
+#[derive(Debug, Clone)]
+pub struct Worker {
+    config: Config,
+    handler: Arc<dyn Handle>,
+    redis: redis::Client,
+    consumer: String,
+    /// The last error of each entry this process failed, for the dead-letter record.
+    last_errors: Arc<Mutex<HashMap<String, String>>>,
+}
+
+fn fields(id: &StreamId) -> HashMap<String, String> {
+    id.map
+        .iter()
+        .filter_map(|(k, v)| {
+            redis::from_redis_value::<String>(v.clone())
+                .ok()
+                .map(|v| (k.clone(), v))
+        })
+        .collect()
+}
+
+impl Worker {
+    pub fn new(config: Config, handler: Arc<dyn Handle>) -> anyhow::Result<Self> {
+        let redis = redis::Client::open(config.redis_url.as_str()).context("REDIS_URL")?;
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".to_owned());
+        let consumer = format!(
+            "{host}-{}-{}",
+            std::process::id(),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        Ok(Self {
+            config,
+            handler,
+            redis,
+            consumer,
+            last_errors: Arc::default(),
+        })
+    }
+
+    pub fn consumer_name(&self) -> &str {
+        &self.consumer
+    }
+
+    fn keys(&self, group: Group) -> Vec<String> {
+        group
+            .streams()
+            .iter()
+            .map(|s| stream_key(&self.config.stream_prefix, *s))
+            .collect()
+    }
+
+    /// A connection for non-blocking commands.
+    pub async fn connection(&self) -> anyhow::Result<MultiplexedConnection> {
+        self.redis
+            .get_multiplexed_async_connection()
+            .await
+            .context("cannot connect to Redis")
+    }
+
+    /// Creates the consumer groups (and their streams) if they do not exist; `BUSYGROUP` is fine. New
+    /// groups start at the beginning of the stream, so events published before the first worker started
+    /// are handled too.
+    pub async fn ensure_groups(&self, conn: &mut MultiplexedConnection) -> anyhow::Result<()> {
+        for group in Group::ALL {
+            for key in self.keys(group) {
+                let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+                    .arg("CREATE")
+                    .arg(&key)
+                    .arg(group.name())
+                    .arg("0")
+                    .arg("MKSTREAM")
+                    .query_async(conn)
+                    .await;
+                match created {
+                    Ok(()) => {}
+                    Err(e) if e.code() == Some("BUSYGROUP") => {}
+                    Err(e) => {
+                        return Err(e).with_context(|| {
+                            format!("cannot create group {} on {key}", group.name())
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads new entries for `group` (waiting up to `block` when there are none) and handles them.
+    /// Returns how many entries it read.
+    pub async fn read_once(
+        &self,
+        blocking: &mut MultiplexedConnection,
+        conn: &mut MultiplexedConnection,
+        group: Group,
+        block: Option<Duration>,
+    ) -> anyhow::Result<usize> {
+        let keys = self.keys(group);
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(group.name())
+            .arg(&self.consumer)
+            .arg("COUNT")
+            .arg(64);
+        if let Some(block) = block {
+            cmd.arg("BLOCK").arg(block.as_millis() as u64);
+        }
+        cmd.arg("STREAMS").arg(&keys);
+        for _ in &keys {
+            cmd.arg(">");
+        }
+        let reply: Option<StreamReadReply> = cmd
+            .query_async(blocking)
+            .await
+            .context("XREADGROUP failed")?;
+        let mut read = 0;
+        for stream in reply.map(|r| r.keys).unwrap_or_default() {
+            for id in &stream.ids {
+                read += 1;
+                self.process(conn, group, &stream.key, id).await?;
+            }
+        }
+        Ok(read)
+    }
+
+    /// Handles one entry: acknowledged on success; on failure left pending for a retry.
+    async fn process(
+        &self,
+        conn: &mut MultiplexedConnection,
+        group: Group,
+        key: &str,
+        id: &StreamId,
+    ) -> anyhow::Result<()> {
+        let outcome = match StreamEntry::from_fields(fields(id)) {
+            Ok(entry) => self.handler.handle(group, &entry).await,
+            Err(missing) => Err(anyhow::anyhow!("the entry has no {missing} field")),
+        };
+        match outcome {
+            Ok(()) => {
+                let _: i64 = redis::cmd("XACK")
+                    .arg(key)
+                    .arg(group.name())
+                    .arg(&id.id)
+                    .query_async(conn)
+                    .await?;
+                self.lock_errors().remove(&id.id);
+            }
+            Err(e) => {
+                tracing::warn!(group = group.name(), entry = %id.id, error = format!("{e:#}"), "handling failed; will retry");
+                self.lock_errors().insert(id.id.clone(), format!("{e:#}"));
+            }
+        }
+        Ok(())
+    }
+
+    fn lock_errors(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.last_errors
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The backoff before retry number `deliveries`: full jitter (uniform in 0..cap) with
+    /// cap = min(retry_max, retry_base * 2^(deliveries - 1)), drawn from the entry id so it is stable
+    /// across sweeps.
+    fn backoff(&self, entry_id: &str, deliveries: usize) -> Duration {
+        let exponent = u32::try_from(deliveries.saturating_sub(1))
+            .unwrap_or(u32::MAX)
+            .min(20);
+        let cap = self
+            .config
+            .retry_base
+            .saturating_mul(1 << exponent)
+            .min(self.config.retry_max);
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (entry_id, deliveries).hash(&mut hasher);
+        let fraction = (hasher.finish() % 10_000) as f64 / 10_000.0;
+        cap.mul_f64(fraction)
+    }
+
+    /// Examines the group's pending entries: retries this process's failed entries once their backoff has
+    /// passed, takes over entries idle with other consumers for `claim_min_idle` (`XAUTOCLAIM`), and
+    /// dead-letters entries delivered `max_deliveries` times. Returns how many entries it handled.
+    pub async fn sweep_once(
+        &self,
+        conn: &mut MultiplexedConnection,
+        group: Group,
+    ) -> anyhow::Result<usize> {
+        let mut handled = 0;
+        for key in self.keys(group) {
+            let pending: StreamPendingCountReply = redis::cmd("XPENDING")
+                .arg(&key)
+                .arg(group.name())
+                .arg("-")
+                .arg("+")
+                .arg(100)
+                .query_async(conn)
+                .await?;
+            let claim_min_idle = self.config.claim_min_idle.as_millis() as usize;
+            let mut retry = Vec::new();
+            for p in pending.ids {
+                let mine = p.consumer == self.consumer;
+                let backoff = self.backoff(&p.id, p.times_delivered).as_millis() as usize;
+                let due = if mine {
+                    p.last_delivered_ms >= backoff
+                } else {
+                    p.last_delivered_ms >= claim_min_idle
+                };
+                if !due {
+                    continue;
+                }
+                if p.times_delivered as u64 >= self.config.max_deliveries {
+                    self.dead_letter(conn, group, &key, &p.id, p.times_delivered)
+                        .await?;
+                } else if mine {
+                    retry.push((p.id, backoff));
+                }
+            }
+            for (id, min_idle) in retry {
+                let claimed: StreamClaimReply = redis::cmd("XCLAIM")
+                    .arg(&key)
+                    .arg(group.name())
+                    .arg(&self.consumer)
+                    .arg(min_idle)
+                    .arg(&id)
+                    .query_async(conn)
+                    .await?;
+                for entry in &claimed.ids {
+                    self.process(conn, group, &key, entry).await?;
+                    handled += 1;
+                }
+            }
+            // Entries whose consumer died: take them over.
+            let reclaimed: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
+                .arg(&key)
+                .arg(group.name())
+                .arg(&self.consumer)
+                .arg(claim_min_idle)
+                .arg("0-0")
+                .arg("COUNT")
+                .arg(100)
+                .query_async(conn)
+                .await?;
+            for entry in &reclaimed.claimed {
+                tracing::info!(group = group.name(), entry = %entry.id, "took over an entry from an idle consumer");
+                self.process(conn, group, &key, entry).await?;
+                handled += 1;
+            }
+        }
+        Ok(handled)
+    }
+
+    /// Moves an entry to the dead-letter stream, with its origin and last error, and acknowledges it.
+    async fn dead_letter(
+        &self,
+        conn: &mut MultiplexedConnection,
+        group: Group,
+        key: &str,
+        id: &str,
+        deliveries: usize,
+    ) -> anyhow::Result<()> {
+        let original: StreamRangeReply = redis::cmd("XRANGE")
+            .arg(key)
+            .arg(id)
+            .arg(id)
+            .query_async(conn)
+            .await?;
+        let error = self.lock_errors().remove(id).unwrap_or_else(|| {
+            "no error recorded (the consumer that failed it is gone)".to_owned()
+        });
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(dead_letter_key(&self.config.stream_prefix))
+            .arg("*");
+        if let Some(entry) = original.ids.first() {
+            for (field, value) in &entry.map {
+                if let Value::BulkString(bytes) = value {
+                    cmd.arg(field).arg(bytes.as_slice());
+                }
+            }
+        }
+        cmd.arg("dlq_stream")
+            .arg(key)
+            .arg("dlq_entry_id")
+            .arg(id)
+            .arg("dlq_group")
+            .arg(group.name());
+        cmd.arg("dlq_deliveries")
+            .arg(deliveries)
+            .arg("dlq_error")
+            .arg(&error);
+        let _: String = cmd.query_async(conn).await?;
+        let _: i64 = redis::cmd("XACK")
+            .arg(key)
+            .arg(group.name())
+            .arg(id)
+            .query_async(conn)
+            .await?;
+        tracing::error!(group = group.name(), entry = %id, deliveries, error, "entry dead-lettered");
+        Ok(())
+    }
+
+    /// Handles everything currently waiting for every group, without blocking: for tests that want
+    /// determinism instead of sleeps. Returns how many entries were read.
+    pub async fn drain(&self) -> anyhow::Result<usize> {
+        let mut conn = self.connection().await?;
+        self.ensure_groups(&mut conn).await?;
+        let mut total = 0;
+        for group in Group::ALL {
+            let mut reader = conn.clone();
+            loop {
+                let read = self.read_once(&mut reader, &mut conn, group, None).await?;
+                total += read;
+                if read == 0 {
+                    break;
+                }
+            }
+        }
+        Ok(total)
+    }
+
+    /// Runs every group until `shutdown` completes; in-flight entries are finished and acknowledged first.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let ready_self = self.clone();
+        let mut health_stop = stop_rx.clone();
+        let (addr, health) = streambank_telemetry::health::serve(
+            self.config.health_addr,
+            Arc::new(move || {
+                let worker = ready_self.clone();
+                Box::pin(async move { worker.readiness().await })
+            }),
+            async move {
+                let _ = health_stop.wait_for(|stop| *stop).await;
+            },
+        )
+        .await
+        .with_context(|| format!("cannot listen on HEALTH_ADDR {}", self.config.health_addr))?;
+        tracing::info!(%addr, consumer = %self.consumer, "worker health endpoints listening");
+
+        let mut tasks = tokio::task::JoinSet::new();
+        for group in Group::ALL {
+            let worker = self.clone();
+            let stop = stop_rx.clone();
+            tasks.spawn(async move { worker.run_group(group, stop).await });
+        }
+        while let Some(done) = tasks.join_next().await {
+            if let Ok(Err(e)) = done {
+                tracing::error!(error = format!("{e:#}"), "a consumer group loop failed");
+            }
+        }
+        let _ = health.await;
+        tracing::info!("worker stopped");
+        Ok(())
+    }
+
+    async fn run_group(
+        &self,
+        group: Group,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        let block = Duration::from_millis(1000);
+        while !*stop.borrow() {
+            let session = async {
+                let mut conn = self.connection().await?;
+                self.ensure_groups(&mut conn).await?;
+                // The blocking read gets a connection of its own, without a response timeout.
+                let config = AsyncConnectionConfig::new().set_response_timeout(None);
+                let mut blocking = self
+                    .redis
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await?;
+                let mut last_sweep = tokio::time::Instant::now();
+                while !*stop.borrow() {
+                    self.read_once(&mut blocking, &mut conn, group, Some(block))
+                        .await?;
+                    if last_sweep.elapsed() >= self.config.sweep_interval {
+                        self.sweep_once(&mut conn, group).await?;
+                        last_sweep = tokio::time::Instant::now();
+                    }
+                }
+                anyhow::Ok(())
+            };
+            if let Err(e) = session.await {
+                tracing::warn!(
+                    group = group.name(),
+                    error = format!("{e:#}"),
+                    "consumer loop failed; retrying in 1 s"
+                );
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn readiness(&self) -> Result<serde_json::Value, serde_json::Value> {
+        let redis = match self.connection().await {
+            Ok(mut conn) => redis::cmd("PING")
+                .query_async::<String>(&mut conn)
+                .await
+                .is_ok(),
+            Err(_) => false,
+        };
+        let details = serde_json::json!({ "redis": if redis { "ok" } else { "unavailable" }, "consumer": self.consumer });
+        if redis { Ok(details) } else { Err(details) }
+    }
+}

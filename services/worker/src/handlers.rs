@@ -1,0 +1,196 @@
+//! What each consumer group does with an event. Every handler may see an event more than once; each
+//! effect happens once:
+//!
+//! - database effects commit in one transaction with the `processed_events` row of (group, event);
+//! - each email is recorded per (event, recipient) once the SMTP server accepted it, and not sent again.
+//!
+//! One window remains: a crash after the SMTP server accepted an email and before its record commits
+//! sends that email again on redelivery. Closing it would need the mail server to take part in our
+//! transaction, which SMTP cannot do. (For verification emails the repeat carries a fresh link, and the
+//! first link stops working, since only the newest secret's hash is kept.)
+
+use anyhow::Context as _;
+use streambank_events::payload::{
+    AccountOpened, MoneyDeposited, TransferCompleted, UserRegistered,
+};
+use streambank_events::{EventType, StreamEntry};
+use streambank_service::Bank;
+use streambank_store::consumers;
+use uuid::Uuid;
+
+use crate::mail::Mailer;
+
+/// The consumer groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Group {
+    EmailVerification,
+    Notifications,
+}
+
+impl Group {
+    pub const ALL: [Group; 2] = [Group::EmailVerification, Group::Notifications];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Group::EmailVerification => "email-verification",
+            Group::Notifications => "notifications",
+        }
+    }
+
+    pub fn streams(self) -> &'static [streambank_events::Stream] {
+        use streambank_events::Stream;
+        match self {
+            Group::EmailVerification => &[Stream::Users],
+            Group::Notifications => &[Stream::Accounts, Stream::Transfers],
+        }
+    }
+}
+
+/// What handlers need.
+#[derive(Debug, Clone)]
+pub struct Handlers {
+    pub bank: Bank,
+    pub mailer: Mailer,
+    pub public_base_url: String,
+}
+
+fn money(minor: i64, currency: &str) -> String {
+    format!("{}.{:02} {currency}", minor / 100, (minor % 100).abs())
+}
+
+impl Handlers {
+    /// Applies `entry` for `group`. `Ok` means done (including "nothing to do for this group");
+    /// `Err` means try again later.
+    pub async fn handle(&self, group: Group, entry: &StreamEntry) -> anyhow::Result<()> {
+        let event_id: Uuid = entry.event_id.parse().context("event_id is not a UUID")?;
+        let Some(event_type) = EventType::parse(&entry.event_type) else {
+            return Ok(()); // A type this version does not know concerns no group of it.
+        };
+        match (group, event_type) {
+            (Group::EmailVerification, EventType::UserRegistered) => {
+                self.send_verification(event_id, serde_json::from_str(&entry.payload)?)
+                    .await
+            }
+            (Group::Notifications, EventType::AccountOpened) => {
+                let e: AccountOpened = serde_json::from_str(&entry.payload)?;
+                let text = format!("Your {} account {} is open.", e.currency, e.account_id);
+                self.notify(group, event_id, "account.opened", &[(e.owner_id, text)])
+                    .await
+            }
+            (Group::Notifications, EventType::MoneyDeposited) => {
+                let e: MoneyDeposited = serde_json::from_str(&entry.payload)?;
+                let owner = self.bank.owner_of(e.account_id).await?;
+                let text = format!(
+                    "{} was deposited into your account {}.",
+                    money(e.amount, &e.currency),
+                    e.account_id
+                );
+                self.notify(group, event_id, "money.deposited", &[(owner, text)])
+                    .await
+            }
+            (Group::Notifications, EventType::TransferCompleted) => {
+                let e: TransferCompleted = serde_json::from_str(&entry.payload)?;
+                let amount = money(e.amount, &e.currency);
+                let sent = format!(
+                    "You sent {amount} from account {} to account {}.",
+                    e.from_account_id, e.to_account_id
+                );
+                let received = format!(
+                    "You received {amount} in account {} from account {}.",
+                    e.to_account_id, e.from_account_id
+                );
+                self.notify(
+                    group,
+                    event_id,
+                    "transfer.completed",
+                    &[(e.from_owner_id, sent), (e.to_owner_id, received)],
+                )
+                .await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn send_verification(&self, event_id: Uuid, e: UserRegistered) -> anyhow::Result<()> {
+        let pool = self.bank.pool();
+        let group = Group::EmailVerification.name();
+        if consumers::is_processed(pool, group, event_id).await? {
+            return Ok(());
+        }
+        let contact = consumers::contact(pool, e.user_id).await?;
+        // Nothing to send when the user is gone, already verified, or was already emailed for this event.
+        let recipient = match contact {
+            Some(c)
+                if !c.verified && !consumers::is_delivered(pool, event_id, &c.email).await? =>
+            {
+                Some(c)
+            }
+            _ => None,
+        };
+        if let Some(contact) = recipient {
+            let verification = self
+                .bank
+                .create_email_verification(e.user_id, &contact.email, event_id)
+                .await?;
+            if let Some(verification) = verification {
+                let link = format!(
+                    "{}/v1/users/verify-email?id={}&code={}",
+                    self.public_base_url.trim_end_matches('/'),
+                    verification.id,
+                    verification.code
+                );
+                let body = format!(
+                    "Hello {},\n\nplease confirm your email address for StreamBank by opening this link \
+                     within 24 hours:\n\n{link}\n\nIf you did not sign up, ignore this email.\n",
+                    contact.full_name
+                );
+                self.mailer
+                    .send(&contact.email, "Confirm your email address", body)
+                    .await?;
+                consumers::record_delivery(pool, event_id, &contact.email, "verification").await?;
+            }
+        }
+        let mut tx = pool.begin().await?;
+        consumers::record_processed(&mut tx, group, event_id).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// One notification row per recipient, committed with the processed-event record; then one email per
+    /// recipient, each recorded once accepted.
+    async fn notify(
+        &self,
+        group: Group,
+        event_id: Uuid,
+        kind: &str,
+        recipients: &[(i64, String)],
+    ) -> anyhow::Result<()> {
+        let pool = self.bank.pool();
+        let mut tx = pool.begin().await?;
+        if consumers::record_processed(&mut tx, group.name(), event_id).await? {
+            let mut seen = std::collections::HashSet::new();
+            for (user_id, text) in recipients {
+                if seen.insert(*user_id) {
+                    consumers::insert_notification(&mut tx, *user_id, event_id, kind, text).await?;
+                }
+            }
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?;
+        }
+        for (user_id, text) in recipients {
+            let Some(contact) = consumers::contact(pool, *user_id).await? else {
+                continue;
+            };
+            if consumers::is_delivered(pool, event_id, &contact.email).await? {
+                continue;
+            }
+            let body = format!("Hello {},\n\n{text}\n\nStreamBank\n", contact.full_name);
+            self.mailer
+                .send(&contact.email, "StreamBank notification", body)
+                .await?;
+            consumers::record_delivery(pool, event_id, &contact.email, kind).await?;
+        }
+        Ok(())
+    }
+}

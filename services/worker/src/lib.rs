@@ -1,0 +1,120 @@
+//! `streambank-worker`: consumer groups on StreamBank's Redis streams.
+//!
+//! Two groups: `email-verification` (users stream) sends the verification link for each new user;
+//! `notifications` (accounts and transfers streams) writes a notification row and sends an email to each
+//! party of an account opening, a deposit or a transfer. Several worker processes share the load: each
+//! consumer name is unique per process.
+//!
+//! Delivery is at least once; [`handlers`] make each effect happen once. A failed entry stays pending and
+//! is retried by this process after an exponential backoff with full jitter; entries left pending by a
+//! consumer that died are taken over by the others with `XAUTOCLAIM` once idle for
+//! [`Config::claim_min_idle`]. An entry delivered [`Config::max_deliveries`] times goes to the
+//! dead-letter stream with its last error and is acknowledged, so one poison event never blocks the rest.
+//!
+//! # Layout
+//!
+//! - [`Config`]: environment variables.
+//! - [`handlers`]: what each group does with an event.
+//! - [`consumer`]: reading, acknowledging, retrying, reclaiming and dead-lettering.
+//! - [`mail`]: sending email over SMTP.
+
+pub mod consumer;
+pub mod handlers;
+pub mod mail;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sqlx::postgres::PgConnectOptions;
+use streambank_service::Bank;
+
+pub use consumer::Worker;
+pub use handlers::{Group, Handlers};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: String,
+    pub redis_url: String,
+    pub stream_prefix: String,
+    pub health_addr: SocketAddr,
+    pub smtp_url: String,
+    pub mail_from: String,
+    pub public_base_url: String,
+    /// Deliveries after which an entry is dead-lettered (`WORKER_MAX_DELIVERIES`, default 5).
+    pub max_deliveries: u64,
+    /// How long an entry must sit idle with another consumer before this one takes it over
+    /// (`WORKER_CLAIM_MIN_IDLE_SECS`, default 30).
+    pub claim_min_idle: Duration,
+    /// The first retry's backoff cap; each further delivery doubles it (`WORKER_RETRY_BASE_MS`, 500).
+    pub retry_base: Duration,
+    /// The largest backoff (`WORKER_RETRY_MAX_SECS`, default 60).
+    pub retry_max: Duration,
+    /// How often pending entries are examined (`WORKER_SWEEP_INTERVAL_MS`, default 1000).
+    pub sweep_interval: Duration,
+}
+
+impl Config {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let var = |name: &str, default: &str| {
+            std::env::var(name)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| default.to_owned())
+        };
+        let number = |name: &'static str, default: &str| -> anyhow::Result<u64> {
+            let raw = var(name, default);
+            raw.parse()
+                .ok()
+                .filter(|n| *n > 0)
+                .with_context(|| format!("{name} must be a positive whole number, got {raw:?}"))
+        };
+        Ok(Self {
+            database_url: var(
+                "DATABASE_URL",
+                "postgres://postgres@127.0.0.1:5432/streambank",
+            ),
+            redis_url: var("REDIS_URL", "redis://127.0.0.1:6379"),
+            stream_prefix: var("STREAM_PREFIX", "bank"),
+            health_addr: var("HEALTH_ADDR", "0.0.0.0:9102")
+                .parse()
+                .context("HEALTH_ADDR must be an address such as 0.0.0.0:9102")?,
+            smtp_url: var("SMTP_URL", "smtp://127.0.0.1:1025"),
+            mail_from: var("MAIL_FROM", "StreamBank <no-reply@streambank.local>"),
+            public_base_url: var("PUBLIC_BASE_URL", "http://localhost:8080"),
+            max_deliveries: number("WORKER_MAX_DELIVERIES", "5")?,
+            claim_min_idle: Duration::from_secs(number("WORKER_CLAIM_MIN_IDLE_SECS", "30")?),
+            retry_base: Duration::from_millis(number("WORKER_RETRY_BASE_MS", "500")?),
+            retry_max: Duration::from_secs(number("WORKER_RETRY_MAX_SECS", "60")?),
+            sweep_interval: Duration::from_millis(number("WORKER_SWEEP_INTERVAL_MS", "1000")?),
+        })
+    }
+
+    /// Builds a worker: checks the SMTP and Redis URLs, connects lazily to Postgres.
+    pub fn build(self) -> anyhow::Result<Worker> {
+        let handlers = self.handlers()?;
+        Worker::new(self, Arc::new(handlers))
+    }
+
+    /// The real handlers for this configuration (tests wrap them).
+    pub fn handlers(&self) -> anyhow::Result<Handlers> {
+        let options: PgConnectOptions = self.database_url.parse().context("DATABASE_URL")?;
+        let pool = streambank_store::pool_options(8).connect_lazy_with(options);
+        Ok(Handlers {
+            bank: Bank::new(pool),
+            mailer: mail::Mailer::new(&self.smtp_url, &self.mail_from)
+                .context("SMTP_URL / MAIL_FROM")?,
+            public_base_url: self.public_base_url.clone(),
+        })
+    }
+}
+
+/// Runs a worker until `shutdown` completes.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    config.build()?.run(shutdown).await
+}

@@ -1,0 +1,578 @@
+//! The event pipeline end to end on real Postgres, Redis and the SMTP catcher (maildev, whose HTTP API
+//! the tests read): REST → outbox → relay → streams → workers → email and notification rows.
+//!
+//! The relay and the workers are driven step by step (`publish_batch`, `drain`, `sweep_once`) so the
+//! tests are deterministic rather than sleep-driven.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::aio::MultiplexedConnection;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use streambank_events::{EventType, Stream, StreamEntry, dead_letter_key, stream_key};
+use streambank_testkit::TestDb;
+use streambank_worker::consumer::Handle;
+use streambank_worker::{Config, Group, Handlers, Worker};
+
+const MAILDEV: &str = "http://127.0.0.1:1080";
+const PASSWORD: &str = "correct horse battery";
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+struct Env {
+    db: TestDb,
+    prefix: String,
+    domain: String,
+    api: String,
+    http: reqwest::Client,
+    redis: MultiplexedConnection,
+}
+
+impl Env {
+    async fn new() -> Self {
+        let maildev = reqwest::get(format!("{MAILDEV}/email")).await;
+        assert!(
+            maildev.is_ok_and(|r| r.status().is_success()),
+            "the SMTP catcher is not running: start it with `maildev --smtp 1025 --web 1080 --ip 127.0.0.1` \
+             (npm install -g maildev@2.2.1), or run `.ci/run`"
+        );
+        let db = TestDb::new().await;
+        let vars = HashMap::from([
+            ("DATABASE_URL", db.url.clone()),
+            ("HTTP_ADDR", "127.0.0.1:0".to_owned()),
+            (
+                "TOKEN_SYMMETRIC_KEY",
+                "pipeline-key-0123456789-abcdefgh".to_owned(),
+            ),
+            ("AUTH_RATE_LIMIT_PER_MINUTE", "100000".to_owned()),
+            ("REDIS_URL", redis_url()),
+        ]);
+        let config = streambank_api::Config::from_lookup(&move |name| vars.get(name).cloned())
+            .expect("config");
+        let api = streambank_api::Api::bind(&config).await.expect("api");
+        let base = format!("http://{}", api.http_addr().expect("addr"));
+        tokio::spawn(api.run(std::future::pending()));
+        let redis = redis::Client::open(redis_url())
+            .expect("REDIS_URL")
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap_or_else(|e| panic!("cannot reach Redis ({e}); start it with `redis-server --daemonize yes` or run `.ci/run`"));
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        Self {
+            db,
+            prefix: format!("test-{id}"),
+            domain: format!("{id}.example.com"),
+            api: base,
+            http: reqwest::Client::new(),
+            redis,
+        }
+    }
+
+    fn config(&self) -> Config {
+        Config {
+            database_url: self.db.url.clone(),
+            redis_url: redis_url(),
+            stream_prefix: self.prefix.clone(),
+            health_addr: "127.0.0.1:0".parse().expect("addr"),
+            smtp_url: "smtp://127.0.0.1:1025".to_owned(),
+            mail_from: "StreamBank <no-reply@streambank.local>".to_owned(),
+            public_base_url: self.api.clone(),
+            max_deliveries: 3,
+            claim_min_idle: Duration::from_millis(200),
+            retry_base: Duration::from_millis(20),
+            retry_max: Duration::from_millis(100),
+            sweep_interval: Duration::from_millis(50),
+        }
+    }
+
+    fn worker(&self) -> Worker {
+        self.config().build().expect("worker")
+    }
+
+    async fn publish(&mut self) -> usize {
+        let mut total = 0;
+        loop {
+            let n = streambank_relay::publish_batch(
+                &self.db.pool,
+                &mut self.redis,
+                &self.prefix,
+                500,
+                100_000,
+            )
+            .await
+            .expect("publish");
+            total += n;
+            if n == 0 {
+                return total;
+            }
+        }
+    }
+
+    fn email(&self, name: &str) -> String {
+        format!("{name}@{}", self.domain)
+    }
+
+    async fn register(&self, name: &str) -> i64 {
+        let body = json!({"username": name, "full_name": format!("{name} Example"), "email": self.email(name), "password": PASSWORD});
+        let response = self
+            .http
+            .post(format!("{}/v1/users", self.api))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(response.status(), StatusCode::CREATED);
+        response.json::<Value>().await.expect("json")["id"]
+            .as_i64()
+            .expect("id")
+    }
+
+    async fn login(&self, name: &str) -> reqwest::Response {
+        self.http
+            .post(format!("{}/v1/sessions", self.api))
+            .json(&json!({"username": name, "password": PASSWORD}))
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    /// The emails maildev holds for `address`.
+    async fn mails(&self, address: &str) -> Vec<Value> {
+        let all: Vec<Value> = self
+            .http
+            .get(format!("{MAILDEV}/email"))
+            .send()
+            .await
+            .expect("maildev")
+            .json()
+            .await
+            .expect("json");
+        all.into_iter()
+            .filter(|m| {
+                m["to"]
+                    .as_array()
+                    .is_some_and(|to| to.iter().any(|t| t["address"] == address))
+            })
+            .collect()
+    }
+
+    /// Waits up to `within` for `count` emails to `address`.
+    async fn wait_for_mails(&self, address: &str, count: usize, within: Duration) -> Vec<Value> {
+        let started = Instant::now();
+        loop {
+            let mails = self.mails(address).await;
+            if mails.len() >= count || started.elapsed() > within {
+                return mails;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_one(&self.db.pool)
+            .await
+            .expect("count")
+    }
+}
+
+fn link_in(mail: &Value) -> String {
+    let text = mail["text"].as_str().expect("text body");
+    text.split_whitespace()
+        .find(|w| w.contains("/v1/users/verify-email?"))
+        .expect("a verification link")
+        .to_owned()
+}
+
+/// Registers and verifies through the emailed link; returns an access token.
+async fn verified_customer(env: &mut Env, worker: &Worker, name: &str) -> String {
+    env.register(name).await;
+    env.publish().await;
+    worker.drain().await.expect("drain");
+    let mails = env
+        .wait_for_mails(&env.email(name), 1, Duration::from_secs(2))
+        .await;
+    assert_eq!(mails.len(), 1, "one verification email within 2 s");
+    let link = link_in(&mails[0]);
+    assert!(
+        link.starts_with(&env.api),
+        "the link points at PUBLIC_BASE_URL: {link}"
+    );
+    let page = env.http.get(&link).send().await.expect("GET link");
+    assert_eq!(page.status(), StatusCode::OK);
+    let login = env.login(name).await;
+    assert_eq!(login.status(), StatusCode::CREATED);
+    login.json::<Value>().await.expect("json")["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn register_verify_by_email_then_transfer_notifies_both_parties() {
+    let mut env = Env::new().await;
+    let worker = env.worker();
+
+    env.register("ann").await;
+    let early = env.login("ann").await;
+    assert_eq!(early.status(), StatusCode::BAD_REQUEST, "not verified yet");
+    // Put the verification back to the helper below for bob; here do ann's by hand to show the steps.
+    env.publish().await;
+    worker.drain().await.expect("drain");
+    let mails = env
+        .wait_for_mails(&env.email("ann"), 1, Duration::from_secs(2))
+        .await;
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0]["subject"], "Confirm your email address");
+    let page = env
+        .http
+        .get(link_in(&mails[0]))
+        .send()
+        .await
+        .expect("GET link");
+    assert_eq!(page.status(), StatusCode::OK);
+    let ann_login = env.login("ann").await;
+    assert_eq!(ann_login.status(), StatusCode::CREATED);
+    let ann: Value = ann_login.json().await.expect("json");
+    let ann_token = ann["access_token"].as_str().expect("token").to_owned();
+    let ann_id = ann["user"]["id"].as_i64().expect("id");
+    let bob_token = verified_customer(&mut env, &worker, "bob").await;
+
+    let open = |token: String| {
+        let http = env.http.clone();
+        let api = env.api.clone();
+        async move {
+            let r = http
+                .post(format!("{api}/v1/accounts"))
+                .bearer_auth(token)
+                .json(&json!({"currency": "USD"}))
+                .send()
+                .await
+                .expect("POST");
+            r.json::<Value>().await.expect("json")["id"]
+                .as_i64()
+                .expect("id")
+        }
+    };
+    let ann_usd = open(ann_token.clone()).await;
+    let bob_usd = open(bob_token.clone()).await;
+    let bank = streambank_service::Bank::new(env.db.pool.clone());
+    let input = streambank_service::RegisterUser {
+        username: "banker".into(),
+        email: env.email("banker"),
+        full_name: "Bank Er".into(),
+        password: PASSWORD.into(),
+    };
+    let banker = bank
+        .create_user(
+            input,
+            streambank_service::UserOptions {
+                role: streambank_service::Role::Banker,
+                verified: true,
+            },
+        )
+        .await
+        .expect("banker");
+    let banker = streambank_service::Caller {
+        user_id: banker.id,
+        role: streambank_service::Role::Banker,
+    };
+    bank.deposit(banker, ann_usd, 10_000, "USD")
+        .await
+        .expect("deposit");
+    let transfer = env
+        .http
+        .post(format!("{}/v1/transfers", env.api))
+        .bearer_auth(&ann_token)
+        .json(&json!({"from_account_id": ann_usd, "to_account_id": bob_usd, "amount": 1_234, "currency": "USD"}))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(transfer.status(), StatusCode::CREATED);
+
+    env.publish().await;
+    worker.drain().await.expect("drain");
+
+    // Each party: notification rows (account opened, deposit for ann, the transfer) and emails.
+    let notifications: Value = env
+        .http
+        .get(format!("{}/v1/notifications", env.api))
+        .bearer_auth(&bob_token)
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("json");
+    let kinds: Vec<&str> = notifications["notifications"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|n| n["kind"].as_str().expect("kind"))
+        .collect();
+    assert_eq!(kinds, ["transfer.completed", "account.opened"]);
+    assert!(
+        notifications["notifications"][0]["body"]
+            .as_str()
+            .expect("body")
+            .contains("You received 12.34 USD")
+    );
+    let ann_notes = env
+        .count(&format!(
+            "SELECT count(*) FROM notifications WHERE user_id = {ann_id}"
+        ))
+        .await;
+    assert_eq!(ann_notes, 3, "opened, deposited, sent");
+    let bob_mails = env
+        .wait_for_mails(&env.email("bob"), 3, Duration::from_secs(2))
+        .await;
+    assert_eq!(
+        bob_mails.len(),
+        3,
+        "verification, account opened, transfer received"
+    );
+    let ann_mails = env
+        .wait_for_mails(&env.email("ann"), 4, Duration::from_secs(2))
+        .await;
+    assert_eq!(
+        ann_mails.len(),
+        4,
+        "verification, account opened, deposit, transfer sent"
+    );
+
+    // The streams read plainly and both groups are caught up.
+    let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(stream_key(&env.prefix, Stream::Transfers))
+        .arg("-")
+        .arg("+")
+        .query_async(&mut env.redis)
+        .await
+        .expect("XRANGE");
+    assert_eq!(entries.ids.len(), 1);
+    for field in StreamEntry::FIELDS {
+        assert!(entries.ids[0].map.contains_key(field), "{field}");
+    }
+    for (stream, group) in [
+        (Stream::Users, "email-verification"),
+        (Stream::Accounts, "notifications"),
+        (Stream::Transfers, "notifications"),
+    ] {
+        let info: Vec<HashMap<String, redis::Value>> = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(stream_key(&env.prefix, stream))
+            .query_async(&mut env.redis)
+            .await
+            .expect("XINFO");
+        let g = info
+            .iter()
+            .find(|g| {
+                redis::from_redis_value::<String>(g["name"].clone())
+                    .ok()
+                    .as_deref()
+                    == Some(group)
+            })
+            .expect("group exists");
+        assert_eq!(
+            redis::from_redis_value::<i64>(g["pending"].clone()).expect("pending"),
+            0,
+            "{group} on {stream:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn redelivery_republish_and_a_dead_consumer_change_nothing() {
+    let mut env = Env::new().await;
+    let worker = env.worker();
+    let token = verified_customer(&mut env, &worker, "carl").await;
+    let r = env
+        .http
+        .post(format!("{}/v1/accounts", env.api))
+        .bearer_auth(&token)
+        .json(&json!({"currency": "EUR"}))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), StatusCode::CREATED);
+
+    // A consumer reads the account.opened entry and dies before XACK.
+    let mut conn = worker.connection().await.expect("redis");
+    worker.ensure_groups(&mut conn).await.expect("groups");
+    env.publish().await;
+    let key = stream_key(&env.prefix, Stream::Accounts);
+    let stolen: Option<redis::streams::StreamReadReply> = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("notifications")
+        .arg("doomed-consumer")
+        .arg("COUNT")
+        .arg(10)
+        .arg("STREAMS")
+        .arg(&key)
+        .arg(">")
+        .query_async(&mut conn)
+        .await
+        .expect("XREADGROUP");
+    assert_eq!(stolen.expect("an entry").keys[0].ids.len(), 1);
+    worker.drain().await.expect("drain"); // (reads user.email_verified, which no group acts on)
+    assert_eq!(
+        env.count("SELECT count(*) FROM notifications").await,
+        0,
+        "the entry is stuck with the dead consumer"
+    );
+    tokio::time::sleep(Duration::from_millis(250)).await; // past claim_min_idle
+    assert_eq!(
+        worker
+            .sweep_once(&mut conn, Group::Notifications)
+            .await
+            .expect("sweep"),
+        1,
+        "taken over"
+    );
+
+    // Redis loses everything; the retained outbox is republished and consumed again from scratch.
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}:*", env.prefix))
+        .query_async(&mut conn)
+        .await
+        .expect("KEYS");
+    let _: i64 = redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut conn)
+        .await
+        .expect("DEL");
+    let marked = streambank_store::relay::republish_since(
+        &env.db.pool,
+        chrono::Utc::now() - chrono::Duration::hours(1),
+    )
+    .await
+    .expect("republish");
+    assert!(marked >= 2);
+    env.publish().await;
+    assert!(
+        worker.drain().await.expect("drain") >= 2,
+        "the republished events are read again"
+    );
+
+    // Every effect exactly once.
+    let carl = env.email("carl");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mails = env.mails(&carl).await;
+    assert_eq!(
+        mails.len(),
+        2,
+        "one verification email and one account.opened email: {mails:?}"
+    );
+    assert_eq!(env.count("SELECT count(*) FROM notifications").await, 1);
+    assert_eq!(env.count("SELECT count(*) FROM verify_emails").await, 1);
+    assert_eq!(env.count("SELECT count(*) FROM processed_events").await, 2);
+}
+
+/// Handlers that always fail on `account.opened` and behave normally otherwise.
+#[derive(Debug)]
+struct FailOnAccountOpened(Handlers);
+
+impl Handle for FailOnAccountOpened {
+    fn handle<'a>(
+        &'a self,
+        group: Group,
+        entry: &'a StreamEntry,
+    ) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'a>> {
+        Box::pin(async move {
+            if entry.event_type == EventType::AccountOpened.as_str() {
+                anyhow::bail!("the notification template is broken");
+            }
+            self.0.handle(group, entry).await
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_poison_event_goes_to_the_dead_letter_stream_while_others_flow() {
+    let mut env = Env::new().await;
+    let config = env.config();
+    let worker = Worker::new(
+        config.clone(),
+        Arc::new(FailOnAccountOpened(config.handlers().expect("handlers"))),
+    )
+    .expect("worker");
+    let token = verified_customer(&mut env, &worker, "dora").await;
+    let r = env
+        .http
+        .post(format!("{}/v1/accounts", env.api))
+        .bearer_auth(&token)
+        .json(&json!({"currency": "CAD"}))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    env.register("eve").await; // another event that must keep flowing
+    env.publish().await;
+    worker.drain().await.expect("drain");
+    assert_eq!(
+        env.wait_for_mails(&env.email("eve"), 1, Duration::from_secs(2))
+            .await
+            .len(),
+        1,
+        "other events flow"
+    );
+
+    let mut conn = worker.connection().await.expect("redis");
+    let dlq = dead_letter_key(&env.prefix);
+    let started = Instant::now();
+    loop {
+        worker
+            .sweep_once(&mut conn, Group::Notifications)
+            .await
+            .expect("sweep");
+        let len: i64 = redis::cmd("XLEN")
+            .arg(&dlq)
+            .query_async(&mut conn)
+            .await
+            .expect("XLEN");
+        if len == 1 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "not dead-lettered"
+        );
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let dead: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(&dlq)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .expect("XRANGE");
+    let fields: HashMap<String, String> = dead.ids[0]
+        .map
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                redis::from_redis_value(v.clone()).expect("string"),
+            )
+        })
+        .collect();
+    assert_eq!(fields["event_type"], "account.opened");
+    assert_eq!(fields["dlq_group"], "notifications");
+    assert_eq!(fields["dlq_deliveries"], "3");
+    assert!(
+        fields["dlq_error"].contains("template is broken"),
+        "{fields:?}"
+    );
+    let pending: redis::streams::StreamPendingReply = redis::cmd("XPENDING")
+        .arg(stream_key(&env.prefix, Stream::Accounts))
+        .arg("notifications")
+        .query_async(&mut conn)
+        .await
+        .expect("XPENDING");
+    assert_eq!(pending.count(), 0, "acknowledged once dead-lettered");
+}

@@ -1,0 +1,82 @@
+//! What the outbox relay reads and writes.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgExecutor};
+use uuid::Uuid;
+
+/// An outbox row waiting to be published.
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    pub id: Uuid,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub event_type: String,
+    pub payload: String,
+    pub traceparent: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Claims up to `limit` unpublished rows in commit-time order, locking them (`FOR UPDATE SKIP LOCKED`)
+/// until the caller's transaction ends. Claiming by state rather than advancing past an id means a row
+/// whose transaction commits late is still found on a later pass: nothing is skipped.
+#[tracing::instrument(name = "Claim unpublished outbox rows", skip(tx))]
+pub async fn claim(tx: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<OutboxRow>> {
+    sqlx::query_as!(
+        OutboxRow,
+        r#"
+        SELECT id, aggregate_type, aggregate_id, event_type, payload::text AS "payload!", traceparent, created_at
+        FROM outbox
+        WHERE published_at IS NULL
+        ORDER BY created_at, id
+        LIMIT $1
+        FOR UPDATE SKIP LOCKED
+        "#,
+        limit
+    )
+    .fetch_all(tx)
+    .await
+}
+
+/// Marks rows published (inside the claiming transaction).
+#[tracing::instrument(name = "Mark outbox rows published", skip_all, fields(rows = ids.len()))]
+pub async fn mark_published(tx: &mut PgConnection, ids: &[Uuid]) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE outbox SET published_at = now() WHERE id = ANY($1)",
+        ids
+    )
+    .execute(tx)
+    .await
+    .map(|_| ())
+}
+
+/// Deletes published rows older than the retention window; returns how many.
+#[tracing::instrument(name = "Delete retained outbox rows", skip(db))]
+pub async fn delete_published_before(
+    db: impl PgExecutor<'_>,
+    before: DateTime<Utc>,
+) -> sqlx::Result<u64> {
+    sqlx::query!(
+        r#"
+        DELETE FROM outbox WHERE id IN (
+            SELECT id FROM outbox WHERE published_at < $1 ORDER BY published_at LIMIT 10000
+        )
+        "#,
+        before
+    )
+    .execute(db)
+    .await
+    .map(|r| r.rows_affected())
+}
+
+/// Makes retained rows created since `since` unpublished again, so the relay publishes them again (to
+/// repair a Redis that lost its data). Returns how many.
+#[tracing::instrument(name = "Mark outbox rows for republishing", skip(db))]
+pub async fn republish_since(db: impl PgExecutor<'_>, since: DateTime<Utc>) -> sqlx::Result<u64> {
+    sqlx::query!(
+        "UPDATE outbox SET published_at = NULL WHERE created_at >= $1 AND published_at IS NOT NULL",
+        since
+    )
+    .execute(db)
+    .await
+    .map(|r| r.rows_affected())
+}
