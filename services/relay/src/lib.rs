@@ -5,6 +5,11 @@
 //! marks them published in the same claiming transaction. A crash between the `XADD` and the commit
 //! publishes those rows again; consumers deduplicate by event id, so that is allowed.
 //!
+//! Wake-ups: when idle, the relay waits for the `NOTIFY outbox` that a committing writer sends, with a
+//! fallback poll. While busy it polls every 2 ms instead and tells writers (the `relay_state` row) not
+//! to notify, because every NOTIFY takes a global lock at commit and, sent by every transfer, halved the
+//! ledger's throughput.
+//!
 //! One relay publishes at a time, which keeps each aggregate's events in order: leadership is a Postgres
 //! advisory lock held on a dedicated connection. A standby retries every second and takes over as soon
 //! as the leader's connection dies.
@@ -27,6 +32,11 @@ use sqlx::postgres::{PgConnectOptions, PgListener};
 use sqlx::{Connection, PgConnection, PgPool};
 use streambank_events::{EventType, Stream, StreamEntry, stream_key};
 use streambank_store::relay;
+
+/// While the relay published within this long, it polls every [`BUSY_POLL`] instead of waiting for a
+/// NOTIFY, and writers skip the NOTIFY.
+const BUSY_FOR: Duration = Duration::from_millis(200);
+const BUSY_POLL: Duration = Duration::from_millis(2);
 
 /// The advisory lock whose holder is the publishing relay.
 const LEADER_LOCK: i64 = 0x5354_5245_414d_424b; // "STREAMBK"
@@ -282,20 +292,10 @@ impl Relay {
             .await
             .context("cannot connect to Redis")?;
         let mut last_retention = tokio::time::Instant::now() - Duration::from_secs(3600);
+        let mut last_published = tokio::time::Instant::now();
         loop {
-            // Drain everything that is waiting.
-            loop {
-                let published = publish_batch(
-                    &self.pool,
-                    &mut redis,
-                    &self.config.stream_prefix,
-                    self.config.batch_size,
-                    self.config.max_stream_len,
-                )
-                .await?;
-                if (published as i64) < self.config.batch_size || *stop.borrow() {
-                    break;
-                }
+            if self.drain(&mut redis, stop).await? > 0 {
+                last_published = tokio::time::Instant::now();
             }
             if *stop.borrow() {
                 break;
@@ -314,15 +314,57 @@ impl Relay {
                 .execute(&mut lock_conn)
                 .await
                 .context("leader lock connection lost")?;
-            tokio::select! {
-                _ = stop.changed() => break,
-                notification = listener.recv() => { notification?; }
-                () = tokio::time::sleep(self.config.poll_interval) => {}
+
+            // Busy: poll again shortly, and let writers skip the NOTIFY (and its global lock).
+            if last_published.elapsed() < BUSY_FOR {
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    () = tokio::time::sleep(BUSY_POLL) => {}
+                }
+                continue;
             }
+            // Idle: ask writers to notify, look once more (a commit that saw "busy" just before this must
+            // not wait for the fallback poll), then wait for a notification.
+            relay::set_listening(&self.pool, true).await?;
+            if self.drain(&mut redis, stop).await? == 0 {
+                tokio::select! {
+                    _ = stop.changed() => {}
+                    notification = listener.recv() => { notification?; }
+                    () = tokio::time::sleep(self.config.poll_interval) => {}
+                }
+            }
+            relay::set_listening(&self.pool, false).await?;
+            last_published = tokio::time::Instant::now();
         }
+        relay::set_listening(&self.pool, true).await.ok();
         self.leader.store(false, Ordering::Release);
         let _ = lock_conn.close().await;
         Ok(())
+    }
+}
+
+impl Relay {
+    /// Publishes batches until one comes back short. Returns how many rows were published.
+    async fn drain(
+        &self,
+        redis: &mut MultiplexedConnection,
+        stop: &tokio::sync::watch::Receiver<bool>,
+    ) -> anyhow::Result<usize> {
+        let mut total = 0;
+        loop {
+            let published = publish_batch(
+                &self.pool,
+                redis,
+                &self.config.stream_prefix,
+                self.config.batch_size,
+                self.config.max_stream_len,
+            )
+            .await?;
+            total += published;
+            if (published as i64) < self.config.batch_size || *stop.borrow() {
+                return Ok(total);
+            }
+        }
     }
 }
 

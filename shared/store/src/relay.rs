@@ -80,3 +80,15 @@ pub async fn republish_since(db: impl PgExecutor<'_>, since: DateTime<Utc>) -> s
     .await
     .map(|r| r.rows_affected())
 }
+
+/// Tells writers whether the relay is idle and waiting for a NOTIFY (`true`) or busy polling (`false`).
+#[tracing::instrument(name = "Set the relay's listening state", skip(db))]
+pub async fn set_listening(db: impl PgExecutor<'_>, listening: bool) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE relay_state SET listening = $1 WHERE id = 1 AND listening IS DISTINCT FROM $1",
+        listening
+    )
+    .execute(db)
+    .await
+    .map(|_| ())
+}
