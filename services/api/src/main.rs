@@ -4,7 +4,7 @@ use streambank_api::{Api, Config, shutdown_signal};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    streambank_telemetry::init_logging("info");
+    let _telemetry = streambank_telemetry::init("streambank-api", "info");
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(e) => {

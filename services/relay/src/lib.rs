@@ -35,7 +35,7 @@ use streambank_store::relay;
 
 /// While the relay published within this long, it polls every [`BUSY_POLL`] instead of waiting for a
 /// NOTIFY, and writers skip the NOTIFY.
-const BUSY_FOR: Duration = Duration::from_millis(200);
+const BUSY_FOR: Duration = Duration::from_secs(1);
 const BUSY_POLL: Duration = Duration::from_millis(2);
 
 /// The advisory lock whose holder is the publishing relay.
@@ -131,7 +131,20 @@ pub async fn publish_batch(
         return Ok(0);
     }
     let mut pipe = redis::pipe();
+    // One span per event, continuing the trace of the request that wrote it; the stream entry carries
+    // this span's context on to the worker, so a trace reads request -> publish -> handling.
+    let mut spans = Vec::with_capacity(rows.len());
     for row in &rows {
+        let span =
+            tracing::info_span!("publish event", event_type = %row.event_type, event_id = %row.id);
+        streambank_telemetry::continue_trace(&span, row.traceparent.as_deref().unwrap_or_default());
+        let mut entry = entry(row);
+        if let Some(traceparent) = streambank_telemetry::traceparent_of(&span) {
+            entry.traceparent = traceparent;
+        }
+        spans.push((span, entry));
+    }
+    for (row, (_, entry)) in rows.iter().zip(&spans) {
         // An event type this relay does not know (written by a newer version) still travels, on a stream
         // named after its aggregate, rather than blocking everything behind it.
         let stream = EventType::parse(&row.event_type)
@@ -143,7 +156,7 @@ pub async fn publish_batch(
             .arg("~")
             .arg(max_stream_len)
             .arg("*");
-        for (field, value) in entry(row).to_fields() {
+        for (field, value) in entry.to_fields() {
             cmd.arg(field).arg(value);
         }
     }
@@ -151,6 +164,7 @@ pub async fn publish_batch(
         .query_async(redis)
         .await
         .context("XADD pipeline failed")?;
+    drop(spans);
     let ids: Vec<_> = rows.iter().map(|r| r.id).collect();
     relay::mark_published(&mut tx, &ids).await?;
     tx.commit().await?;

@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    streambank_telemetry::init_logging("info");
+    let _telemetry = streambank_telemetry::init("streambank-relay", "info");
     let relay = match streambank_relay::Config::from_env().and_then(streambank_relay::Relay::new) {
         Ok(relay) => relay,
         Err(e) => {

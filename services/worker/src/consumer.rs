@@ -20,6 +20,7 @@ use redis::streams::{
 };
 use redis::{AsyncConnectionConfig, Value};
 use streambank_events::{StreamEntry, dead_letter_key, stream_key};
+use tracing::Instrument as _;
 
 use crate::Config;
 use crate::handlers::{Group, Handlers};
@@ -177,7 +178,11 @@ impl Worker {
         id: &StreamId,
     ) -> anyhow::Result<()> {
         let outcome = match StreamEntry::from_fields(fields(id)) {
-            Ok(entry) => self.handler.handle(group, &entry).await,
+            Ok(entry) => {
+                let span = tracing::info_span!("handle event", group = group.name(), event_type = %entry.event_type, event_id = %entry.event_id);
+                streambank_telemetry::continue_trace(&span, &entry.traceparent);
+                self.handler.handle(group, &entry).instrument(span).await
+            }
             Err(missing) => Err(anyhow::anyhow!("the entry has no {missing} field")),
         };
         match outcome {

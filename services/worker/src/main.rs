@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    streambank_telemetry::init_logging("info");
+    let _telemetry = streambank_telemetry::init("streambank-worker", "info");
     let config = match streambank_worker::Config::from_env() {
         Ok(config) => config,
         Err(e) => {

@@ -2,7 +2,10 @@
 //!
 //! # Layout
 //!
-//! - [`init_logging`]: the `tracing` subscriber (`RUST_LOG` filter, `LOG_FORMAT` pretty or json).
+//! - [`init_logging`] and [`init`]: the `tracing` subscriber (`RUST_LOG` filter, `LOG_FORMAT` pretty or
+//!   json), and with [`init`] OTLP export of spans when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+//! - [`continue_trace`] and [`traceparent_of`]: W3C trace context in and out of spans, so a trace
+//!   follows an event from the API through the outbox and the stream to the worker.
 //! - [`current_traceparent`]: the W3C `traceparent` of the current span, which the store writes into each
 //!   outbox row so that the relay and the workers continue the trace of the request that caused an event.
 //! - [`spawn_blocking_in_span`]: CPU-heavy work (argon2) off the async runtime, inside the caller's span.
@@ -11,33 +14,104 @@
 
 pub mod health;
 
-use opentelemetry::trace::TraceContextExt as _;
+use opentelemetry::propagation::TextMapPropagator as _;
+use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
+use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 /// Installs the process-wide `tracing` subscriber: `RUST_LOG` (else `default_filter`, e.g. `info`) chooses
 /// what is logged and `LOG_FORMAT=json` switches from human-readable lines to one JSON object per line.
-/// Safe to call twice; the second call does nothing.
+/// Safe to call twice; the second call does nothing. No spans are exported (see [`init`]).
 pub fn init_logging(default_filter: &str) {
+    let _ = subscriber(default_filter, None).try_init();
+}
+
+/// Logging as [`init_logging`], plus OpenTelemetry: when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, spans go
+/// to it over OTLP/gRPC (Jaeger listens on 4317) as service `OTEL_SERVICE_NAME` (else `service`). Keep
+/// the returned guard until exit: dropping it flushes the last spans.
+pub fn init(service: &str, default_filter: &str) -> TelemetryGuard {
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    let provider = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok().filter(|e| !e.is_empty()).and_then(|endpoint| {
+        let exporter = opentelemetry_otlp::SpanExporter::builder().with_tonic().with_endpoint(endpoint).build();
+        match exporter {
+            Ok(exporter) => {
+                let name = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| service.to_owned());
+                let resource = opentelemetry_sdk::Resource::builder().with_service_name(name).build();
+                Some(SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build())
+            }
+            Err(e) => {
+                eprintln!("{service}: OTEL_EXPORTER_OTLP_ENDPOINT: cannot build the OTLP exporter ({e}); spans are not exported");
+                None
+            }
+        }
+    });
+    let tracer = provider.as_ref().map(|p| p.tracer(service.to_owned()));
+    let _ = subscriber(default_filter, tracer).try_init();
+    TelemetryGuard(provider)
+}
+
+/// Flushes and shuts the span exporter down when dropped.
+#[derive(Debug)]
+pub struct TelemetryGuard(Option<SdkTracerProvider>);
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(provider) = self.0.take() {
+            let _ = provider.shutdown();
+        }
+    }
+}
+
+type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
+
+/// The subscriber every process uses; `tracer`, when given, turns spans into OpenTelemetry spans.
+pub fn subscriber(
+    default_filter: &str,
+    tracer: Option<opentelemetry_sdk::trace::SdkTracer>,
+) -> impl tracing::Subscriber + Send + Sync {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let json = std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _already_set = if json {
-        builder.json().try_init()
+    let fmt: BoxedLayer = if json {
+        Box::new(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_writer(std::io::stderr),
+        )
     } else {
-        builder.try_init()
+        Box::new(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
     };
+    let mut layers = vec![fmt];
+    if let Some(tracer) = tracer {
+        layers.push(Box::new(tracing_opentelemetry::layer().with_tracer(tracer)));
+    }
+    tracing_subscriber::registry().with(layers).with(filter)
 }
 
-/// The W3C `traceparent` (`00-<trace id>-<span id>-<flags>`) of the current span, or `None` when the
-/// span is not part of an OpenTelemetry trace (no exporter configured, or outside any span).
-pub fn current_traceparent() -> Option<String> {
-    let context = tracing::Span::current().context();
-    let span = context.span();
-    let span_context = span.span_context();
+/// Makes `span` continue the trace of a W3C `traceparent` (from an outbox row or a stream entry). An
+/// empty or malformed value leaves the span as it is.
+pub fn continue_trace(span: &tracing::Span, traceparent: &str) {
+    if traceparent.is_empty() {
+        return;
+    }
+    let carrier =
+        std::collections::HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+    let context = TraceContextPropagator::new().extract(&carrier);
+    if context.span().span_context().is_valid() {
+        let _ = span.set_parent(context);
+    }
+}
+
+/// The W3C `traceparent` of `span`, or `None` when it is not part of an OpenTelemetry trace.
+pub fn traceparent_of(span: &tracing::Span) -> Option<String> {
+    let context = span.context();
+    let span_ref = context.span();
+    let span_context = span_ref.span_context();
     span_context.is_valid().then(|| {
         format!(
             "00-{}-{}-{:02x}",
@@ -46,6 +120,12 @@ pub fn current_traceparent() -> Option<String> {
             span_context.trace_flags().to_u8()
         )
     })
+}
+
+/// The W3C `traceparent` (`00-<trace id>-<span id>-<flags>`) of the current span, or `None` when the
+/// span is not part of an OpenTelemetry trace (no exporter configured, or outside any span).
+pub fn current_traceparent() -> Option<String> {
+    traceparent_of(&tracing::Span::current())
 }
 
 /// Runs blocking work (password hashing) on tokio's blocking pool, inside the current span so that its

@@ -70,7 +70,12 @@ pub fn router(state: AppState, config: &Config) -> Router {
             .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
             .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
                 let request_id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default();
-                tracing::info_span!("http request", method = %request.method(), uri = %request.uri(), request_id)
+                let span = tracing::info_span!("http request", method = %request.method(), uri = %request.uri(), request_id);
+                // A caller that is itself traced passes its W3C traceparent; the request continues it.
+                if let Some(traceparent) = request.headers().get("traceparent").and_then(|v| v.to_str().ok()) {
+                    streambank_telemetry::continue_trace(&span, traceparent);
+                }
+                span
             }))
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))
             .layer(cors(&config.cors_allowed_origins))

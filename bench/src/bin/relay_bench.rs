@@ -1,0 +1,247 @@
+//! The outbox relay under load, with Redis's own `XADD` rate as the reference.
+//!
+//! 1. **Backlog drain:** `--backlog` transfer-sized outbox rows are waiting; the relay publishes them in
+//!    batches (`publish_batch`, as the leader does). Reported as events/s and as a ratio to
+//!    `redis-benchmark -P 16` sending `XADD`s with the same fields to the same Redis in the same run, plus
+//!    the process's peak RSS.
+//! 2. **Commit-to-XADD latency:** a running relay while the service layer commits transfers at a steady
+//!    `--rate` per second; latency is the stream entry id's timestamp (Redis's clock at `XADD`) minus the
+//!    moment the transfer's commit returned, both on this machine's clock.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use clap::Parser;
+use rand::Rng as _;
+use sqlx::postgres::PgConnectOptions;
+use streambank_bench::ledger::prepare_database;
+use streambank_bench::stats::percentile;
+use streambank_events::{Stream, stream_key};
+use streambank_service::{Bank, Caller, Role, TransferRequest};
+
+#[derive(Debug, Parser)]
+#[command(
+    about = "Outbox relay: backlog drain and commit-to-XADD latency, against redis-benchmark"
+)]
+struct Args {
+    #[arg(
+        long,
+        env = "BENCH_RELAY_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/streambank_bench_relay"
+    )]
+    database_url: String,
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    redis_url: String,
+    #[arg(long, default_value_t = 200_000)]
+    backlog: i64,
+    /// Rows per claim and per pipelined XADD batch.
+    #[arg(long, default_value_t = 1_000)]
+    batch: i64,
+    /// Transfers per second for the latency measurement.
+    #[arg(long, default_value_t = 1_000)]
+    rate: u64,
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+fn now_ms() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let options: PgConnectOptions = args
+        .database_url
+        .parse()
+        .context("BENCH_RELAY_DATABASE_URL")?;
+    prepare_database(&options, &args.database_url, 1_000, 0).await?;
+    let pool = streambank_store::pool_options(40)
+        .connect_with(options)
+        .await?;
+    let client = redis::Client::open(args.redis_url.as_str())?;
+    let mut redis = client.get_multiplexed_async_connection().await?;
+    let prefix = format!("bench-relay-{}", uuid::Uuid::new_v4().simple());
+
+    // 1. Backlog drain.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO outbox (id, aggregate_type, aggregate_id, event_type, payload, created_at)
+         SELECT gen_random_uuid(), 'transfer', i::text, 'transfer.completed',
+                jsonb_build_object('transfer_id', i, 'from_account_id', 1, 'to_account_id', 2, 'from_owner_id', 1,
+                                   'to_owner_id', 2, 'amount', 100, 'currency', 'USD'),
+                now() + i * interval '1 microsecond'
+         FROM generate_series(1, {}) AS i;
+         ANALYZE outbox;",
+        args.backlog
+    )))
+    .execute(&pool)
+    .await?;
+    let rss_before = peak_rss_mib();
+    let started = Instant::now();
+    let mut drained = 0;
+    loop {
+        let n = streambank_relay::publish_batch(&pool, &mut redis, &prefix, args.batch, 10_000_000)
+            .await?;
+        drained += n;
+        if n == 0 {
+            break;
+        }
+    }
+    let drain_rate = drained as f64 / started.elapsed().as_secs_f64();
+    let rss_after = peak_rss_mib();
+    let reference = redis_benchmark(&args.redis_url, args.backlog, &prefix)?;
+    let _: () = redis::cmd("DEL")
+        .arg(stream_key(&prefix, Stream::Transfers))
+        .arg(format!("{prefix}:redis-benchmark"))
+        .query_async(&mut redis)
+        .await?;
+
+    // 2. Commit-to-XADD latency with a running relay.
+    let config = streambank_relay::Config {
+        database_url: args.database_url.clone(),
+        redis_url: args.redis_url.clone(),
+        stream_prefix: prefix.clone(),
+        health_addr: "127.0.0.1:0".parse()?,
+        batch_size: 500,
+        poll_interval: Duration::from_secs(1),
+        retention: Duration::from_secs(7 * 86_400),
+        max_stream_len: 10_000_000,
+    };
+    let relay = streambank_relay::Relay::new(config)?;
+    tokio::spawn(relay.clone().run(std::future::pending()));
+    while !relay.is_leader() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let bank = Bank::new(pool.clone());
+    let committed: Arc<Mutex<HashMap<i64, f64>>> = Arc::default();
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate as f64));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let mut tasks = tokio::task::JoinSet::new();
+    while Instant::now() < deadline {
+        ticker.tick().await;
+        let (bank, committed) = (bank.clone(), Arc::clone(&committed));
+        tasks.spawn(async move {
+            let (from, to) = {
+                let mut rng = rand::rng();
+                let from = rng.random_range(1..=1_000);
+                let mut to = rng.random_range(1..1_000);
+                if to >= from {
+                    to += 1;
+                }
+                (from, to)
+            };
+            let caller = Caller {
+                user_id: from,
+                role: Role::Customer,
+            };
+            let request = TransferRequest {
+                from_account_id: from,
+                to_account_id: to,
+                amount: 1,
+                currency: "USD",
+            };
+            if let Ok(result) = bank.transfer(caller, request).await {
+                committed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(result.transfer.id, now_ms());
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(stream_key(&prefix, Stream::Transfers))
+        .arg("-")
+        .arg("+")
+        .query_async(&mut redis)
+        .await?;
+    let committed = committed.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut latencies = Vec::new();
+    for entry in &entries.ids {
+        let xadd_ms: f64 = entry
+            .id
+            .split('-')
+            .next()
+            .and_then(|ms| ms.parse().ok())
+            .unwrap_or(f64::NAN);
+        let transfer: Option<i64> = entry
+            .map
+            .get("aggregate_id")
+            .and_then(|v| redis::from_redis_value::<String>(v.clone()).ok())
+            .and_then(|s| s.parse().ok());
+        if let Some(commit_ms) = transfer.and_then(|t| committed.get(&t)) {
+            // Entry ids have millisecond resolution; a negative difference is rounding, count it as 0.
+            latencies.push(Duration::from_secs_f64(
+                ((xadd_ms - commit_ms).max(0.0)) / 1000.0,
+            ));
+        }
+    }
+    latencies.sort();
+    let achieved = committed.len() as f64 / args.seconds as f64;
+    let _: () = redis::cmd("DEL")
+        .arg(stream_key(&prefix, Stream::Transfers))
+        .query_async(&mut redis)
+        .await?;
+
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!("| measurement | result | reference | ratio |");
+    println!("|---|---:|---:|---:|");
+    println!(
+        "| drain of a {}-row backlog (batches of {}) | {drain_rate:.0} events/s | redis-benchmark XADD -P 16: {reference:.0}/s | {:.2}x |",
+        args.backlog,
+        args.batch,
+        drain_rate / reference
+    );
+    println!(
+        "| peak RSS of the process during the drain | {rss_after:.1} MiB (before: {rss_before:.1} MiB) | | |"
+    );
+    println!(
+        "| commit-to-XADD latency at {:.0} transfers/s ({} events matched) | p50 {:.1} ms, p99 {:.1} ms | | |",
+        achieved,
+        latencies.len(),
+        ms(percentile(&latencies, 0.5)),
+        ms(percentile(&latencies, 0.99))
+    );
+    Ok(())
+}
+
+/// `redis-benchmark -P 16` sending `XADD`s with the relay's seven fields; returns requests per second.
+fn redis_benchmark(redis_url: &str, n: i64, prefix: &str) -> anyhow::Result<f64> {
+    let url = redis_url.trim_start_matches("redis://");
+    let (host, port) = url
+        .trim_end_matches('/')
+        .split_once(':')
+        .unwrap_or((url, "6379"));
+    let key = format!("{prefix}:redis-benchmark");
+    let output = std::process::Command::new("redis-benchmark")
+        .args(["-h", host, "-p", port, "-n", &n.to_string(), "-P", "16", "-q"])
+        .args(["XADD", &key, "*", "event_id", "0190c5f2-7e5a-7cc1-8f4e-000000000000", "event_type", "transfer.completed"])
+        .args(["aggregate_type", "transfer", "aggregate_id", "123456", "occurred_at", "2026-11-25T17:00:00.000000Z", "traceparent", ""])
+        .args(["payload", r#"{"amount": 100, "currency": "USD", "to_owner_id": 2, "transfer_id": 123456, "from_owner_id": 1, "to_account_id": 2, "from_account_id": 1}"#])
+        .output()
+        .context("cannot run redis-benchmark (Debian package redis-tools)")?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .windows(3)
+        .find(|w| w[1] == "requests" && w[2] == "per")
+        .and_then(|w| w[0].parse().ok())
+        .with_context(|| format!("no rate in redis-benchmark output: {text}"))
+}

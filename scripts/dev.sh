@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Brings the whole system up natively on this machine: checks or starts Postgres and Redis, starts an SMTP
+# catcher with a web UI (maildev: SMTP 1025, UI and API 1080), runs the migrations, builds and starts
+# streambank-api, streambank-relay and streambank-worker, prints the URLs, and stops everything on Ctrl-C.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${HOME}/.cache/streambank/target}"
+export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/streambank}"
+export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
+export SMTP_URL="${SMTP_URL:-smtp://127.0.0.1:1025}"
+export PUBLIC_BASE_URL="${PUBLIC_BASE_URL:-http://localhost:8080}"
+export RUST_LOG="${RUST_LOG:-info}"
+
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  echo
+  echo "stopping..."
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup INT TERM EXIT
+
+if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+  echo "starting PostgreSQL"
+  pg_ctlcluster --skip-systemctl-redirect "$(find /etc/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | tail -n 1)" main start
+fi
+if ! redis-cli -h 127.0.0.1 ping >/dev/null 2>&1; then
+  echo "starting Redis (AOF on)"
+  mkdir -p /var/lib/redis
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --appendonly yes --dir /var/lib/redis
+fi
+if ! curl -sf http://127.0.0.1:1080/email >/dev/null 2>&1; then
+  command -v maildev >/dev/null || npm install -g maildev@2.2.1
+  maildev --smtp 1025 --web 1080 --ip 127.0.0.1 >/tmp/streambank-maildev.log 2>&1 &
+  pids+=("$!")
+fi
+
+cargo build --release --locked -p bankctl -p streambank-api -p streambank-relay -p streambank-worker
+bin="${CARGO_TARGET_DIR}/release"
+"$bin/bankctl" migrate
+
+"$bin/streambank-api" & pids+=("$!")
+"$bin/streambank-relay" & pids+=("$!")
+"$bin/streambank-worker" & pids+=("$!")
+
+cat <<INFO
+
+StreamBank is up:
+  REST API      http://localhost:8080        Swagger UI http://localhost:8080/swagger-ui/
+  relay health  http://localhost:9101/readyz
+  worker health http://localhost:9102/readyz
+  mail (maildev) http://localhost:1080
+  streams       redis-cli XRANGE bank:events:transfers - +
+Ctrl-C stops everything.
+INFO
+wait -n "${pids[@]}"

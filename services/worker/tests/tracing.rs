@@ -1,0 +1,149 @@
+//! Tracing across the bus: the outbox row carries the request's trace context, the relay's publish span
+//! continues it, and the worker's handling span continues the publish span, so one trace shows all three.
+//! Spans are captured with the OpenTelemetry SDK's in-memory exporter.
+
+use std::time::Duration;
+
+use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+use streambank_service::{Bank, Caller, RegisterUser, Role, TransferRequest, UserOptions};
+use streambank_testkit::TestDb;
+use tracing::Instrument as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+async fn user(bank: &Bank, name: &str, domain: &str, role: Role) -> Caller {
+    let input = RegisterUser {
+        username: name.into(),
+        email: format!("{name}@{domain}"),
+        full_name: name.into(),
+        password: "correct horse battery".into(),
+    };
+    let user = bank
+        .create_user(
+            input,
+            UserOptions {
+                role,
+                verified: true,
+            },
+        )
+        .await
+        .expect("user");
+    Caller {
+        user_id: user.id,
+        role,
+    }
+}
+
+#[tokio::test]
+async fn the_workers_span_is_in_the_trace_of_the_request_that_caused_it() {
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let _subscriber = tracing::subscriber::set_default(streambank_telemetry::subscriber(
+        "info",
+        Some(provider.tracer("test")),
+    ));
+
+    let db = TestDb::new().await;
+    let bank = Bank::new(db.pool.clone());
+    let domain = format!("{}.example.com", uuid::Uuid::new_v4().simple());
+    let banker = user(&bank, "banker", &domain, Role::Banker).await;
+    let ann = user(&bank, "ann", &domain, Role::Customer).await;
+    let bob = user(&bank, "bob", &domain, Role::Customer).await;
+    let from = bank.open_account(ann, "USD").await.expect("open");
+    let to = bank.open_account(bob, "USD").await.expect("open");
+    bank.deposit(banker, from.id, 100, "USD")
+        .await
+        .expect("deposit");
+
+    // The API request (its span stands in for the HTTP layer's).
+    let request = tracing::info_span!("http request", uri = "/v1/transfers");
+    let request_trace = request.context().span().span_context().trace_id();
+    let transfer = TransferRequest {
+        from_account_id: from.id,
+        to_account_id: to.id,
+        amount: 25,
+        currency: "USD",
+    };
+    bank.transfer(ann, transfer)
+        .instrument(request.clone())
+        .await
+        .expect("transfer");
+    drop(request);
+
+    let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let redis_url =
+        std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let mut redis = redis::Client::open(redis_url.as_str())
+        .expect("REDIS_URL")
+        .get_multiplexed_async_connection()
+        .await
+        .expect(
+            "Redis must be running (start it with `redis-server --daemonize yes` or run `.ci/run`)",
+        );
+    streambank_relay::publish_batch(&db.pool, &mut redis, &prefix, 500, 10_000)
+        .await
+        .expect("publish");
+    let config = streambank_worker::Config {
+        database_url: db.url.clone(),
+        redis_url,
+        stream_prefix: prefix,
+        health_addr: "127.0.0.1:0".parse().expect("addr"),
+        smtp_url: "smtp://127.0.0.1:1025".into(),
+        mail_from: "StreamBank <no-reply@streambank.local>".into(),
+        public_base_url: "http://localhost:8080".into(),
+        max_deliveries: 3,
+        claim_min_idle: Duration::from_secs(30),
+        retry_base: Duration::from_millis(10),
+        retry_max: Duration::from_millis(100),
+        sweep_interval: Duration::from_millis(100),
+    };
+    config
+        .build()
+        .expect("worker")
+        .drain()
+        .await
+        .expect("drain");
+    provider.force_flush().expect("flush");
+
+    let spans = exporter.get_finished_spans().expect("spans");
+    let attr = |span: &opentelemetry_sdk::trace::SpanData, key: &str| {
+        span.attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.to_string())
+    };
+    let of_transfer = |name: &str| {
+        spans
+            .iter()
+            .find(|s| {
+                s.name == name && attr(s, "event_type").as_deref() == Some("transfer.completed")
+            })
+            .unwrap_or_else(|| panic!("no {name} span for transfer.completed"))
+            .clone()
+    };
+    let publish = of_transfer("publish event");
+    let handle = of_transfer("handle event");
+    assert_eq!(
+        publish.span_context.trace_id(),
+        request_trace,
+        "the relay continues the request's trace"
+    );
+    assert_eq!(
+        handle.span_context.trace_id(),
+        request_trace,
+        "the worker continues the request's trace"
+    );
+    assert_eq!(
+        handle.parent_span_id,
+        publish.span_context.span_id(),
+        "handling is a child of publishing"
+    );
+    assert!(
+        spans
+            .iter()
+            .any(|s| s.name == "Transfer" && s.span_context.trace_id() == request_trace),
+        "the service span too"
+    );
+}
