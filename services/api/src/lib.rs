@@ -56,6 +56,7 @@ impl Api {
             redis: redis::Client::open(config.redis_url.as_str()).context("REDIS_URL")?,
             trusted_proxies: config.trusted_proxies.clone(),
             body_limit_bytes: config.body_limit_bytes,
+            metrics: rest::metrics::ApiMetrics::default(),
         };
         let router = rest::router(state, config);
         let http = TcpListener::bind(config.http_addr)

@@ -11,4 +11,5 @@ pub struct AppState {
     pub redis: redis::Client,
     pub trusted_proxies: Vec<IpAddr>,
     pub body_limit_bytes: usize,
+    pub metrics: crate::rest::metrics::ApiMetrics,
 }

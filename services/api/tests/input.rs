@@ -410,6 +410,24 @@ async fn health_request_ids_and_the_openapi_document() {
     ] {
         assert!(served["paths"][path].is_object(), "{path} is documented");
     }
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics
+            .contains("http_requests_total{route=\"/healthz\",method=\"GET\",status=\"200\"} 3\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("http_request_duration_seconds_bucket{route=\"/readyz\",le=\"+Inf\"} 1\n"),
+        "{metrics}"
+    );
     let ui = app
         .client
         .get(app.url("/swagger-ui/"))

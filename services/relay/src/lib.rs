@@ -99,6 +99,47 @@ impl Config {
     }
 }
 
+/// The relay's Prometheus metrics (served at `/metrics` on `HEALTH_ADDR`).
+#[derive(Debug, Clone)]
+pub struct RelayMetrics {
+    pub registry: streambank_telemetry::metrics::Registry,
+    published: streambank_telemetry::metrics::Counter,
+    batch_size: streambank_telemetry::metrics::Histogram,
+    lag: streambank_telemetry::metrics::Histogram,
+    leader: streambank_telemetry::metrics::Gauge,
+}
+
+impl Default for RelayMetrics {
+    fn default() -> Self {
+        use streambank_telemetry::metrics::{LATENCY_BUCKETS, Registry, SIZE_BUCKETS};
+        let registry = Registry::default();
+        Self {
+            published: registry.counter(
+                "relay_events_published_total",
+                "Events published to Redis, by stream.",
+                &["stream"],
+            ),
+            batch_size: registry.histogram(
+                "relay_batch_size",
+                "Rows per published batch.",
+                &[],
+                &SIZE_BUCKETS,
+            ),
+            lag: registry.histogram(
+                "relay_publish_lag_seconds",
+                "From the writing transaction's start to the event's XADD.",
+                &[],
+                &LATENCY_BUCKETS,
+            ),
+            leader: registry.gauge(
+                "relay_leader",
+                "1 while this process holds leadership and publishes, 0 on standby.",
+            ),
+            registry,
+        }
+    }
+}
+
 /// The stream entry for an outbox row.
 fn entry(row: &relay::OutboxRow) -> StreamEntry {
     StreamEntry {
@@ -116,7 +157,6 @@ fn entry(row: &relay::OutboxRow) -> StreamEntry {
 
 /// Claims up to `batch_size` unpublished rows, publishes them with one pipelined round trip to Redis, and
 /// marks them published. Returns how many rows it published (0: nothing was waiting).
-#[tracing::instrument(name = "Publish an outbox batch", skip(pool, redis))]
 pub async fn publish_batch(
     pool: &PgPool,
     redis: &mut MultiplexedConnection,
@@ -124,16 +164,28 @@ pub async fn publish_batch(
     batch_size: i64,
     max_stream_len: u64,
 ) -> anyhow::Result<usize> {
+    publish_batch_observed(pool, redis, prefix, batch_size, max_stream_len, None).await
+}
+
+/// [`publish_batch`], recording what it did in `metrics`.
+#[tracing::instrument(name = "Publish an outbox batch", skip(pool, redis, metrics))]
+pub async fn publish_batch_observed(
+    pool: &PgPool,
+    redis: &mut MultiplexedConnection,
+    prefix: &str,
+    batch_size: i64,
+    max_stream_len: u64,
+    metrics: Option<&RelayMetrics>,
+) -> anyhow::Result<usize> {
     let mut tx = pool.begin().await?;
     let rows = relay::claim(&mut tx, batch_size).await?;
     if rows.is_empty() {
         tx.commit().await?;
         return Ok(0);
     }
-    let mut pipe = redis::pipe();
     // One span per event, continuing the trace of the request that wrote it; the stream entry carries
     // this span's context on to the worker, so a trace reads request -> publish -> handling.
-    let mut spans = Vec::with_capacity(rows.len());
+    let mut published = Vec::with_capacity(rows.len());
     for row in &rows {
         let span =
             tracing::info_span!("publish event", event_type = %row.event_type, event_id = %row.id);
@@ -142,16 +194,17 @@ pub async fn publish_batch(
         if let Some(traceparent) = streambank_telemetry::traceparent_of(&span) {
             entry.traceparent = traceparent;
         }
-        spans.push((span, entry));
-    }
-    for (row, (_, entry)) in rows.iter().zip(&spans) {
         // An event type this relay does not know (written by a newer version) still travels, on a stream
         // named after its aggregate, rather than blocking everything behind it.
         let stream = EventType::parse(&row.event_type)
             .map_or_else(|| fallback_stream(&row.aggregate_type), EventType::stream);
+        published.push((span, stream, entry));
+    }
+    let mut pipe = redis::pipe();
+    for (_, stream, entry) in &published {
         let cmd = pipe
             .cmd("XADD")
-            .arg(stream_key(prefix, stream))
+            .arg(stream_key(prefix, *stream))
             .arg("MAXLEN")
             .arg("~")
             .arg(max_stream_len)
@@ -164,10 +217,20 @@ pub async fn publish_batch(
         .query_async(redis)
         .await
         .context("XADD pipeline failed")?;
-    drop(spans);
     let ids: Vec<_> = rows.iter().map(|r| r.id).collect();
     relay::mark_published(&mut tx, &ids).await?;
     tx.commit().await?;
+    if let Some(m) = metrics {
+        let now = chrono::Utc::now();
+        m.batch_size.observe(&[], rows.len() as f64);
+        for (row, (_, stream, _)) in rows.iter().zip(&published) {
+            m.published.inc(&[stream.name()]);
+            m.lag.observe(
+                &[],
+                (now - row.created_at).num_microseconds().unwrap_or(0) as f64 / 1e6,
+            );
+        }
+    }
     tracing::debug!(rows = rows.len(), "published");
     Ok(rows.len())
 }
@@ -187,6 +250,7 @@ pub struct Relay {
     pool: PgPool,
     redis: redis::Client,
     leader: Arc<AtomicBool>,
+    metrics: RelayMetrics,
 }
 
 impl Relay {
@@ -199,7 +263,13 @@ impl Relay {
             pool,
             redis,
             leader: Arc::default(),
+            metrics: RelayMetrics::default(),
         })
+    }
+
+    /// The relay's metrics, as `/metrics` serves them.
+    pub fn metrics(&self) -> &RelayMetrics {
+        &self.metrics
     }
 
     /// Whether this process currently holds leadership and publishes.
@@ -226,6 +296,7 @@ impl Relay {
                 let relay = ready_self.clone();
                 Box::pin(async move { relay.readiness().await })
             }),
+            self.metrics.registry.clone(),
             health_stop,
         )
         .await
@@ -238,6 +309,7 @@ impl Relay {
                 Ok(()) => {}
                 Err(e) => {
                     self.leader.store(false, Ordering::Release);
+                    self.metrics.leader.set(0);
                     tracing::warn!(
                         error = format!("{e:#}"),
                         "relay lost its footing; retrying in 1 s"
@@ -250,6 +322,7 @@ impl Relay {
             }
         }
         self.leader.store(false, Ordering::Release);
+        self.metrics.leader.set(0);
         let _ = health.await;
         tracing::info!("relay stopped");
         Ok(())
@@ -297,6 +370,7 @@ impl Relay {
         }
         tracing::info!("relay is the leader");
         self.leader.store(true, Ordering::Release);
+        self.metrics.leader.set(1);
 
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen("outbox").await?;
@@ -352,6 +426,7 @@ impl Relay {
         }
         relay::set_listening(&self.pool, true).await.ok();
         self.leader.store(false, Ordering::Release);
+        self.metrics.leader.set(0);
         let _ = lock_conn.close().await;
         Ok(())
     }
@@ -366,12 +441,13 @@ impl Relay {
     ) -> anyhow::Result<usize> {
         let mut total = 0;
         loop {
-            let published = publish_batch(
+            let published = publish_batch_observed(
                 &self.pool,
                 redis,
                 &self.config.stream_prefix,
                 self.config.batch_size,
                 self.config.max_stream_len,
+                Some(&self.metrics),
             )
             .await?;
             total += published;

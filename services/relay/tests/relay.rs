@@ -300,6 +300,20 @@ async fn one_leader_publishes_and_a_standby_takes_over_when_it_dies() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 
+    let text = first.metrics().registry.render();
+    assert!(text.contains("relay_leader 1\n"), "{text}");
+    assert!(
+        text.contains("relay_events_published_total{stream=\"users\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        second
+            .metrics()
+            .registry
+            .render()
+            .contains("relay_leader 0\n")
+    );
+
     // The leader dies (its task and its lock connection with it); the standby takes over.
     first_task.abort();
     let _ = first_task.await;

@@ -44,6 +44,52 @@ impl Handle for Handlers {
     }
 }
 
+/// The worker's Prometheus metrics (served at `/metrics` on `HEALTH_ADDR`).
+#[derive(Debug, Clone)]
+pub struct WorkerMetrics {
+    pub registry: streambank_telemetry::metrics::Registry,
+    processed: streambank_telemetry::metrics::Counter,
+    retried: streambank_telemetry::metrics::Counter,
+    dead_lettered: streambank_telemetry::metrics::Counter,
+    handling: streambank_telemetry::metrics::Histogram,
+    pending: streambank_telemetry::metrics::Gauge,
+}
+
+impl Default for WorkerMetrics {
+    fn default() -> Self {
+        use streambank_telemetry::metrics::{LATENCY_BUCKETS, Registry};
+        let registry = Registry::default();
+        Self {
+            processed: registry.counter(
+                "worker_events_total",
+                "Entries handled, by group and outcome (ok or error).",
+                &["group", "outcome"],
+            ),
+            retried: registry.counter(
+                "worker_retries_total",
+                "Failed entries claimed again for a retry, by group.",
+                &["group"],
+            ),
+            dead_lettered: registry.counter(
+                "worker_dead_lettered_total",
+                "Entries moved to the dead-letter stream, by group.",
+                &["group"],
+            ),
+            handling: registry.histogram(
+                "worker_handling_seconds",
+                "Time to handle one entry, by group.",
+                &["group"],
+                &LATENCY_BUCKETS,
+            ),
+            pending: registry.gauge(
+                "worker_pending_entries",
+                "Entries pending (delivered, not acknowledged) in the last swept group.",
+            ),
+            registry,
+        }
+    }
+}
+
 /// A worker process: its consumer name, its handlers and its connections.
 #[derive(Debug, Clone)]
 pub struct Worker {
@@ -53,6 +99,7 @@ pub struct Worker {
     consumer: String,
     /// The last error of each entry this process failed, for the dead-letter record.
     last_errors: Arc<Mutex<HashMap<String, String>>>,
+    metrics: WorkerMetrics,
 }
 
 fn fields(id: &StreamId) -> HashMap<String, String> {
@@ -81,7 +128,13 @@ impl Worker {
             redis,
             consumer,
             last_errors: Arc::default(),
+            metrics: WorkerMetrics::default(),
         })
+    }
+
+    /// The worker's metrics (tests read them).
+    pub fn metrics(&self) -> &WorkerMetrics {
+        &self.metrics
     }
 
     pub fn consumer_name(&self) -> &str {
@@ -177,6 +230,7 @@ impl Worker {
         key: &str,
         id: &StreamId,
     ) -> anyhow::Result<()> {
+        let started = std::time::Instant::now();
         let outcome = match StreamEntry::from_fields(fields(id)) {
             Ok(entry) => {
                 let span = tracing::info_span!("handle event", group = group.name(), event_type = %entry.event_type, event_id = %entry.event_id);
@@ -185,6 +239,12 @@ impl Worker {
             }
             Err(missing) => Err(anyhow::anyhow!("the entry has no {missing} field")),
         };
+        self.metrics
+            .handling
+            .observe_duration(&[group.name()], started.elapsed());
+        self.metrics
+            .processed
+            .inc(&[group.name(), if outcome.is_ok() { "ok" } else { "error" }]);
         match outcome {
             Ok(()) => {
                 let _: i64 = redis::cmd("XACK")
@@ -245,6 +305,9 @@ impl Worker {
                 .arg(100)
                 .query_async(conn)
                 .await?;
+            self.metrics
+                .pending
+                .set(i64::try_from(pending.ids.len()).unwrap_or(i64::MAX));
             let claim_min_idle = self.config.claim_min_idle.as_millis() as usize;
             let mut retry = Vec::new();
             for p in pending.ids {
@@ -274,6 +337,9 @@ impl Worker {
                     .arg(&id)
                     .query_async(conn)
                     .await?;
+                self.metrics
+                    .retried
+                    .add(&[group.name()], claimed.ids.len() as u64);
                 for entry in &claimed.ids {
                     self.process(conn, group, &key, entry).await?;
                     handled += 1;
@@ -344,6 +410,7 @@ impl Worker {
             .arg(id)
             .query_async(conn)
             .await?;
+        self.metrics.dead_lettered.inc(&[group.name()]);
         tracing::error!(group = group.name(), entry = %id, deliveries, error, "entry dead-lettered");
         Ok(())
     }
@@ -385,6 +452,7 @@ impl Worker {
                 let worker = ready_self.clone();
                 Box::pin(async move { worker.readiness().await })
             }),
+            self.metrics.registry.clone(),
             async move {
                 let _ = health_stop.wait_for(|stop| *stop).await;
             },

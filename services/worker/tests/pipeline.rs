@@ -575,4 +575,13 @@ async fn a_poison_event_goes_to_the_dead_letter_stream_while_others_flow() {
         .await
         .expect("XPENDING");
     assert_eq!(pending.count(), 0, "acknowledged once dead-lettered");
+    let metrics = worker.metrics().registry.render();
+    assert!(
+        metrics.contains("worker_dead_lettered_total{group=\"notifications\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("worker_events_total{group=\"notifications\",outcome=\"error\"} 3\n"),
+        "{metrics}"
+    );
 }

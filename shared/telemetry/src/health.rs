@@ -1,4 +1,4 @@
-//! `/healthz` and `/readyz` for the background processes (relay, worker) on `HEALTH_ADDR`.
+//! `/healthz`, `/readyz` and `/metrics` for the background processes (relay, worker) on `HEALTH_ADDR`.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,11 +19,13 @@ pub type ReadinessCheck =
 pub async fn serve(
     addr: SocketAddr,
     ready: ReadinessCheck,
+    metrics: crate::metrics::Registry,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let router = Router::new()
+        .route("/metrics", get(move || async move { metrics.render() }))
         .route(
             "/healthz",
             get(|| async { Json(serde_json::json!({ "status": "ok" })) }),

@@ -9,10 +9,12 @@
 //! - [`current_traceparent`]: the W3C `traceparent` of the current span, which the store writes into each
 //!   outbox row so that the relay and the workers continue the trace of the request that caused an event.
 //! - [`spawn_blocking_in_span`]: CPU-heavy work (argon2) off the async runtime, inside the caller's span.
-//! - [`health`]: `/healthz` and `/readyz` for the relay and the worker.
+//! - [`health`]: `/healthz`, `/readyz` and `/metrics` for the relay and the worker.
+//! - [`metrics`]: Prometheus counters, gauges and histograms.
 //! - [`shutdown_signal`]: SIGTERM or Ctrl-C, the normal way every process is asked to stop.
 
 pub mod health;
+pub mod metrics;
 
 use opentelemetry::propagation::TextMapPropagator as _;
 use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};

@@ -10,6 +10,7 @@ pub mod dto;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod metrics;
 pub mod notifications;
 pub mod openapi;
 pub mod sessions;
@@ -60,8 +61,13 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .merge(notifications::router())
         .merge(health::router())
         .merge(openapi::router())
+        .merge(metrics::router(state.metrics.clone()))
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            metrics::track,
+        ))
         .layer(DefaultBodyLimit::max(config.body_limit_bytes))
         .with_state(state);
 

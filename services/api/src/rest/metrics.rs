@@ -1,0 +1,65 @@
+//! `/metrics`: requests by route, method and status, and a latency histogram by route (Prometheus).
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::get;
+use streambank_telemetry::metrics::{Counter, Histogram, LATENCY_BUCKETS, Registry};
+
+use crate::state::AppState;
+
+#[derive(Debug, Clone)]
+pub struct ApiMetrics {
+    pub registry: Registry,
+    requests: Counter,
+    latency: Histogram,
+}
+
+impl Default for ApiMetrics {
+    fn default() -> Self {
+        let registry = Registry::default();
+        Self {
+            requests: registry.counter(
+                "http_requests_total",
+                "HTTP requests by route template, method and status.",
+                &["route", "method", "status"],
+            ),
+            latency: registry.histogram(
+                "http_request_duration_seconds",
+                "HTTP request latency by route template.",
+                &["route"],
+                &LATENCY_BUCKETS,
+            ),
+            registry,
+        }
+    }
+}
+
+/// Middleware that records every request against its route template (`/v1/accounts/{id}`, never the
+/// concrete path, so the number of series stays bounded).
+pub async fn track(State(metrics): State<ApiMetrics>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    metrics
+        .requests
+        .inc(&[&route, &method, response.status().as_str()]);
+    metrics
+        .latency
+        .observe_duration(&[&route], started.elapsed());
+    response
+}
+
+pub fn router(metrics: ApiMetrics) -> Router<AppState> {
+    Router::new().route(
+        "/metrics",
+        get(move || async move { metrics.registry.render() }),
+    )
+}
