@@ -296,18 +296,7 @@ impl Sessions {
         if claims.typ != TokenType::Refresh {
             return Err(Error::TokenInvalid);
         }
-        let state = sessions::state(&self.pool, claims.session_id)
-            .await
-            .map_err(Error::db)?
-            .filter(|s| s.user_id == claims.user_id)
-            .ok_or(Error::TokenRevoked)?;
-        if state.revoked_at.is_some() {
-            return Err(Error::TokenRevoked);
-        }
-        if state.expires_at <= Utc::now() {
-            return Err(Error::TokenExpired);
-        }
-        let role: Role = state.role.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+        let (state, role) = self.live_session(&claims).await?;
         let presented = hash_token(refresh_token);
         let refresh = self.issue(
             claims.user_id,
@@ -348,6 +337,24 @@ impl Sessions {
         })
     }
 
+    /// The session a token names, if it is still alive and still the token's user's, with the user's
+    /// current role.
+    async fn live_session(&self, claims: &Claims) -> Result<(sessions::SessionState, Role)> {
+        let state = sessions::state(&self.pool, claims.session_id)
+            .await
+            .map_err(Error::db)?
+            .filter(|s| s.user_id == claims.user_id)
+            .ok_or(Error::TokenRevoked)?;
+        if state.revoked_at.is_some() {
+            return Err(Error::TokenRevoked);
+        }
+        if state.expires_at <= Utc::now() {
+            return Err(Error::TokenExpired);
+        }
+        let role = state.role.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+        Ok((state, role))
+    }
+
     /// Revokes the caller's session: every token of it stops working at once.
     #[tracing::instrument(name = "Log out", skip(self))]
     pub async fn logout(&self, who: Authenticated) -> Result<()> {
@@ -382,18 +389,7 @@ impl Sessions {
                 session_id: claims.session_id,
             });
         }
-        let state = sessions::state(&self.pool, claims.session_id)
-            .await
-            .map_err(Error::db)?
-            .filter(|s| s.user_id == claims.user_id)
-            .ok_or(Error::TokenRevoked)?;
-        if state.revoked_at.is_some() {
-            return Err(Error::TokenRevoked);
-        }
-        if state.expires_at <= Utc::now() {
-            return Err(Error::TokenExpired);
-        }
-        let role = state.role.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+        let (state, role) = self.live_session(&claims).await?;
         let cached = CachedSession {
             user_id: claims.user_id,
             role,
