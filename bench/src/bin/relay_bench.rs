@@ -44,6 +44,9 @@ struct Args {
     rate: u64,
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// The SMTP catcher the worker mails (maildev).
+    #[arg(long, env = "SMTP_URL", default_value = "smtp://127.0.0.1:1025")]
+    smtp_url: String,
 }
 
 fn peak_rss_mib() -> f64 {
@@ -127,6 +130,25 @@ async fn main() -> anyhow::Result<()> {
     while !relay.is_leader() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    // A worker (notifications and emails to the SMTP catcher) runs too, for commit-to-notification.
+    let worker = streambank_worker::Config {
+        database_url: args.database_url.clone(),
+        redis_url: args.redis_url.clone(),
+        stream_prefix: prefix.clone(),
+        health_addr: "127.0.0.1:0".parse()?,
+        smtp_url: args.smtp_url.clone(),
+        mail_from: "StreamBank <no-reply@streambank.local>".to_owned(),
+        public_base_url: "http://localhost:8080".to_owned(),
+        max_deliveries: 5,
+        claim_min_idle: Duration::from_secs(30),
+        retry_base: Duration::from_millis(500),
+        retry_max: Duration::from_secs(60),
+        sweep_interval: Duration::from_secs(1),
+    };
+    let (stop_worker, worker_stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker_task = tokio::spawn(streambank_worker::run(worker, async move {
+        let _ = worker_stopped.await;
+    }));
     let bank = Bank::new(pool.clone());
     let committed: Arc<Mutex<HashMap<i64, f64>>> = Arc::default();
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate as f64));
@@ -195,6 +217,38 @@ async fn main() -> anyhow::Result<()> {
     }
     latencies.sort();
     let achieved = committed.len() as f64 / args.seconds as f64;
+
+    // Commit-to-notification: the sender's notification row (written by the worker) per transfer.
+    let drain_deadline = Instant::now() + Duration::from_secs(60);
+    let expected = committed.len() as i64 * 2;
+    loop {
+        let rows: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM notifications WHERE kind = 'transfer.completed'",
+        )
+        .fetch_one(&pool)
+        .await?;
+        if rows >= expected || Instant::now() > drain_deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = stop_worker.send(());
+    let _ = worker_task.await;
+    let rows: Vec<(String, f64)> = sqlx::query_as(
+        "SELECT o.aggregate_id, extract(epoch FROM n.created_at)::float8 * 1000
+         FROM notifications n JOIN outbox o ON o.id = n.event_id
+         WHERE n.kind = 'transfer.completed'",
+    )
+    .fetch_all(&pool)
+    .await?;
+    let mut notify_latencies: Vec<Duration> = rows
+        .iter()
+        .filter_map(|(transfer, at)| {
+            let commit = committed.get(&transfer.parse::<i64>().ok()?)?;
+            Some(Duration::from_secs_f64((at - commit).max(0.0) / 1000.0))
+        })
+        .collect();
+    notify_latencies.sort();
     let _: () = redis::cmd("DEL")
         .arg(stream_key(&prefix, Stream::Transfers))
         .query_async(&mut redis)
@@ -218,6 +272,13 @@ async fn main() -> anyhow::Result<()> {
         latencies.len(),
         ms(percentile(&latencies, 0.5)),
         ms(percentile(&latencies, 0.99))
+    );
+    println!(
+        "| commit-to-notification-row latency at {:.0} transfers/s ({} rows; worker also emails each party) | p50 {:.1} ms, p99 {:.1} ms | | |",
+        achieved,
+        notify_latencies.len(),
+        ms(percentile(&notify_latencies, 0.5)),
+        ms(percentile(&notify_latencies, 0.99))
     );
     Ok(())
 }

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use redis::aio::MultiplexedConnection;
 use redis::streams::{
     StreamAutoClaimReply, StreamClaimReply, StreamId, StreamPendingCountReply, StreamRangeReply,
@@ -24,6 +25,9 @@ use tracing::Instrument as _;
 
 use crate::Config;
 use crate::handlers::{Group, Handlers};
+
+/// Entries one group handles at the same time.
+const HANDLERS_IN_FLIGHT: usize = 16;
 
 /// Something that handles events (the real [`Handlers`], or a test double wrapping them).
 pub trait Handle: Send + Sync + std::fmt::Debug {
@@ -212,13 +216,48 @@ impl Worker {
             .query_async(blocking)
             .await
             .context("XREADGROUP failed")?;
-        let mut read = 0;
-        for stream in reply.map(|r| r.keys).unwrap_or_default() {
-            for id in &stream.ids {
-                read += 1;
-                self.process(conn, group, &stream.key, id).await?;
+        let entries: Vec<(String, StreamId)> = reply
+            .map(|r| r.keys)
+            .unwrap_or_default()
+            .into_iter()
+            .flat_map(|stream| {
+                let key = stream.key;
+                stream.ids.into_iter().map(move |id| (key.clone(), id))
+            })
+            .collect();
+        let read = entries.len();
+        // Entries of one read are handled concurrently: each event has its own effects and records, so
+        // their order does not matter, and one slow SMTP exchange must not hold up the rest. Copies of one
+        // event (the relay may publish twice) stay in one bucket and are handled one after the other, so
+        // the second sees what the first recorded.
+        let mut buckets: Vec<(String, Vec<(String, StreamId)>)> = Vec::new();
+        for (key, id) in entries {
+            let event_id = id
+                .map
+                .get("event_id")
+                .and_then(|v| redis::from_redis_value::<String>(v.clone()).ok())
+                .unwrap_or_default();
+            match buckets
+                .iter_mut()
+                .find(|(e, _)| !e.is_empty() && *e == event_id)
+            {
+                Some((_, bucket)) => bucket.push((key, id)),
+                None => buckets.push((event_id, vec![(key, id)])),
             }
         }
+        futures_util::stream::iter(buckets)
+            .map(|(_, bucket)| {
+                let mut conn = conn.clone();
+                async move {
+                    for (key, id) in &bucket {
+                        self.process(&mut conn, group, key, id).await?;
+                    }
+                    anyhow::Ok(())
+                }
+            })
+            .buffer_unordered(HANDLERS_IN_FLIGHT)
+            .try_collect::<Vec<()>>()
+            .await?;
         Ok(read)
     }
 

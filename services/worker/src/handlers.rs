@@ -24,16 +24,24 @@ use crate::mail::Mailer;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Group {
     EmailVerification,
+    /// Notification rows (what `GET /v1/notifications` lists).
     Notifications,
+    /// The emails that go with them, in a group of their own so that mail never delays the rows.
+    NotificationEmails,
 }
 
 impl Group {
-    pub const ALL: [Group; 2] = [Group::EmailVerification, Group::Notifications];
+    pub const ALL: [Group; 3] = [
+        Group::EmailVerification,
+        Group::Notifications,
+        Group::NotificationEmails,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Group::EmailVerification => "email-verification",
             Group::Notifications => "notifications",
+            Group::NotificationEmails => "notification-emails",
         }
     }
 
@@ -41,7 +49,9 @@ impl Group {
         use streambank_events::Stream;
         match self {
             Group::EmailVerification => &[Stream::Users],
-            Group::Notifications => &[Stream::Accounts, Stream::Transfers],
+            Group::Notifications | Group::NotificationEmails => {
+                &[Stream::Accounts, Stream::Transfers]
+            }
         }
     }
 }
@@ -71,25 +81,51 @@ impl Handlers {
                 self.send_verification(event_id, serde_json::from_str(&entry.payload)?)
                     .await
             }
-            (Group::Notifications, EventType::AccountOpened) => {
-                let e: AccountOpened = serde_json::from_str(&entry.payload)?;
-                let text = format!("Your {} account {} is open.", e.currency, e.account_id);
-                self.notify(group, event_id, "account.opened", &[(e.owner_id, text)])
-                    .await
+            (Group::Notifications | Group::NotificationEmails, _) => {
+                let Some((kind, recipients)) =
+                    self.notification(event_type, &entry.payload).await?
+                else {
+                    return Ok(());
+                };
+                if group == Group::Notifications {
+                    self.write_notifications(event_id, kind, &recipients).await
+                } else {
+                    self.email_notifications(event_id, kind, &recipients).await
+                }
             }
-            (Group::Notifications, EventType::MoneyDeposited) => {
-                let e: MoneyDeposited = serde_json::from_str(&entry.payload)?;
+            _ => Ok(()),
+        }
+    }
+
+    /// Who is told what about an event: `None` for events nobody is notified of.
+    async fn notification(
+        &self,
+        event_type: EventType,
+        payload: &str,
+    ) -> anyhow::Result<Option<(&'static str, Vec<(i64, String)>)>> {
+        Ok(Some(match event_type {
+            EventType::AccountOpened => {
+                let e: AccountOpened = serde_json::from_str(payload)?;
+                (
+                    "account.opened",
+                    vec![(
+                        e.owner_id,
+                        format!("Your {} account {} is open.", e.currency, e.account_id),
+                    )],
+                )
+            }
+            EventType::MoneyDeposited => {
+                let e: MoneyDeposited = serde_json::from_str(payload)?;
                 let owner = self.bank.owner_of(e.account_id).await?;
                 let text = format!(
                     "{} was deposited into your account {}.",
                     money(e.amount, &e.currency),
                     e.account_id
                 );
-                self.notify(group, event_id, "money.deposited", &[(owner, text)])
-                    .await
+                ("money.deposited", vec![(owner, text)])
             }
-            (Group::Notifications, EventType::TransferCompleted) => {
-                let e: TransferCompleted = serde_json::from_str(&entry.payload)?;
+            EventType::TransferCompleted => {
+                let e: TransferCompleted = serde_json::from_str(payload)?;
                 let amount = money(e.amount, &e.currency);
                 let sent = format!(
                     "You sent {amount} from account {} to account {}.",
@@ -99,16 +135,13 @@ impl Handlers {
                     "You received {amount} in account {} from account {}.",
                     e.to_account_id, e.from_account_id
                 );
-                self.notify(
-                    group,
-                    event_id,
+                (
                     "transfer.completed",
-                    &[(e.from_owner_id, sent), (e.to_owner_id, received)],
+                    vec![(e.from_owner_id, sent), (e.to_owner_id, received)],
                 )
-                .await
             }
-            _ => Ok(()),
-        }
+            _ => return Ok(None),
+        }))
     }
 
     async fn send_verification(&self, event_id: Uuid, e: UserRegistered) -> anyhow::Result<()> {
@@ -156,28 +189,38 @@ impl Handlers {
         Ok(())
     }
 
-    /// One notification row per recipient, committed with the processed-event record; then one email per
-    /// recipient, each recorded once accepted.
-    async fn notify(
+    /// One notification row per recipient, committed with the processed-event record of the
+    /// `notifications` group: all rows of the event, or none, exactly once.
+    async fn write_notifications(
         &self,
-        group: Group,
+        event_id: Uuid,
+        kind: &str,
+        recipients: &[(i64, String)],
+    ) -> anyhow::Result<()> {
+        let mut tx = self.bank.pool().begin().await?;
+        if !consumers::record_processed(&mut tx, Group::Notifications.name(), event_id).await? {
+            tx.rollback().await?;
+            return Ok(()); // already done
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (user_id, text) in recipients {
+            if seen.insert(*user_id) {
+                consumers::insert_notification(&mut tx, *user_id, event_id, kind, text).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// One email per recipient, each recorded once the SMTP server accepted it (group
+    /// `notification-emails`, separate so that a slow mail server never delays the notification rows).
+    async fn email_notifications(
+        &self,
         event_id: Uuid,
         kind: &str,
         recipients: &[(i64, String)],
     ) -> anyhow::Result<()> {
         let pool = self.bank.pool();
-        let mut tx = pool.begin().await?;
-        if consumers::record_processed(&mut tx, group.name(), event_id).await? {
-            let mut seen = std::collections::HashSet::new();
-            for (user_id, text) in recipients {
-                if seen.insert(*user_id) {
-                    consumers::insert_notification(&mut tx, *user_id, event_id, kind, text).await?;
-                }
-            }
-            tx.commit().await?;
-        } else {
-            tx.rollback().await?;
-        }
         for (user_id, text) in recipients {
             let Some(contact) = consumers::contact(pool, *user_id).await? else {
                 continue;
@@ -191,6 +234,9 @@ impl Handlers {
                 .await?;
             consumers::record_delivery(pool, event_id, &contact.email, kind).await?;
         }
+        let mut tx = pool.begin().await?;
+        consumers::record_processed(&mut tx, Group::NotificationEmails.name(), event_id).await?;
+        tx.commit().await?;
         Ok(())
     }
 }

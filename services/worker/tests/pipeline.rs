@@ -362,6 +362,8 @@ async fn register_verify_by_email_then_transfer_notifies_both_parties() {
         (Stream::Users, "email-verification"),
         (Stream::Accounts, "notifications"),
         (Stream::Transfers, "notifications"),
+        (Stream::Accounts, "notification-emails"),
+        (Stream::Transfers, "notification-emails"),
     ] {
         let info: Vec<HashMap<String, redis::Value>> = redis::cmd("XINFO")
             .arg("GROUPS")
@@ -470,7 +472,11 @@ async fn redelivery_republish_and_a_dead_consumer_change_nothing() {
     );
     assert_eq!(env.count("SELECT count(*) FROM notifications").await, 1);
     assert_eq!(env.count("SELECT count(*) FROM verify_emails").await, 1);
-    assert_eq!(env.count("SELECT count(*) FROM processed_events").await, 2);
+    assert_eq!(
+        env.count("SELECT count(*) FROM processed_events").await,
+        3,
+        "email-verification, notifications, notification-emails"
+    );
 }
 
 /// Handlers that always fail on `account.opened` and behave normally otherwise.
