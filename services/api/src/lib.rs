@@ -50,6 +50,7 @@ impl Api {
         )
         .await?;
         tokio::spawn(sessions.clone().listen_for_invalidations());
+        tokio::spawn(expire_idempotency_keys(Bank::new(pool.clone())));
         let state = AppState {
             bank: Bank::new(pool),
             sessions: sessions.clone(),
@@ -94,3 +95,16 @@ impl Api {
 }
 
 pub use streambank_telemetry::shutdown_signal;
+
+/// Deletes idempotency keys past their retention, hourly, for the life of the process.
+async fn expire_idempotency_keys(bank: Bank) {
+    let mut every_hour = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        every_hour.tick().await;
+        match bank.expire_idempotency_keys().await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "expired idempotency keys"),
+            Err(e) => tracing::warn!(error = %e, "could not expire idempotency keys"),
+        }
+    }
+}

@@ -18,6 +18,9 @@ use crate::{Bank, Caller, Deposit, Error, Result, TransferResult};
 /// How many times a transfer runs before a transient failure is reported as [`Error::Busy`].
 const MAX_ATTEMPTS: u32 = 5;
 
+/// How long idempotency keys are kept: the contract promises at least 24 hours.
+pub const IDEMPOTENCY_KEY_RETENTION: Duration = Duration::from_secs(48 * 3600);
+
 /// A claimed idempotency key whose request has not completed after this long is taken to be abandoned
 /// (its process died) and may be claimed again. Longer than any request may run.
 const ABANDONED_CLAIM_SECS: f64 = 60.0;
@@ -178,6 +181,15 @@ impl Bank {
                 .map_err(Error::db)?;
         }
         outcome
+    }
+
+    /// Deletes idempotency keys older than [`IDEMPOTENCY_KEY_RETENTION`]; returns how many. The API runs
+    /// it periodically.
+    #[tracing::instrument(name = "Expire idempotency keys", skip(self))]
+    pub async fn expire_idempotency_keys(&self) -> Result<u64> {
+        idempotency::expire(&self.pool, IDEMPOTENCY_KEY_RETENTION.as_secs_f64())
+            .await
+            .map_err(Error::db)
     }
 
     /// One attempt of an idempotent transfer: the transfer and the key's stored response commit together.

@@ -180,10 +180,6 @@ impl Sessions {
         })
     }
 
-    pub fn token_kind(&self) -> &'static str {
-        self.tokens.kind()
-    }
-
     fn issue(
         &self,
         user_id: i64,

@@ -392,3 +392,27 @@ async fn statements_page_newest_first_without_gaps_or_repeats() {
     // Six transfers out, newest first, then the opening deposit.
     assert_eq!(amounts, [-6, -5, -4, -3, -2, -1, 100]);
 }
+
+#[tokio::test]
+async fn idempotency_keys_are_kept_48_hours_then_expired() {
+    let t = TestBank::new().await;
+    let ann = t.customer("ann").await;
+    sqlx::query(
+        "INSERT INTO idempotency_keys (user_id, key, request_fingerprint, created_at)
+         VALUES ($1, 'old', '\\x00', now() - interval '49 hours'), ($1, 'day-old', '\\x00', now() - interval '25 hours')",
+    )
+    .bind(ann.user_id)
+    .execute(&t.db.pool)
+    .await
+    .expect("insert");
+    assert_eq!(t.bank.expire_idempotency_keys().await.expect("expire"), 1);
+    let left: Vec<String> = sqlx::query_scalar("SELECT key FROM idempotency_keys")
+        .fetch_all(&t.db.pool)
+        .await
+        .expect("keys");
+    assert_eq!(
+        left,
+        ["day-old"],
+        "keys younger than 48 hours stay (the contract promises 24)"
+    );
+}
