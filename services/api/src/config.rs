@@ -18,6 +18,11 @@ pub struct Config {
     pub database_max_connections: u32,
     pub redis_url: String,
     pub http_addr: SocketAddr,
+    pub grpc_addr: SocketAddr,
+    pub gateway_addr: SocketAddr,
+    /// The gRPC server the gateway calls (`GATEWAY_UPSTREAM`). Unset: this process's own gRPC
+    /// listener, which with the default `GRPC_ADDR` is the contract's default `http://127.0.0.1:9090`.
+    pub gateway_upstream: Option<String>,
     pub token_kind: String,
     pub token_key: TokenKey,
     pub access_token_ttl: Duration,
@@ -164,6 +169,28 @@ impl Config {
                 raw.parse()
                     .map_err(|_| format!("must be an address such as 0.0.0.0:8080, got {raw:?}"))
             })?,
+            grpc_addr: src.parse("GRPC_ADDR", "0.0.0.0:9090", |raw| {
+                raw.parse()
+                    .map_err(|_| format!("must be an address such as 0.0.0.0:9090, got {raw:?}"))
+            })?,
+            gateway_addr: src.parse("GATEWAY_ADDR", "0.0.0.0:8081", |raw| {
+                raw.parse()
+                    .map_err(|_| format!("must be an address such as 0.0.0.0:8081, got {raw:?}"))
+            })?,
+            gateway_upstream: match src.var("GATEWAY_UPSTREAM") {
+                None => None,
+                Some(raw) => Some(src.parse("GATEWAY_UPSTREAM", "", |_| {
+                    let raw = raw.trim();
+                    match raw.parse::<axum::http::Uri>() {
+                        Ok(uri) if uri.scheme_str() == Some("http") && uri.host().is_some() => {
+                            Ok(raw.to_owned())
+                        }
+                        _ => Err(format!(
+                            "must be an http:// URL such as http://127.0.0.1:9090, got {raw:?}"
+                        )),
+                    }
+                })?),
+            },
             token_kind,
             token_key,
             access_token_ttl: src.parse("ACCESS_TOKEN_TTL", "15m", parse_duration)?,
@@ -214,6 +241,16 @@ mod tests {
     fn defaults_and_one_line_errors_naming_the_variable() {
         let defaults = config(&[]).expect("defaults");
         assert_eq!(defaults.http_addr.port(), 8080);
+        assert_eq!(defaults.grpc_addr.port(), 9090);
+        assert_eq!(defaults.gateway_addr.port(), 8081);
+        assert_eq!(defaults.gateway_upstream, None);
+        let upstream = config(&[("GATEWAY_UPSTREAM", "localhost:9090")]).expect_err("upstream");
+        assert!(
+            upstream
+                .to_string()
+                .starts_with("GATEWAY_UPSTREAM must be an http:// URL"),
+            "{upstream}"
+        );
         assert_eq!(defaults.token_kind, "paseto");
         assert!(defaults.using_development_key);
 

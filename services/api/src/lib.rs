@@ -1,15 +1,23 @@
-//! `streambank-api`: the REST listener (axum) over StreamBank's service layer.
+//! `streambank-api`: StreamBank's three transports over one service layer: the REST listener (axum,
+//! `HTTP_ADDR`), the gRPC server (tonic, `GRPC_ADDR`) and the HTTP/JSON gateway (`GATEWAY_ADDR`), which
+//! transcodes to gRPC and calls `GATEWAY_UPSTREAM` over a real connection.
 //!
 //! `main.rs` is thin: it reads [`Config`], starts logging and calls [`Api::bind`] then [`Api::run`].
-//! Tests do the same on port 0 and talk to the server over a real socket.
+//! Tests do the same on port 0 and talk to the server over real sockets.
 //!
 //! # Layout
 //!
 //! - [`config`]: environment variables, checked at start.
 //! - [`state`]: what handlers share (the service layer, sessions, Redis for readiness).
 //! - [`rest`]: the router, one module per resource, the error shape and the extractors.
+//! - [`grpc`]: the four gRPC services, one module each, and the layers every call passes through
+//!   (authentication, request id, tracing, panic recovery, rate limits).
+//! - [`gateway`]: the transcoding proxy, built at start from the `google.api.http` rules of the
+//!   descriptor set, and its OpenAPI document.
 
 pub mod config;
+pub mod gateway;
+pub mod grpc;
 pub mod rest;
 pub mod state;
 
@@ -30,6 +38,11 @@ use state::AppState;
 pub struct Api {
     http: TcpListener,
     router: axum::Router,
+    grpc: TcpListener,
+    grpc_server: grpc::Grpc,
+    grpc_routes: tonic::service::Routes,
+    gateway: TcpListener,
+    gateway_router: axum::Router,
     sessions: Sessions,
 }
 
@@ -59,13 +72,43 @@ impl Api {
             body_limit_bytes: config.body_limit_bytes,
             metrics: rest::metrics::ApiMetrics::default(),
         };
-        let router = rest::router(state, config);
+        let router = rest::router(state.clone(), config);
+        let grpc_server = grpc::Grpc::new(state, config);
+        let grpc_routes = grpc_server
+            .routes()
+            .await
+            .context("building the gRPC services")?;
         let http = TcpListener::bind(config.http_addr)
             .await
             .with_context(|| format!("cannot listen on HTTP_ADDR {}", config.http_addr))?;
+        let grpc = TcpListener::bind(config.grpc_addr)
+            .await
+            .with_context(|| format!("cannot listen on GRPC_ADDR {}", config.grpc_addr))?;
+        let gateway = TcpListener::bind(config.gateway_addr)
+            .await
+            .with_context(|| format!("cannot listen on GATEWAY_ADDR {}", config.gateway_addr))?;
+        let upstream = match &config.gateway_upstream {
+            Some(url) => url.clone(),
+            None => format!("http://127.0.0.1:{}", grpc.local_addr()?.port()),
+        };
+        let channel = tonic::transport::Endpoint::from_shared(upstream)
+            .context("GATEWAY_UPSTREAM")?
+            .tcp_nodelay(true)
+            .connect_lazy();
+        let gateway_router = gateway::router(
+            &streambank_proto::descriptor_pool(),
+            channel,
+            gateway::GatewayOptions::from(config),
+        )
+        .context("building the gateway from the descriptor set")?;
         Ok(Self {
             http,
             router,
+            grpc,
+            grpc_server,
+            grpc_routes,
+            gateway,
+            gateway_router,
             sessions,
         })
     }
@@ -79,17 +122,70 @@ impl Api {
         self.http.local_addr()
     }
 
-    /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish, and returns.
+    /// Adds a gRPC service behind the same layers as the API's own (tests use it to check what the
+    /// layers do with a method that panics).
+    pub fn add_grpc_service<S>(&mut self, service: S)
+    where
+        S: tower::Service<
+                axum::http::Request<tonic::body::Body>,
+                Response = axum::http::Response<tonic::body::Body>,
+                Error = std::convert::Infallible,
+            > + tonic::server::NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let routes = std::mem::take(&mut self.grpc_routes);
+        self.grpc_routes = routes.add_service(service);
+    }
+
+    pub fn grpc_addr(&self) -> std::io::Result<SocketAddr> {
+        self.grpc.local_addr()
+    }
+
+    pub fn gateway_addr(&self) -> std::io::Result<SocketAddr> {
+        self.gateway.local_addr()
+    }
+
+    /// Serves all three listeners until `shutdown` completes; then each stops accepting, lets its
+    /// in-flight requests finish, and `run` returns when all three have.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let service = self
-            .router
-            .into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.http, service)
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        });
+        let signal = move || {
+            let mut stopped = stopped.clone();
+            async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            }
+        };
+
+        let rest = axum::serve(
+            self.http,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(signal());
+        let gateway = axum::serve(
+            self.gateway,
+            self.gateway_router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(signal());
+        let grpc = self
+            .grpc_server
+            .serve(self.grpc, self.grpc_routes, signal());
+        let (rest, gateway, grpc) = tokio::join!(rest, gateway, grpc);
+        rest.context("REST listener")?;
+        gateway.context("gateway listener")?;
+        grpc.context("gRPC listener")?;
         Ok(())
     }
 }

@@ -24,8 +24,10 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Ok(addr) = api.http_addr() {
-        tracing::info!(%addr, token_kind = %config.token_kind, "REST API listening");
+    if let (Ok(rest), Ok(grpc), Ok(gateway)) =
+        (api.http_addr(), api.grpc_addr(), api.gateway_addr())
+    {
+        tracing::info!(%rest, %grpc, %gateway, token_kind = %config.token_kind, "API listening");
     }
     match api.run(shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,

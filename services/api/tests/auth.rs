@@ -4,7 +4,7 @@ mod common;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{PASSWORD, TEST_KEY, TestApp, expect_error};
+use common::{PASSWORD, TEST_KEY, TestApp, Transport, expect_error};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use streambank_auth::{Claims, TokenKey, TokenType};
@@ -17,8 +17,8 @@ fn forge(kind: &str, key: &str, claims: &Claims) -> String {
         .expect("create")
 }
 
-async fn attacks(kind: &str) {
-    let app = TestApp::spawn(kind).await;
+async fn attacks(transport: Transport, kind: &str) {
+    let app = TestApp::spawn_on(transport, kind).await;
     let ann = app.customer("ann").await;
     let session_id = ann.session_id.parse().expect("uuid");
     let now = chrono::Utc::now().timestamp();
@@ -132,19 +132,22 @@ async fn attacks(kind: &str) {
     );
 }
 
-#[tokio::test]
-async fn token_attacks_get_401_with_paseto() {
-    attacks("paseto").await;
+async fn attacks_with_paseto(transport: Transport) {
+    attacks(transport, "paseto").await;
 }
 
-#[tokio::test]
-async fn token_attacks_get_401_with_jwt() {
-    attacks("jwt").await;
+async fn attacks_with_jwt(transport: Transport) {
+    attacks(transport, "jwt").await;
 }
 
-#[tokio::test]
-async fn refresh_rotates_and_reuse_revokes_the_session() {
-    let app = TestApp::spawn("paseto").await;
+over_both_transports!(
+    token_attacks_get_401_with_paseto,
+    super::attacks_with_paseto
+);
+over_both_transports!(token_attacks_get_401_with_jwt, super::attacks_with_jwt);
+
+async fn refresh_rotates_and_reuse_revokes_the_session(transport: Transport) {
+    let app = TestApp::spawn_on(transport, "paseto").await;
     let ann = app.customer("ann").await;
 
     let first = app
@@ -223,9 +226,8 @@ async fn refresh_rotates_and_reuse_revokes_the_session() {
     .await;
 }
 
-#[tokio::test]
-async fn unknown_users_and_wrong_passwords_look_the_same() {
-    let app = TestApp::spawn("paseto").await;
+async fn unknown_users_and_wrong_passwords_look_the_same(transport: Transport) {
+    let app = TestApp::spawn_on(transport, "paseto").await;
     app.customer("ann").await;
     let wrong = app
         .call(
@@ -260,9 +262,8 @@ async fn unknown_users_and_wrong_passwords_look_the_same() {
     assert_eq!(wrong, unknown);
 }
 
-#[tokio::test]
-async fn other_peoples_accounts_are_not_found_and_deposits_need_a_banker() {
-    let app = TestApp::spawn("paseto").await;
+async fn other_peoples_accounts_are_not_found_and_deposits_need_a_banker(transport: Transport) {
+    let app = TestApp::spawn_on(transport, "paseto").await;
     let ann = app.customer("ann").await;
     let bob = app.customer("bob").await;
     let banker = app.banker("banker").await;
@@ -464,3 +465,18 @@ async fn a_logout_on_one_replica_stops_the_token_on_another_at_once() {
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
 }
+
+over_both_transports!(
+    refresh_rotates_and_reuse_revokes_the_session,
+    super::refresh_rotates_and_reuse_revokes_the_session
+);
+
+over_both_transports!(
+    unknown_users_and_wrong_passwords_look_the_same,
+    super::unknown_users_and_wrong_passwords_look_the_same
+);
+
+over_both_transports!(
+    other_peoples_accounts_are_not_found_and_deposits_need_a_banker,
+    super::other_peoples_accounts_are_not_found_and_deposits_need_a_banker
+);

@@ -2,13 +2,12 @@
 
 mod common;
 
-use common::{TestApp, expect_error};
+use common::{TestApp, Transport, expect_error};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-#[tokio::test]
-async fn malformed_input_is_a_4xx_in_the_contract_shape_and_writes_nothing() {
-    let app = TestApp::spawn("paseto").await;
+async fn malformed_input_is_a_4xx_in_the_contract_shape_and_writes_nothing(transport: Transport) {
+    let app = TestApp::spawn_on(transport, "paseto").await;
     let ann = app.customer("ann").await;
     let bob = app.customer("bob").await;
     let banker = app.banker("banker").await;
@@ -221,9 +220,8 @@ async fn malformed_input_is_a_4xx_in_the_contract_shape_and_writes_nothing() {
     }
 }
 
-#[tokio::test]
-async fn idempotency_keys_replay_refuse_mismatches_and_allow_one_transfer() {
-    let app = TestApp::spawn("paseto").await;
+async fn idempotency_keys_replay_refuse_mismatches_and_allow_one_transfer(transport: Transport) {
+    let app = TestApp::spawn_on(transport, "paseto").await;
     let ann = app.customer("ann").await;
     let bob = app.customer("bob").await;
     let banker = app.banker("banker").await;
@@ -437,3 +435,13 @@ async fn health_request_ids_and_the_openapi_document() {
     assert_eq!(ui.status(), StatusCode::OK);
     assert!(ui.text().await.expect("html").contains("swagger"));
 }
+
+over_both_transports!(
+    malformed_input_is_a_4xx_in_the_contract_shape_and_writes_nothing,
+    super::malformed_input_is_a_4xx_in_the_contract_shape_and_writes_nothing
+);
+
+over_both_transports!(
+    idempotency_keys_replay_refuse_mismatches_and_allow_one_transfer,
+    super::idempotency_keys_replay_refuse_mismatches_and_allow_one_transfer
+);

@@ -49,6 +49,8 @@ async fn sigterm_stops_accepting_and_exits_zero() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_streambank-api"))
         .env("DATABASE_URL", &db.url)
         .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .env("GRPC_ADDR", format!("127.0.0.1:{}", free_port()))
+        .env("GATEWAY_ADDR", format!("127.0.0.1:{}", free_port()))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())

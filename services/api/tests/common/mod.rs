@@ -15,8 +15,38 @@ use tokio::sync::oneshot;
 pub const TEST_KEY: &str = "test-key-0123456789-abcdefghijkl";
 pub const PASSWORD: &str = "correct horse battery";
 
+/// Which listener a contract test talks to: REST, or the gateway (which transcodes to gRPC). The two
+/// serve the same paths, shapes and errors, so the same test runs against either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Rest,
+    Gateway,
+}
+
+/// Runs a contract test once against each transport: `over_both_transports!(name, test_fn)` makes
+/// `name::rest` and `name::gateway`, each calling `test_fn(Transport::..)`.
+#[macro_export]
+macro_rules! over_both_transports {
+    ($name:ident, $test:path) => {
+        mod $name {
+            #[tokio::test]
+            async fn rest() {
+                $test($crate::common::Transport::Rest).await
+            }
+            #[tokio::test]
+            async fn gateway() {
+                $test($crate::common::Transport::Gateway).await
+            }
+        }
+    };
+}
+
 pub struct TestApp {
+    /// The listener the test talks to (REST unless spawned for the gateway).
     pub base: String,
+    pub rest_base: String,
+    pub gateway_base: String,
+    pub grpc_addr: std::net::SocketAddr,
     pub config: Config,
     pub sessions: streambank_service::Sessions,
     pub db: TestDb,
@@ -39,12 +69,28 @@ impl TestApp {
         Self::spawn_with(&[("TOKEN_KIND", token_kind)]).await
     }
 
+    /// The API with the given token format, the test talking to `transport`.
+    pub async fn spawn_on(transport: Transport, token_kind: &str) -> Self {
+        let mut app = Self::spawn(token_kind).await;
+        if transport == Transport::Gateway {
+            app.base = app.gateway_base.clone();
+        }
+        app
+    }
+
     /// Starts the API with the test defaults overridden by `vars`.
     pub async fn spawn_with(vars: &[(&str, &str)]) -> Self {
+        Self::spawn_customized(vars, |_| {}).await
+    }
+
+    /// Starts the API after `customize` has had the bound process (to add a gRPC service, say).
+    pub async fn spawn_customized(vars: &[(&str, &str)], customize: impl FnOnce(&mut Api)) -> Self {
         let db = TestDb::new().await;
         let mut env: HashMap<String, String> = HashMap::from([
             ("DATABASE_URL".into(), db.url.clone()),
             ("HTTP_ADDR".into(), "127.0.0.1:0".into()),
+            ("GRPC_ADDR".into(), "127.0.0.1:0".into()),
+            ("GATEWAY_ADDR".into(), "127.0.0.1:0".into()),
             ("TOKEN_SYMMETRIC_KEY".into(), TEST_KEY.into()),
             ("AUTH_RATE_LIMIT_PER_MINUTE".into(), "100000".into()),
             ("DATABASE_MAX_CONNECTIONS".into(), "16".into()),
@@ -56,16 +102,22 @@ impl TestApp {
             env.insert((*k).into(), (*v).into());
         }
         let config = Config::from_lookup(&move |name| env.get(name).cloned()).expect("test config");
-        let api = Api::bind(&config).await.expect("bind the API");
+        let mut api = Api::bind(&config).await.expect("bind the API");
+        customize(&mut api);
         let sessions = api.sessions();
         let base = format!("http://{}", api.http_addr().expect("address"));
+        let gateway_base = format!("http://{}", api.gateway_addr().expect("address"));
+        let grpc_addr = api.grpc_addr().expect("address");
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(api.run(async {
             let _ = stopped.await;
         }));
         let bank = Bank::new(db.pool.clone());
         Self {
+            rest_base: base.clone(),
             base,
+            gateway_base,
+            grpc_addr,
             config,
             sessions,
             bank,

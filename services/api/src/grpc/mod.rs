@@ -1,0 +1,182 @@
+//! The gRPC server (`GRPC_ADDR`, package `streambank.v1`): four services over the same service layer
+//! as REST, plus server reflection (v1 and v1alpha, so grpcurl 1.8 works too) and `grpc.health.v1`.
+//!
+//! Methods decode, call the service layer and encode; everything that applies to every call is a tower
+//! layer, assembled once in [`serve`], outermost first:
+//!
+//! 1. panic recovery: a panicking method answers `Internal` and the server keeps serving;
+//! 2. request id: `x-request-id` metadata, generated when absent, echoed in the response metadata;
+//! 3. a tracing span per call (`grpc call`, with the method and the request id), continuing the
+//!    caller's W3C `traceparent` when it sends one;
+//! 4. per-client-IP rate limits on `Register` and `Login` ([`layers::RateLimitLayer`]);
+//! 5. authentication of every method not in [`layers::PUBLIC_METHODS`] ([`layers::AuthLayer`]).
+//!
+//! # Layout
+//!
+//! - [`layers`]: authentication, rate limits, the list of public methods.
+//! - [`error`]: service errors as statuses with `ErrorInfo` and `BadRequest` details.
+//! - [`convert`]: service values as protobuf messages.
+//! - [`users`], [`accounts`], [`transfers`], [`notifications`]: one module per service.
+
+pub mod accounts;
+pub mod convert;
+pub mod error;
+pub mod layers;
+pub mod notifications;
+pub mod transfers;
+pub mod users;
+
+use std::future::Future;
+use std::time::Duration;
+
+use axum::http::{HeaderName, Request};
+use streambank_domain::PageRequest;
+use streambank_proto::v1::account_service_server::AccountServiceServer;
+use streambank_proto::v1::notification_service_server::NotificationServiceServer;
+use streambank_proto::v1::transfer_service_server::TransferServiceServer;
+use streambank_proto::v1::user_service_server::UserServiceServer;
+use tokio::net::TcpListener;
+use tonic::Status;
+use tonic::service::Routes;
+use tonic::transport::server::TcpIncoming;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::config::Config;
+use crate::state::AppState;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The gRPC server's parts: what its layers need, and its routes.
+#[derive(Debug, Clone)]
+pub struct Grpc {
+    state: AppState,
+    auth_rate_limit_per_minute: u32,
+    request_timeout: Duration,
+}
+
+impl Grpc {
+    pub fn new(state: AppState, config: &Config) -> Self {
+        Self {
+            state,
+            auth_rate_limit_per_minute: config.auth_rate_limit_per_minute,
+            request_timeout: config.request_timeout,
+        }
+    }
+
+    /// The four StreamBank services, reflection (v1 and v1alpha) and health.
+    pub async fn routes(&self) -> anyhow::Result<Routes> {
+        let state = &self.state;
+        let users = UserServiceServer::new(users::Users {
+            state: state.clone(),
+        });
+        let accounts = AccountServiceServer::new(accounts::Accounts {
+            state: state.clone(),
+        });
+        let transfers = TransferServiceServer::new(transfers::Transfers {
+            state: state.clone(),
+        });
+        let notifications = NotificationServiceServer::new(notifications::Notifications {
+            state: state.clone(),
+        });
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_serving::<UserServiceServer<users::Users>>()
+            .await;
+        health
+            .set_serving::<AccountServiceServer<accounts::Accounts>>()
+            .await;
+        health
+            .set_serving::<TransferServiceServer<transfers::Transfers>>()
+            .await;
+        health
+            .set_serving::<NotificationServiceServer<notifications::Notifications>>()
+            .await;
+
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(streambank_proto::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_v1 = reflection().build_v1()?;
+        let reflection_v1alpha = reflection().build_v1alpha()?;
+
+        Ok(Routes::new(users)
+            .add_service(accounts)
+            .add_service(transfers)
+            .add_service(notifications)
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha))
+    }
+
+    /// Serves `routes` behind the layers until `shutdown` completes, then lets in-flight calls finish.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        routes: Routes,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), tonic::transport::Error> {
+        let layers = ServiceBuilder::new()
+            .layer(CatchPanicLayer::custom(|_panic| {
+                tracing::error!("a gRPC method panicked; answering Internal");
+                error::with_reason(
+                    tonic::Code::Internal,
+                    "internal error; quote the x-request-id response metadata when reporting it",
+                    "INTERNAL",
+                    &[],
+                )
+                .into_http::<tonic::body::Body>()
+            }))
+            .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+            .layer(TraceLayer::new_for_grpc().make_span_with(|request: &Request<_>| {
+                let request_id = request
+                    .headers()
+                    .get(REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                let span = tracing::info_span!("grpc call", rpc.method = %request.uri().path(), request_id);
+                if let Some(traceparent) = request
+                    .headers()
+                    .get("traceparent")
+                    .and_then(|v| v.to_str().ok())
+                {
+                    streambank_telemetry::continue_trace(&span, traceparent);
+                }
+                span
+            }))
+            .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+            .layer(layers::RateLimitLayer::new(
+                self.auth_rate_limit_per_minute,
+                &self.state.trusted_proxies,
+            ))
+            .layer(layers::AuthLayer::new(self.state.sessions.clone()))
+            .into_inner();
+
+        tonic::transport::Server::builder()
+            .timeout(self.request_timeout)
+            .layer(layers)
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(listener).with_nodelay(Some(true)),
+                shutdown,
+            )
+            .await
+    }
+}
+
+/// Parses `page_size` and `page_token` exactly as REST does.
+pub fn page(size: Option<i64>, token: Option<&str>) -> Result<PageRequest, Status> {
+    PageRequest::parse(size, token).map_err(|bad| {
+        let violations: Vec<_> = bad
+            .into_iter()
+            .map(|(field, description)| streambank_domain::FieldViolation {
+                field: field.to_owned(),
+                description,
+            })
+            .collect();
+        error::status(streambank_service::Error::Validation(violations))
+    })
+}

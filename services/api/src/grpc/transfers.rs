@@ -1,0 +1,90 @@
+//! `streambank.v1.TransferService`: move money (idempotently with the `idempotency-key` metadata
+//! entry, with the REST semantics), read and list transfers.
+
+use streambank_proto::v1 as pb;
+use streambank_proto::v1::transfer_service_server::TransferService;
+use streambank_service::TransferRequest;
+use tonic::{Request, Response, Status};
+
+use super::convert::{transfer, transfer_result};
+use super::error::{malformed, positive_id, status};
+use super::layers::caller;
+use super::page;
+use crate::state::AppState;
+
+#[derive(Debug, Clone)]
+pub struct Transfers {
+    pub state: AppState,
+}
+
+#[tonic::async_trait]
+impl TransferService for Transfers {
+    async fn create_transfer(
+        &self,
+        request: Request<pb::CreateTransferRequest>,
+    ) -> Result<Response<pb::TransferResult>, Status> {
+        let who = caller(&request)?;
+        let key = match request.metadata().get("idempotency-key") {
+            None => None,
+            Some(key) => Some(
+                key.to_str()
+                    .map_err(|_| malformed("Idempotency-Key", "must be visible ASCII"))?
+                    .to_owned(),
+            ),
+        };
+        let r = request.into_inner();
+        let input = TransferRequest {
+            from_account_id: r.from_account_id,
+            to_account_id: r.to_account_id,
+            amount: r.amount,
+            currency: &r.currency,
+        };
+        let bank = &self.state.bank;
+        let result = match key {
+            None => bank.transfer(who.caller, input).await,
+            Some(key) => bank.transfer_idempotent(who.caller, &key, input).await,
+        }
+        .map_err(status)?;
+        Ok(Response::new(transfer_result(result)))
+    }
+
+    async fn get_transfer(
+        &self,
+        request: Request<pb::GetTransferRequest>,
+    ) -> Result<Response<pb::Transfer>, Status> {
+        let who = caller(&request)?;
+        let id = positive_id(request.get_ref().id, "id")?;
+        let found = self
+            .state
+            .bank
+            .get_transfer(who.caller, id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(transfer(found)))
+    }
+
+    async fn list_transfers(
+        &self,
+        request: Request<pb::ListTransfersRequest>,
+    ) -> Result<Response<pb::ListTransfersResponse>, Status> {
+        let who = caller(&request)?;
+        let r = request.into_inner();
+        let account_id = r
+            .account_id
+            .ok_or_else(|| malformed("account_id", "is required"))?;
+        let page = self
+            .state
+            .bank
+            .list_transfers(
+                who.caller,
+                account_id,
+                page(r.page_size, r.page_token.as_deref())?,
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ListTransfersResponse {
+            transfers: page.items.into_iter().map(transfer).collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
+}

@@ -1,0 +1,566 @@
+//! The gRPC server through a real gRPC client over a socket: the journey, status codes and their
+//! details, idempotency metadata, the authentication table over every method of the descriptor, panic
+//! recovery, rate limits and health.
+
+mod common;
+
+use std::convert::Infallible;
+use std::task::{Context, Poll};
+
+use bytes::{Buf as _, BufMut as _};
+use common::{PASSWORD, TEST_KEY, TestApp};
+use streambank_auth::{Claims, TokenKey, TokenType};
+use streambank_domain::Role;
+use streambank_proto::v1 as pb;
+use streambank_proto::v1::account_service_client::AccountServiceClient;
+use streambank_proto::v1::transfer_service_client::TransferServiceClient;
+use streambank_proto::v1::user_service_client::UserServiceClient;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::metadata::MetadataValue;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+use tonic_types::StatusExt as _;
+
+async fn channel(app: &TestApp) -> Channel {
+    Channel::from_shared(format!("http://{}", app.grpc_addr))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect to the gRPC listener")
+}
+
+/// `message` with `authorization: Bearer <token>`.
+fn authed<T>(message: T, token: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        MetadataValue::try_from(format!("Bearer {token}")).expect("ascii"),
+    );
+    request
+}
+
+fn reason(status: &Status) -> String {
+    status
+        .get_details_error_info()
+        .map(|info| info.reason)
+        .unwrap_or_else(|| panic!("no ErrorInfo in {status:?}"))
+}
+
+async fn login(users: &mut UserServiceClient<Channel>, username: &str) -> pb::LoginResponse {
+    users
+        .login(pb::LoginRequest {
+            username: username.into(),
+            email: String::new(),
+            password: PASSWORD.into(),
+        })
+        .await
+        .expect("login")
+        .into_inner()
+}
+
+#[tokio::test]
+async fn a_grpc_client_walks_the_journey_with_typed_errors() {
+    let app = TestApp::spawn("paseto").await;
+    let channel = channel(&app).await;
+    let mut users = UserServiceClient::new(channel.clone());
+    let mut accounts = AccountServiceClient::new(channel.clone());
+    let mut transfers = TransferServiceClient::new(channel.clone());
+
+    // Health answers for the whole server and for each service.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    for service in ["", "streambank.v1.TransferService"] {
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .expect("health")
+            .into_inner()
+            .status;
+        assert_eq!(
+            status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+        );
+    }
+
+    // Registration: every bad field is reported in BadRequest, then a good one is created.
+    let bad = users
+        .register(pb::RegisterRequest {
+            username: "A".into(),
+            full_name: String::new(),
+            email: "nope".into(),
+            password: "short".into(),
+        })
+        .await
+        .expect_err("invalid");
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert_eq!(reason(&bad), "VALIDATION_FAILED");
+    let fields: Vec<String> = bad
+        .get_details_bad_request()
+        .expect("field violations")
+        .field_violations
+        .into_iter()
+        .map(|v| v.field)
+        .collect();
+    assert!(
+        fields.len() >= 3 && fields.contains(&"username".to_owned()),
+        "{fields:?}"
+    );
+    let ann = users
+        .register(pb::RegisterRequest {
+            username: "ann".into(),
+            full_name: "Ann".into(),
+            email: "ann@example.com".into(),
+            password: PASSWORD.into(),
+        })
+        .await
+        .expect("register")
+        .into_inner();
+    let taken = users
+        .register(pb::RegisterRequest {
+            username: "ann".into(),
+            full_name: "Ann".into(),
+            email: "ann2@example.com".into(),
+            password: PASSWORD.into(),
+        })
+        .await
+        .expect_err("taken");
+    assert_eq!(taken.code(), Code::AlreadyExists);
+    assert_eq!(reason(&taken), "USERNAME_TAKEN");
+
+    // Not verified yet: FailedPrecondition, once the password is right.
+    let early = users
+        .login(pb::LoginRequest {
+            username: "ann".into(),
+            email: String::new(),
+            password: PASSWORD.into(),
+        })
+        .await
+        .expect_err("unverified");
+    assert_eq!(early.code(), Code::FailedPrecondition);
+    assert_eq!(reason(&early), "EMAIL_NOT_VERIFIED");
+    let verification = app
+        .bank
+        .create_email_verification(ann.id, "ann@example.com", uuid::Uuid::now_v7())
+        .await
+        .expect("create")
+        .expect("new");
+    let verified = users
+        .verify_email(pb::VerifyEmailRequest {
+            id: verification.id,
+            code: verification.code.clone(),
+        })
+        .await
+        .expect("verify")
+        .into_inner();
+    assert!(verified.verified);
+    assert_eq!(verified.user_id, ann.id);
+
+    let session = login(&mut users, "ann").await;
+    let token = session.access_token.clone();
+    assert_eq!(session.user.as_ref().expect("user").id, ann.id);
+    let me = users
+        .get_me(authed(pb::GetMeRequest {}, &token))
+        .await
+        .expect("me");
+    assert!(
+        me.metadata().get("x-request-id").is_some(),
+        "the request id is echoed"
+    );
+    assert_eq!(me.into_inner().username, "ann");
+
+    let bob = app.customer("bob").await;
+    let banker = app.banker("banker").await;
+    let ann_usd = accounts
+        .open_account(authed(
+            pb::OpenAccountRequest {
+                currency: "USD".into(),
+            },
+            &token,
+        ))
+        .await
+        .expect("open")
+        .into_inner();
+    let bob_usd = app.open_account(&bob, "USD").await;
+
+    let customer_deposit = accounts
+        .deposit(authed(
+            pb::DepositRequest {
+                id: ann_usd.id,
+                amount: 100,
+                currency: "USD".into(),
+            },
+            &token,
+        ))
+        .await
+        .expect_err("customers do not deposit");
+    assert_eq!(customer_deposit.code(), Code::PermissionDenied);
+    let deposit = accounts
+        .deposit(authed(
+            pb::DepositRequest {
+                id: ann_usd.id,
+                amount: 10_000,
+                currency: "USD".into(),
+            },
+            &banker.access,
+        ))
+        .await
+        .expect("deposit")
+        .into_inner();
+    assert_eq!(deposit.account.expect("account").balance, 10_000);
+
+    // A transfer with an idempotency key, sent twice, moves money once.
+    let transfer = |amount: i64| {
+        let mut request = authed(
+            pb::CreateTransferRequest {
+                from_account_id: ann_usd.id,
+                to_account_id: bob_usd,
+                amount,
+                currency: "USD".into(),
+            },
+            &token,
+        );
+        request
+            .metadata_mut()
+            .insert("idempotency-key", MetadataValue::from_static("grpc-key-1"));
+        request
+    };
+    let first = transfers
+        .create_transfer(transfer(2_500))
+        .await
+        .expect("transfer")
+        .into_inner();
+    let again = transfers
+        .create_transfer(transfer(2_500))
+        .await
+        .expect("replay")
+        .into_inner();
+    assert_eq!(first.transfer, again.transfer);
+    assert_eq!(first.from_account.as_ref().expect("from").balance, 7_500);
+    let mismatch = transfers
+        .create_transfer(transfer(1))
+        .await
+        .expect_err("same key, other body");
+    assert_eq!(mismatch.code(), Code::FailedPrecondition);
+    assert_eq!(reason(&mismatch), "IDEMPOTENCY_KEY_REUSED");
+    assert_eq!(app.db.count("transfers").await, 1);
+
+    let overdraft = transfers
+        .create_transfer(authed(
+            pb::CreateTransferRequest {
+                from_account_id: ann_usd.id,
+                to_account_id: bob_usd,
+                amount: 1_000_000,
+                currency: "USD".into(),
+            },
+            &token,
+        ))
+        .await
+        .expect_err("overdraft");
+    assert_eq!(overdraft.code(), Code::FailedPrecondition);
+    assert_eq!(reason(&overdraft), "INSUFFICIENT_FUNDS");
+    let others = accounts
+        .get_account(authed(pb::GetAccountRequest { id: bob_usd }, &token))
+        .await
+        .expect_err("bob's account");
+    assert_eq!(others.code(), Code::NotFound);
+    let zero = accounts
+        .get_account(authed(pb::GetAccountRequest { id: 0 }, &token))
+        .await
+        .expect_err("id 0");
+    assert_eq!(zero.code(), Code::InvalidArgument);
+
+    let statement = accounts
+        .list_entries(authed(
+            pb::ListEntriesRequest {
+                id: ann_usd.id,
+                page_size: Some(10),
+                page_token: None,
+            },
+            &token,
+        ))
+        .await
+        .expect("statement")
+        .into_inner();
+    let amounts: Vec<i64> = statement.entries.iter().map(|e| e.amount).collect();
+    assert_eq!(amounts, [-2_500, 10_000]);
+    let bad_page = accounts
+        .list_accounts(authed(
+            pb::ListAccountsRequest {
+                page_size: Some(0),
+                page_token: None,
+            },
+            &token,
+        ))
+        .await
+        .expect_err("page size 0");
+    assert_eq!(bad_page.code(), Code::InvalidArgument);
+
+    // Log out: the old token is refused at once, with the reason.
+    users
+        .logout(authed(pb::LogoutRequest {}, &token))
+        .await
+        .expect("logout");
+    let after = users
+        .get_me(authed(pb::GetMeRequest {}, &token))
+        .await
+        .expect_err("revoked");
+    assert_eq!(after.code(), Code::Unauthenticated);
+    assert_eq!(reason(&after), "TOKEN_REVOKED");
+}
+
+/// Passes protobuf bytes through untouched, so that a test can call any method of the descriptor.
+#[derive(Debug, Clone, Copy, Default)]
+struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = Status;
+
+    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
+        let n = src.remaining();
+        Ok(Some(src.copy_to_bytes(n).to_vec()))
+    }
+}
+
+/// Calls `path` with an empty message and, when given, `authorization: <value>`.
+async fn call_raw(
+    channel: &Channel,
+    path: &str,
+    authorization: Option<&str>,
+) -> Result<(), Status> {
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready().await.expect("ready");
+    let mut request = Request::new(Vec::new());
+    if let Some(value) = authorization {
+        request.metadata_mut().insert(
+            "authorization",
+            MetadataValue::try_from(value).expect("ascii"),
+        );
+    }
+    grpc.unary(request, path.parse().expect("path"), RawCodec)
+        .await
+        .map(|_| ())
+}
+
+#[tokio::test]
+async fn every_protected_method_refuses_bad_tokens_and_public_methods_need_none() {
+    let app = TestApp::spawn("jwt").await;
+    let channel = channel(&app).await;
+    let ann = app.customer("ann").await;
+    let revoked = app.customer("revoked").await;
+    let mut users = UserServiceClient::new(channel.clone());
+    users
+        .logout(authed(pb::LogoutRequest {}, &revoked.access))
+        .await
+        .expect("logout");
+    let now = chrono::Utc::now().timestamp();
+    let expired = streambank_auth::maker("jwt", &TokenKey::parse(TEST_KEY).expect("key"))
+        .expect("maker")
+        .create(&Claims {
+            jti: uuid::Uuid::new_v4(),
+            user_id: ann.user_id,
+            session_id: ann.session_id.parse().expect("uuid"),
+            role: Role::Customer,
+            typ: TokenType::Access,
+            iat: now - 120,
+            exp: now - 60,
+        })
+        .expect("forge");
+    let cases: Vec<(&str, Option<String>, &str)> = vec![
+        ("missing", None, "TOKEN_MISSING"),
+        (
+            "not a bearer",
+            Some(format!("Basic {}", ann.access)),
+            "TOKEN_MISSING",
+        ),
+        (
+            "malformed",
+            Some("Bearer not-a-token".into()),
+            "TOKEN_INVALID",
+        ),
+        (
+            "refresh as access",
+            Some(format!("Bearer {}", ann.refresh)),
+            "TOKEN_INVALID",
+        ),
+        (
+            "expired",
+            Some(format!("Bearer {expired}")),
+            "TOKEN_EXPIRED",
+        ),
+        (
+            "revoked",
+            Some(format!("Bearer {}", revoked.access)),
+            "TOKEN_REVOKED",
+        ),
+    ];
+
+    let pool = streambank_proto::descriptor_pool();
+    let mut protected = 0;
+    let mut public = Vec::new();
+    for service in streambank_proto::SERVICES {
+        let service = pool.get_service_by_name(service).expect("service");
+        for method in service.methods() {
+            let path = format!("/{}/{}", service.full_name(), method.name());
+            if !streambank_api::grpc::layers::requires_token(&path) {
+                public.push(method.name().to_owned());
+                continue;
+            }
+            protected += 1;
+            for (case, authorization, want) in &cases {
+                let status = call_raw(&channel, &path, authorization.as_deref())
+                    .await
+                    .expect_err(&format!("{path} with a {case} token"));
+                assert_eq!(
+                    status.code(),
+                    Code::Unauthenticated,
+                    "{path}, {case}: {status:?}"
+                );
+                assert_eq!(reason(&status), *want, "{path}, {case}");
+            }
+            // A good token gets past authentication (whatever the empty request then earns). Each
+            // method gets a fresh session, since one of them is Logout.
+            let fresh = app.login("ann").await;
+            let with_token =
+                call_raw(&channel, &path, Some(&format!("Bearer {}", fresh.access))).await;
+            if let Err(status) = with_token {
+                assert_ne!(status.code(), Code::Unauthenticated, "{path}: {status:?}");
+            }
+        }
+    }
+    assert_eq!(protected, 11, "every protected method was tried");
+    public.sort();
+    assert_eq!(public, ["Login", "Refresh", "Register", "VerifyEmail"]);
+
+    // The public methods work without any token.
+    let carol = users
+        .register(pb::RegisterRequest {
+            username: "carol".into(),
+            full_name: "Carol".into(),
+            email: "carol@example.com".into(),
+            password: PASSWORD.into(),
+        })
+        .await
+        .expect("register without a token")
+        .into_inner();
+    let verification = app
+        .bank
+        .create_email_verification(carol.id, "carol@example.com", uuid::Uuid::now_v7())
+        .await
+        .expect("create")
+        .expect("new");
+    users
+        .verify_email(pb::VerifyEmailRequest {
+            id: verification.id,
+            code: verification.code,
+        })
+        .await
+        .expect("verify without a token");
+    let session = login(&mut users, "carol").await;
+    let refreshed = users
+        .refresh(pb::RefreshRequest {
+            refresh_token: session.refresh_token.clone(),
+        })
+        .await
+        .expect("refresh without a token")
+        .into_inner();
+    assert_ne!(refreshed.refresh_token, session.refresh_token);
+}
+
+/// A service whose only method panics.
+#[derive(Debug, Clone, Copy)]
+struct Panics;
+
+impl tonic::server::NamedService for Panics {
+    const NAME: &'static str = "streambank.test.Panics";
+}
+
+impl tower::Service<axum::http::Request<tonic::body::Body>> for Panics {
+    type Response = axum::http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _request: axum::http::Request<tonic::body::Body>) -> Self::Future {
+        panic!("a bug in a handler");
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_method_answers_internal_and_the_server_keeps_serving() {
+    let app = TestApp::spawn_customized(&[], |api| api.add_grpc_service(Panics)).await;
+    let channel = channel(&app).await;
+    for _ in 0..2 {
+        let status = call_raw(&channel, "/streambank.test.Panics/Boom", None)
+            .await
+            .expect_err("it panics");
+        assert_eq!(status.code(), Code::Internal, "{status:?}");
+        assert!(!status.message().contains("a bug"), "{}", status.message());
+    }
+    let mut users = UserServiceClient::new(channel);
+    users
+        .register(pb::RegisterRequest {
+            username: "after".into(),
+            full_name: "After".into(),
+            email: "after@example.com".into(),
+            password: PASSWORD.into(),
+        })
+        .await
+        .expect("the next call succeeds");
+}
+
+#[tokio::test]
+async fn login_and_registration_are_rate_limited_per_ip_over_grpc() {
+    let app = TestApp::spawn_with(&[("AUTH_RATE_LIMIT_PER_MINUTE", "2")]).await;
+    let mut users = UserServiceClient::new(channel(&app).await);
+    let attempt = || pb::LoginRequest {
+        username: "nobody".into(),
+        email: String::new(),
+        password: "wrong password".into(),
+    };
+    for _ in 0..2 {
+        let status = users.login(attempt()).await.expect_err("unknown user");
+        assert_eq!(status.code(), Code::Unauthenticated);
+    }
+    let limited = users.login(attempt()).await.expect_err("limited");
+    assert_eq!(limited.code(), Code::ResourceExhausted);
+    assert_eq!(reason(&limited), "RATE_LIMITED");
+    let retry_after: u64 = limited
+        .metadata()
+        .get("retry-after")
+        .expect("retry-after")
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!(retry_after >= 1);
+}
