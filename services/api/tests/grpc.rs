@@ -85,7 +85,7 @@ async fn a_grpc_client_walks_the_journey_with_typed_errors() {
 
     // Registration: every bad field is reported in BadRequest, then a good one is created.
     let bad = users
-        .register(pb::RegisterRequest {
+        .create_user(pb::CreateUserRequest {
             username: "A".into(),
             full_name: String::new(),
             email: "nope".into(),
@@ -107,7 +107,7 @@ async fn a_grpc_client_walks_the_journey_with_typed_errors() {
         "{fields:?}"
     );
     let ann = users
-        .register(pb::RegisterRequest {
+        .create_user(pb::CreateUserRequest {
             username: "ann".into(),
             full_name: "Ann".into(),
             email: "ann@example.com".into(),
@@ -117,7 +117,7 @@ async fn a_grpc_client_walks_the_journey_with_typed_errors() {
         .expect("register")
         .into_inner();
     let taken = users
-        .register(pb::RegisterRequest {
+        .create_user(pb::CreateUserRequest {
             username: "ann".into(),
             full_name: "Ann".into(),
             email: "ann2@example.com".into(),
@@ -456,11 +456,11 @@ async fn every_protected_method_refuses_bad_tokens_and_public_methods_need_none(
     }
     assert_eq!(protected, 11, "every protected method was tried");
     public.sort();
-    assert_eq!(public, ["Login", "Refresh", "Register", "VerifyEmail"]);
+    assert_eq!(public, ["CreateUser", "Login", "Refresh", "VerifyEmail"]);
 
     // The public methods work without any token.
     let carol = users
-        .register(pb::RegisterRequest {
+        .create_user(pb::CreateUserRequest {
             username: "carol".into(),
             full_name: "Carol".into(),
             email: "carol@example.com".into(),
@@ -528,7 +528,7 @@ async fn a_panicking_method_answers_internal_and_the_server_keeps_serving() {
     }
     let mut users = UserServiceClient::new(channel);
     users
-        .register(pb::RegisterRequest {
+        .create_user(pb::CreateUserRequest {
             username: "after".into(),
             full_name: "After".into(),
             email: "after@example.com".into(),

@@ -27,7 +27,7 @@ use crate::rest::extract::client_ip;
 /// The methods anyone may call without a token. Every other `streambank.v1` method needs one.
 /// (Reflection and health are other packages, and public.)
 pub const PUBLIC_METHODS: &[&str] = &[
-    "/streambank.v1.UserService/Register",
+    "/streambank.v1.UserService/CreateUser",
     "/streambank.v1.UserService/VerifyEmail",
     "/streambank.v1.UserService/Login",
     "/streambank.v1.UserService/Refresh",
@@ -35,7 +35,7 @@ pub const PUBLIC_METHODS: &[&str] = &[
 
 /// The methods limited per client IP (as REST limits `POST /v1/users` and `POST /v1/sessions`).
 pub const RATE_LIMITED_METHODS: &[&str] = &[
-    "/streambank.v1.UserService/Register",
+    "/streambank.v1.UserService/CreateUser",
     "/streambank.v1.UserService/Login",
 ];
 

@@ -8,7 +8,7 @@
 //! 2. request id: `x-request-id` metadata, generated when absent, echoed in the response metadata;
 //! 3. a tracing span per call (`grpc call`, with the method and the request id), continuing the
 //!    caller's W3C `traceparent` when it sends one;
-//! 4. per-client-IP rate limits on `Register` and `Login` ([`layers::RateLimitLayer`]);
+//! 4. per-client-IP rate limits on `CreateUser` and `Login` ([`layers::RateLimitLayer`]);
 //! 5. authentication of every method not in [`layers::PUBLIC_METHODS`] ([`layers::AuthLayer`]).
 //!
 //! # Layout

@@ -17,9 +17,9 @@ pub struct Users {
 
 #[tonic::async_trait]
 impl UserService for Users {
-    async fn register(
+    async fn create_user(
         &self,
-        request: Request<pb::RegisterRequest>,
+        request: Request<pb::CreateUserRequest>,
     ) -> Result<Response<pb::User>, Status> {
         let r = request.into_inner();
         let input = RegisterUser {
