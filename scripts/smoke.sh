@@ -150,7 +150,7 @@ check_swagger() {
   local expected
   expected="$(grep -c 'option (google.api.http)' proto/streambank/v1/*.proto | awk -F: '{n += $2} END {print n}')"
   ((operations == expected)) || fail "Swagger UI lists ${operations} operations, the proto has ${expected}"
-  for path in /v1/transfers /v1/accounts/{id}/entries /v1/sessions/current; do
+  for path in /v1/transfers '/v1/accounts/{id}/entries' /v1/sessions/current; do
     grep -qF "${path}" <<<"${dom}" || fail "Swagger UI does not show ${path}"
   done
   mkdir -p docs
