@@ -77,6 +77,10 @@ async fn main() -> anyhow::Result<()> {
     let pool = streambank_store::pool_options(40)
         .connect_with(options)
         .await?;
+    // The drain publishes through a pool set up as the relay's own (asynchronous commit).
+    let relay_pool = streambank_store::pool_options(4)
+        .connect_with(streambank_relay::connect_options(&args.database_url)?)
+        .await?;
     let client = redis::Client::open(args.redis_url.as_str())?;
     let mut redis = client.get_multiplexed_async_connection().await?;
     let prefix = format!("bench-relay-{}", uuid::Uuid::new_v4().simple());
@@ -98,8 +102,9 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let mut drained = 0;
     loop {
-        let n = streambank_relay::publish_batch(&pool, &mut redis, &prefix, args.batch, 10_000_000)
-            .await?;
+        let n =
+            streambank_relay::publish_batch(&relay_pool, &mut redis, &prefix, args.batch, 10_000_000)
+                .await?;
         drained += n;
         if n == 0 {
             break;

@@ -155,6 +155,17 @@ fn entry(row: &relay::OutboxRow) -> StreamEntry {
     }
 }
 
+/// How the relay connects to Postgres.
+///
+/// The relay's commits only mark rows published. Losing one in a Postgres crash means those rows are
+/// published again, which consumers already tolerate (they deduplicate by event id), so the commits
+/// need not wait for the WAL flush (`synchronous_commit = off`): each batch ends one fsync sooner and
+/// the next one starts sooner. Writers of business rows keep the default, durable commit.
+pub fn connect_options(database_url: &str) -> Result<PgConnectOptions, sqlx::Error> {
+    let options: PgConnectOptions = database_url.parse()?;
+    Ok(options.options([("synchronous_commit", "off")]))
+}
+
 /// Claims up to `batch_size` unpublished rows, publishes them with one pipelined round trip to Redis, and
 /// marks them published. Returns how many rows it published (0: nothing was waiting).
 pub async fn publish_batch(
@@ -255,8 +266,8 @@ pub struct Relay {
 
 impl Relay {
     pub fn new(config: Config) -> anyhow::Result<Self> {
-        let options: PgConnectOptions = config.database_url.parse().context("DATABASE_URL")?;
-        let pool = streambank_store::pool_options(4).connect_lazy_with(options);
+        let pool = streambank_store::pool_options(4)
+            .connect_lazy_with(connect_options(&config.database_url).context("DATABASE_URL")?);
         let redis = redis::Client::open(config.redis_url.as_str()).context("REDIS_URL")?;
         Ok(Self {
             config,
