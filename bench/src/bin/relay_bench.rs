@@ -4,9 +4,12 @@
 //!    batches (`publish_batch`, as the leader does). Reported as events/s and as a ratio to
 //!    `redis-benchmark -P 16` sending `XADD`s with the same fields to the same Redis in the same run, plus
 //!    the process's peak RSS.
-//! 2. **Commit-to-XADD latency:** a running relay while the service layer commits transfers at a steady
-//!    `--rate` per second; latency is the stream entry id's timestamp (Redis's clock at `XADD`) minus the
-//!    moment the transfer's commit returned, both on this machine's clock.
+//! 2. **Commit-to-XADD latency:** a running relay (alone) while the service layer commits transfers at a
+//!    steady `--rate` per second; latency is the stream entry id's timestamp (Redis's clock at `XADD`)
+//!    minus the moment the transfer's commit returned, both on this machine's clock.
+//! 3. **Commit-to-notification latency:** then a worker starts too (notifications, and emails to the SMTP
+//!    catcher); once it has caught up, the same steady load runs again and each transfer's notification
+//!    row's `created_at` is compared with the moment its commit returned.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -135,6 +138,41 @@ async fn main() -> anyhow::Result<()> {
     while !relay.is_leader() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    let bank = Bank::new(pool.clone());
+    // 2a. The relay alone: nothing else competes for the two cores but Postgres and the load.
+    let committed = steady_load(&bank, args.rate, args.seconds).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(stream_key(&prefix, Stream::Transfers))
+        .arg("-")
+        .arg("+")
+        .query_async(&mut redis)
+        .await?;
+    let mut latencies = Vec::new();
+    for entry in &entries.ids {
+        let xadd_ms: f64 = entry
+            .id
+            .split('-')
+            .next()
+            .and_then(|ms| ms.parse().ok())
+            .unwrap_or(f64::NAN);
+        let transfer: Option<i64> = entry
+            .map
+            .get("aggregate_id")
+            .and_then(|v| redis::from_redis_value::<String>(v.clone()).ok())
+            .and_then(|s| s.parse().ok());
+        if let Some(commit_ms) = transfer.and_then(|t| committed.get(&t)) {
+            // Entry ids have millisecond resolution; a negative difference is rounding, count it as 0.
+            latencies.push(Duration::from_secs_f64(
+                ((xadd_ms - commit_ms).max(0.0)) / 1000.0,
+            ));
+        }
+    }
+    latencies.sort();
+    let achieved = committed.len() as f64 / args.seconds as f64;
+
+    // 2b. Relay and worker: commit-to-notification row. The worker first catches up with what 2a
+    // published, so that only this phase's transfers are timed.
     // A worker (notifications and emails to the SMTP catcher) runs too, for commit-to-notification.
     let worker = streambank_worker::Config {
         database_url: args.database_url.clone(),
@@ -154,11 +192,85 @@ async fn main() -> anyhow::Result<()> {
     let worker_task = tokio::spawn(streambank_worker::run(worker, async move {
         let _ = worker_stopped.await;
     }));
-    let bank = Bank::new(pool.clone());
+    let count_notifications = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM notifications WHERE kind = 'transfer.completed'",
+        )
+        .fetch_one(&pool)
+        .await
+    };
+    let catch_up_deadline = Instant::now() + Duration::from_secs(120);
+    while count_notifications().await? < committed.len() as i64 * 2
+        && Instant::now() < catch_up_deadline
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let before = count_notifications().await?;
+    let notified = steady_load(&bank, args.rate, args.seconds).await;
+    let drain_deadline = Instant::now() + Duration::from_secs(60);
+    let expected = before + notified.len() as i64 * 2;
+    while count_notifications().await? < expected && Instant::now() < drain_deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = stop_worker.send(());
+    let _ = worker_task.await;
+    let rows: Vec<(String, f64)> = sqlx::query_as(
+        "SELECT o.aggregate_id, extract(epoch FROM n.created_at)::float8 * 1000
+         FROM notifications n JOIN outbox o ON o.id = n.event_id
+         WHERE n.kind = 'transfer.completed'",
+    )
+    .fetch_all(&pool)
+    .await?;
+    let mut notify_latencies: Vec<Duration> = rows
+        .iter()
+        .filter_map(|(transfer, at)| {
+            let commit = notified.get(&transfer.parse::<i64>().ok()?)?;
+            Some(Duration::from_secs_f64((at - commit).max(0.0) / 1000.0))
+        })
+        .collect();
+    notify_latencies.sort();
+    let achieved_notified = notified.len() as f64 / args.seconds as f64;
+    let _: () = redis::cmd("DEL")
+        .arg(stream_key(&prefix, Stream::Transfers))
+        .query_async(&mut redis)
+        .await?;
+
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!("| measurement | result | reference | ratio |");
+    println!("|---|---:|---:|---:|");
+    println!(
+        "| drain of a {}-row backlog (batches of {}) | {drain_rate:.0} events/s | redis-benchmark XADD -P 16: {reference:.0}/s | {:.2}x |",
+        args.backlog,
+        args.batch,
+        drain_rate / reference
+    );
+    println!(
+        "| peak RSS of the process during the drain | {rss_after:.1} MiB (before: {rss_before:.1} MiB) | | |"
+    );
+    println!(
+        "| commit-to-XADD latency at {:.0} transfers/s, relay alone ({} events matched) | p50 {:.1} ms, p99 {:.1} ms | | |",
+        achieved,
+        latencies.len(),
+        ms(percentile(&latencies, 0.5)),
+        ms(percentile(&latencies, 0.99))
+    );
+    println!(
+        "| commit-to-notification-row latency at {:.0} transfers/s, relay and worker ({} rows; the worker also emails each party) | p50 {:.1} ms, p99 {:.1} ms | | |",
+        achieved_notified,
+        notify_latencies.len(),
+        ms(percentile(&notify_latencies, 0.5)),
+        ms(percentile(&notify_latencies, 0.99))
+    );
+    Ok(())
+}
+
+/// Commits transfers through the service layer at a steady `rate` per second for `seconds`; returns the
+/// moment (ms since the epoch) each transfer's commit returned, by transfer id.
+async fn steady_load(bank: &Bank, rate: u64, seconds: u64) -> HashMap<i64, f64> {
     let committed: Arc<Mutex<HashMap<i64, f64>>> = Arc::default();
-    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate as f64));
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut tasks = tokio::task::JoinSet::new();
     while Instant::now() < deadline {
         ticker.tick().await;
@@ -192,100 +304,7 @@ async fn main() -> anyhow::Result<()> {
         });
     }
     while tasks.join_next().await.is_some() {}
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-        .arg(stream_key(&prefix, Stream::Transfers))
-        .arg("-")
-        .arg("+")
-        .query_async(&mut redis)
-        .await?;
-    let committed = committed.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let mut latencies = Vec::new();
-    for entry in &entries.ids {
-        let xadd_ms: f64 = entry
-            .id
-            .split('-')
-            .next()
-            .and_then(|ms| ms.parse().ok())
-            .unwrap_or(f64::NAN);
-        let transfer: Option<i64> = entry
-            .map
-            .get("aggregate_id")
-            .and_then(|v| redis::from_redis_value::<String>(v.clone()).ok())
-            .and_then(|s| s.parse().ok());
-        if let Some(commit_ms) = transfer.and_then(|t| committed.get(&t)) {
-            // Entry ids have millisecond resolution; a negative difference is rounding, count it as 0.
-            latencies.push(Duration::from_secs_f64(
-                ((xadd_ms - commit_ms).max(0.0)) / 1000.0,
-            ));
-        }
-    }
-    latencies.sort();
-    let achieved = committed.len() as f64 / args.seconds as f64;
-
-    // Commit-to-notification: the sender's notification row (written by the worker) per transfer.
-    let drain_deadline = Instant::now() + Duration::from_secs(60);
-    let expected = committed.len() as i64 * 2;
-    loop {
-        let rows: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM notifications WHERE kind = 'transfer.completed'",
-        )
-        .fetch_one(&pool)
-        .await?;
-        if rows >= expected || Instant::now() > drain_deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let _ = stop_worker.send(());
-    let _ = worker_task.await;
-    let rows: Vec<(String, f64)> = sqlx::query_as(
-        "SELECT o.aggregate_id, extract(epoch FROM n.created_at)::float8 * 1000
-         FROM notifications n JOIN outbox o ON o.id = n.event_id
-         WHERE n.kind = 'transfer.completed'",
-    )
-    .fetch_all(&pool)
-    .await?;
-    let mut notify_latencies: Vec<Duration> = rows
-        .iter()
-        .filter_map(|(transfer, at)| {
-            let commit = committed.get(&transfer.parse::<i64>().ok()?)?;
-            Some(Duration::from_secs_f64((at - commit).max(0.0) / 1000.0))
-        })
-        .collect();
-    notify_latencies.sort();
-    let _: () = redis::cmd("DEL")
-        .arg(stream_key(&prefix, Stream::Transfers))
-        .query_async(&mut redis)
-        .await?;
-
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!("| measurement | result | reference | ratio |");
-    println!("|---|---:|---:|---:|");
-    println!(
-        "| drain of a {}-row backlog (batches of {}) | {drain_rate:.0} events/s | redis-benchmark XADD -P 16: {reference:.0}/s | {:.2}x |",
-        args.backlog,
-        args.batch,
-        drain_rate / reference
-    );
-    println!(
-        "| peak RSS of the process during the drain | {rss_after:.1} MiB (before: {rss_before:.1} MiB) | | |"
-    );
-    println!(
-        "| commit-to-XADD latency at {:.0} transfers/s ({} events matched) | p50 {:.1} ms, p99 {:.1} ms | | |",
-        achieved,
-        latencies.len(),
-        ms(percentile(&latencies, 0.5)),
-        ms(percentile(&latencies, 0.99))
-    );
-    println!(
-        "| commit-to-notification-row latency at {:.0} transfers/s ({} rows; worker also emails each party) | p50 {:.1} ms, p99 {:.1} ms | | |",
-        achieved,
-        notify_latencies.len(),
-        ms(percentile(&notify_latencies, 0.5)),
-        ms(percentile(&notify_latencies, 0.99))
-    );
-    Ok(())
+    committed.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
 /// `redis-benchmark -P 16` sending `XADD`s with the relay's seven fields; returns requests per second.
