@@ -49,6 +49,8 @@ cat <<INFO
 
 StreamBank is up:
   REST API      http://localhost:8080        Swagger UI http://localhost:8080/swagger-ui/
+  gateway       http://localhost:8081        Swagger UI http://localhost:8081/swagger/
+  gRPC          localhost:9090               grpcurl -plaintext localhost:9090 list
   relay health  http://localhost:9101/readyz
   worker health http://localhost:9102/readyz
   mail (maildev) http://localhost:1080
