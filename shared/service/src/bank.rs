@@ -1,7 +1,7 @@
 //! The [`Bank`]: the state every operation runs against, and who is asking ([`Caller`]).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use sqlx::PgPool;
 use streambank_domain::Role;
@@ -12,6 +12,9 @@ use streambank_store::EventMeta;
 pub struct Bank {
     pub(crate) pool: PgPool,
     pub(crate) stats: Arc<Stats>,
+    /// Started on the first transfer, on the runtime that makes it.
+    batcher: Arc<OnceLock<crate::batch::Batcher>>,
+    batch_options: crate::BatchOptions,
 }
 
 /// The authenticated user on whose behalf an operation runs.
@@ -31,6 +34,8 @@ impl Caller {
 #[derive(Debug, Default)]
 pub struct Stats {
     transfers_retried: AtomicU64,
+    transfer_batches: AtomicU64,
+    transfers_batched: AtomicU64,
 }
 
 impl Stats {
@@ -43,14 +48,45 @@ impl Stats {
     pub(crate) fn count_transfer_retry(&self) {
         self.transfers_retried.fetch_add(1, Ordering::Relaxed);
     }
+
+    /// How many transfer batches were written, and how many transfers they held in all.
+    pub fn transfer_batches(&self) -> (u64, u64) {
+        (
+            self.transfer_batches.load(Ordering::Relaxed),
+            self.transfers_batched.load(Ordering::Relaxed),
+        )
+    }
+
+    pub(crate) fn count_transfer_batch(&self, transfers: usize) {
+        self.transfer_batches.fetch_add(1, Ordering::Relaxed);
+        self.transfers_batched
+            .fetch_add(transfers as u64, Ordering::Relaxed);
+    }
 }
 
 impl Bank {
     pub fn new(pool: PgPool) -> Self {
+        Self::with_batching(pool, crate::BatchOptions::default())
+    }
+
+    /// A bank whose transfers are batched as `options` say (see [`crate::batch`]).
+    pub fn with_batching(pool: PgPool, options: crate::BatchOptions) -> Self {
         Self {
             pool,
             stats: Arc::default(),
+            batcher: Arc::default(),
+            batch_options: options,
         }
+    }
+
+    pub(crate) fn batcher(&self) -> &crate::batch::Batcher {
+        self.batcher.get_or_init(|| {
+            crate::batch::Batcher::start(
+                self.pool.clone(),
+                Arc::clone(&self.stats),
+                self.batch_options,
+            )
+        })
     }
 
     pub fn pool(&self) -> &PgPool {

@@ -13,6 +13,7 @@
 //! - [`users`]: registering users (argon2id off the runtime) and reading them.
 //! - [`accounts`]: opening, reading and listing accounts; statements.
 //! - [`money`]: deposits and transfers, with bounded retries of transient failures.
+//! - [`batch`]: group commit: concurrent transfers written as one statement and one transaction.
 //! - [`sessions`]: [`Sessions`], login, refresh-token rotation with reuse detection, logout, and the
 //!   per-request authentication that makes revocation immediate.
 //! - [`password`]: argon2id hashing and verification.
@@ -20,6 +21,7 @@
 
 pub mod accounts;
 pub mod bank;
+pub mod batch;
 pub mod error;
 pub mod money;
 pub mod password;
@@ -28,6 +30,7 @@ pub mod users;
 pub mod verification;
 
 pub use bank::{Bank, Caller, Stats};
+pub use batch::BatchOptions;
 pub use error::{Code, Error};
 pub use money::TransferRequest;
 pub use sessions::{Authenticated, ClientMeta, Sessions};

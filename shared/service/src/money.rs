@@ -16,7 +16,7 @@ use streambank_store::ledger::{self, DepositRejection, NewTransfer, TransferReje
 use crate::{Bank, Caller, Deposit, Error, Result, TransferResult};
 
 /// How many times a transfer runs before a transient failure is reported as [`Error::Busy`].
-const MAX_ATTEMPTS: u32 = 5;
+pub(crate) const MAX_ATTEMPTS: u32 = 5;
 
 /// How long idempotency keys are kept: the contract promises at least 24 hours.
 pub const IDEMPOTENCY_KEY_RETENTION: Duration = Duration::from_secs(48 * 3600);
@@ -90,14 +90,7 @@ impl Bank {
         request: TransferRequest<'_>,
     ) -> Result<TransferResult> {
         let new = validate_transfer(caller, request)?;
-        let event = Self::event_meta();
-        let mut attempt = 1;
-        loop {
-            match ledger::transfer(&self.pool, new, &event).await {
-                Ok(outcome) => return outcome.map_err(|r| rejection(&new, r)),
-                Err(e) => self.after_transfer_failure(e, &mut attempt).await?,
-            }
-        }
+        self.batcher().submit(new, Self::event_meta()).await
     }
 
     /// [`transfer`](Self::transfer) under an `Idempotency-Key`, scoped to the caller: the first request
@@ -259,7 +252,7 @@ fn validate_transfer<'a>(
     })
 }
 
-fn rejection(new: &NewTransfer<'_>, rejection: TransferRejection) -> Error {
+pub(crate) fn rejection(new: &NewTransfer<'_>, rejection: TransferRejection) -> Error {
     match rejection {
         TransferRejection::SourceNotFound => Error::AccountNotFound(new.from_account_id),
         TransferRejection::SourceNotOwned => Error::SourceNotOwned(new.from_account_id),

@@ -130,8 +130,21 @@ async fn concurrent_transfers_never_overdraw_lose_or_invent_money() {
             .expect("query");
     assert_eq!(events, transfers);
 
+    // Concurrent callers were written in batches (group commit), not one transaction each.
+    let (batches, batched) = t.bank.stats().transfer_batches();
+    assert_eq!(
+        batched as usize,
+        TASKS * TRANSFERS_PER_TASK,
+        "every transfer went through a batch"
+    );
+    assert!(
+        batches < batched,
+        "{batches} batches for {batched} transfers"
+    );
     println!(
-        "{completed} transfers completed, {refused} refused for insufficient funds, {} transient retries",
-        t.bank.stats().transfers_retried()
+        "{completed} transfers completed, {refused} refused for insufficient funds, {} transient retries, \
+         {batches} batches ({:.1} transfers per batch)",
+        t.bank.stats().transfers_retried(),
+        batched as f64 / batches as f64
     );
 }

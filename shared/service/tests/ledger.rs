@@ -416,3 +416,96 @@ async fn idempotency_keys_are_kept_48_hours_then_expired() {
         "keys younger than 48 hours stay (the contract promises 24)"
     );
 }
+
+#[tokio::test]
+async fn a_batch_decides_each_transfer_on_its_own_in_order() {
+    use streambank_store::EventMeta;
+    use streambank_store::ledger::{NewTransfer, TransferRejection, transfer_batch};
+
+    let t = TestBank::new().await;
+    let ann = t.customer("ann").await;
+    let bob = t.customer("bob").await;
+    let carol = t.customer("carol").await;
+    let a = t.account(ann, "USD", 100).await.id;
+    let b = t.account(bob, "USD", 0).await.id;
+    let c = t.account(carol, "EUR", 0).await.id;
+    let transfer = |from: i64, to: i64, amount: i64, currency: &'static str, caller: i64| {
+        (
+            NewTransfer {
+                from_account_id: from,
+                to_account_id: to,
+                amount,
+                currency,
+                caller_id: caller,
+            },
+            EventMeta::new(None),
+        )
+    };
+    let batch = [
+        transfer(a, b, 60, "USD", ann.user_id),
+        transfer(a, b, 60, "USD", ann.user_id), // only 40 left after the first
+        transfer(b, a, 10, "USD", bob.user_id), // sees the 60 the first one brought
+        transfer(a, b, 30, "USD", ann.user_id), // sees the 10 the third one brought back
+        transfer(a, c, 1, "USD", ann.user_id),
+        transfer(999_999, b, 1, "USD", ann.user_id),
+        transfer(b, a, 1, "USD", ann.user_id),
+    ];
+    let before = t.db.count("outbox").await;
+    let outcomes = transfer_batch(&t.db.pool, &batch).await.expect("batch");
+    let balances: Vec<Option<(i64, i64)>> = outcomes
+        .iter()
+        .map(|o| {
+            o.as_ref()
+                .ok()
+                .map(|r| (r.from_account.balance, r.to_account.balance))
+        })
+        .collect();
+    assert_eq!(
+        balances,
+        [
+            Some((40, 60)),
+            None,
+            Some((50, 50)),
+            Some((20, 80)),
+            None,
+            None,
+            None
+        ]
+    );
+    assert_eq!(
+        outcomes[1].as_ref().err(),
+        Some(&TransferRejection::InsufficientFunds { balance: 40 })
+    );
+    assert!(matches!(
+        outcomes[4].as_ref().err(),
+        Some(TransferRejection::CurrencyMismatch { .. })
+    ));
+    assert_eq!(
+        outcomes[5].as_ref().err(),
+        Some(&TransferRejection::SourceNotFound)
+    );
+    assert_eq!(
+        outcomes[6].as_ref().err(),
+        Some(&TransferRejection::SourceNotOwned)
+    );
+    assert_eq!(t.db.count("transfers").await, 3);
+    assert_eq!(t.db.count("outbox").await, before + 3);
+    let (a_now, b_now): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT balance FROM accounts WHERE id = $1), (SELECT balance FROM accounts WHERE id = $2)",
+    )
+    .bind(a)
+    .bind(b)
+    .fetch_one(&t.db.pool)
+    .await
+    .expect("balances");
+    assert_eq!((a_now, b_now), (20, 80));
+    // The events are each transfer's own, with the ids the batch was given.
+    for (i, outcome) in outcomes.iter().enumerate() {
+        let events: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE id = $1")
+            .bind(batch[i].1.id)
+            .fetch_one(&t.db.pool)
+            .await
+            .expect("count");
+        assert_eq!(events, i64::from(outcome.is_ok()), "transfer {i}");
+    }
+}

@@ -81,7 +81,8 @@ pub async fn transfer(
     event: &EventMeta,
 ) -> sqlx::Result<Result<TransferRecord, TransferRejection>> {
     let event_type = EventType::TransferCompleted;
-    let row = sqlx::query_file!(
+    let row = sqlx::query_file_as!(
+        OutcomeRow,
         "queries/transfer.sql",
         new.from_account_id,
         new.to_account_id,
@@ -95,7 +96,93 @@ pub async fn transfer(
     )
     .fetch_one(db)
     .await?;
+    Ok(outcome(row, &new))
+}
 
+/// Moves money for many transfers in one statement and one transaction (`transfer_batch` in
+/// `migrations/`, which explains the locking): one round trip and one commit for all of them. Each
+/// transfer succeeds or is rejected on its own; the answers come back in the order given.
+#[tracing::instrument(name = "Run the transfer batch statement", skip_all, fields(transfers = batch.len()))]
+pub async fn transfer_batch(
+    db: impl PgExecutor<'_>,
+    batch: &[(NewTransfer<'_>, EventMeta)],
+) -> sqlx::Result<Vec<Result<TransferRecord, TransferRejection>>> {
+    let event_type = EventType::TransferCompleted;
+    let column =
+        |f: fn(&NewTransfer<'_>) -> i64| batch.iter().map(|(t, _)| f(t)).collect::<Vec<_>>();
+    let from_ids = column(|t| t.from_account_id);
+    let to_ids = column(|t| t.to_account_id);
+    let amounts = column(|t| t.amount);
+    let callers = column(|t| t.caller_id);
+    let currencies: Vec<String> = batch.iter().map(|(t, _)| t.currency.to_owned()).collect();
+    let event_ids: Vec<uuid::Uuid> = batch.iter().map(|(_, e)| e.id).collect();
+    let traceparents: Vec<String> = batch
+        .iter()
+        .map(|(_, e)| e.traceparent.clone().unwrap_or_default())
+        .collect();
+    let rows = sqlx::query_as!(
+        OutcomeRow,
+        r#"
+        SELECT r_from_owner_id AS "from_owner_id?", r_from_currency AS "from_currency?",
+               r_from_balance AS "from_balance?", r_to_owner_id AS "to_owner_id?",
+               r_to_currency AS "to_currency?", r_to_balance AS "to_balance?",
+               r_transfer_id AS "transfer_id?", r_transfer_created_at AS "transfer_created_at?",
+               r_from_balance_after AS "from_balance_after?", r_from_created_at AS "from_created_at?",
+               r_to_balance_after AS "to_balance_after?", r_to_created_at AS "to_created_at?",
+               r_from_entry_id AS "from_entry_id?", r_from_entry_created_at AS "from_entry_created_at?",
+               r_to_entry_id AS "to_entry_id?", r_to_entry_created_at AS "to_entry_created_at?"
+        FROM transfer_batch($1, $2, $3, $4, $5, $6, $7, $8, $9)
+        "#,
+        &from_ids,
+        &to_ids,
+        &amounts,
+        &callers,
+        &currencies,
+        &event_ids,
+        &traceparents,
+        event_type.aggregate().as_str(),
+        event_type.as_str(),
+    )
+    .fetch_all(db)
+    .await?;
+    if rows.len() != batch.len() {
+        return Err(sqlx::Error::Protocol(format!(
+            "transfer_batch answered {} rows for {} transfers",
+            rows.len(),
+            batch.len()
+        )));
+    }
+    Ok(rows
+        .into_iter()
+        .zip(batch)
+        .map(|(row, (new, _))| outcome(row, new))
+        .collect())
+}
+
+/// What the transfer statement (or the batch function, per transfer) answers: the accounts as they were
+/// found, and, when the transfer happened, what it wrote.
+#[derive(Debug)]
+struct OutcomeRow {
+    from_owner_id: Option<i64>,
+    from_currency: Option<String>,
+    from_balance: Option<i64>,
+    to_owner_id: Option<i64>,
+    to_currency: Option<String>,
+    #[allow(dead_code)]
+    to_balance: Option<i64>,
+    transfer_id: Option<i64>,
+    transfer_created_at: Option<DateTime<Utc>>,
+    from_balance_after: Option<i64>,
+    from_created_at: Option<DateTime<Utc>>,
+    to_balance_after: Option<i64>,
+    to_created_at: Option<DateTime<Utc>>,
+    from_entry_id: Option<i64>,
+    from_entry_created_at: Option<DateTime<Utc>>,
+    to_entry_id: Option<i64>,
+    to_entry_created_at: Option<DateTime<Utc>>,
+}
+
+fn outcome(row: OutcomeRow, new: &NewTransfer<'_>) -> Result<TransferRecord, TransferRejection> {
     let completed = (|| {
         let transfer = TransferRow {
             id: row.transfer_id?,
@@ -140,24 +227,25 @@ pub async fn transfer(
         })
     })();
     if let Some(record) = completed {
-        return Ok(Ok(record));
+        return Ok(record);
     }
 
-    let rejection = match (row.from_owner_id, row.from_currency, row.to_currency) {
-        (None, _, _) => TransferRejection::SourceNotFound,
-        (Some(owner), _, _) if owner != new.caller_id => TransferRejection::SourceNotOwned,
-        (_, _, None) => TransferRejection::DestinationNotFound,
-        (_, Some(from), Some(to)) if from != new.currency || to != new.currency => {
-            TransferRejection::CurrencyMismatch { from, to }
-        }
-        _ => match row.from_balance {
-            Some(balance) if balance < new.amount => {
-                TransferRejection::InsufficientFunds { balance }
+    Err(
+        match (row.from_owner_id, row.from_currency, row.to_currency) {
+            (None, _, _) => TransferRejection::SourceNotFound,
+            (Some(owner), _, _) if owner != new.caller_id => TransferRejection::SourceNotOwned,
+            (_, _, None) => TransferRejection::DestinationNotFound,
+            (_, Some(from), Some(to)) if from != new.currency || to != new.currency => {
+                TransferRejection::CurrencyMismatch { from, to }
             }
-            _ => TransferRejection::DestinationBalanceLimit,
+            _ => match row.from_balance {
+                Some(balance) if balance < new.amount => {
+                    TransferRejection::InsufficientFunds { balance }
+                }
+                _ => TransferRejection::DestinationBalanceLimit,
+            },
         },
-    };
-    Ok(Err(rejection))
+    )
 }
 
 /// What a completed deposit wrote.

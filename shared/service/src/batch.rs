@@ -1,0 +1,174 @@
+//! Group commit for transfers: the transfers that arrive while others are being written go to Postgres
+//! together, as one statement in one transaction.
+//!
+//! Why: every transaction's commit waits for its WAL flush, and on a small machine the flush, not the
+//! work, bounds how many transfers commit per second. A batch of n transfers costs one round trip and one
+//! flush. Nothing waits to fill a batch: an executor takes whatever is queued when it becomes free (at
+//! least one transfer), so an idle bank answers a lone transfer as fast as before, and a busy one
+//! answers more of them per flush.
+//!
+//! Each transfer in a batch still succeeds or fails on its own (`transfer_batch` in `migrations/` checks
+//! each one under the batch's locks). Transient failures (serialization, deadlock) retry the whole batch
+//! a bounded number of times and are counted; any other failure of a batch runs its transfers one by one,
+//! so one bad transfer cannot fail the others.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng as _;
+use sqlx::PgPool;
+use streambank_store::EventMeta;
+use streambank_store::ledger::{self, NewTransfer};
+use tokio::sync::{Mutex, mpsc, oneshot};
+use tracing::Instrument as _;
+
+use crate::bank::Stats;
+use crate::money::{MAX_ATTEMPTS, rejection};
+use crate::{Error, Result, TransferResult};
+
+/// How transfers are batched.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchOptions {
+    /// Batches in flight at once (each holds one pooled connection while it runs).
+    pub executors: usize,
+    /// The most transfers in one batch.
+    pub max_batch: usize,
+}
+
+impl Default for BatchOptions {
+    fn default() -> Self {
+        Self {
+            executors: 2,
+            max_batch: 64,
+        }
+    }
+}
+
+struct Job {
+    new: NewTransfer<'static>,
+    event: EventMeta,
+    reply: oneshot::Sender<Result<TransferResult>>,
+}
+
+/// The queue in front of the executors.
+#[derive(Debug)]
+pub(crate) struct Batcher {
+    queue: mpsc::Sender<Job>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("event", &self.event.id)
+            .finish()
+    }
+}
+
+impl Batcher {
+    /// Starts `options.executors` executors on the current runtime.
+    pub(crate) fn start(pool: PgPool, stats: Arc<Stats>, options: BatchOptions) -> Self {
+        let (queue, jobs) = mpsc::channel::<Job>(options.max_batch.max(1) * 64);
+        let jobs = Arc::new(Mutex::new(jobs));
+        for _ in 0..options.executors.max(1) {
+            tokio::spawn(execute(
+                pool.clone(),
+                Arc::clone(&stats),
+                Arc::clone(&jobs),
+                options.max_batch.max(1),
+            ));
+        }
+        Self { queue }
+    }
+
+    /// Queues one transfer and waits for its outcome.
+    pub(crate) async fn submit(
+        &self,
+        new: NewTransfer<'static>,
+        event: EventMeta,
+    ) -> Result<TransferResult> {
+        let (reply, outcome) = oneshot::channel();
+        self.queue
+            .send(Job { new, event, reply })
+            .await
+            .map_err(|_| Error::Internal(anyhow::anyhow!("the transfer executors have stopped")))?;
+        outcome.await.map_err(|_| {
+            Error::Internal(anyhow::anyhow!("a transfer executor stopped mid-batch"))
+        })?
+    }
+}
+
+/// One executor: takes the queued transfers (up to `max_batch`, at least one) and writes them as a batch,
+/// until the queue closes.
+async fn execute(
+    pool: PgPool,
+    stats: Arc<Stats>,
+    jobs: Arc<Mutex<mpsc::Receiver<Job>>>,
+    max_batch: usize,
+) {
+    loop {
+        let batch = {
+            let mut jobs = jobs.lock().await;
+            let Some(first) = jobs.recv().await else {
+                return;
+            };
+            let mut batch = vec![first];
+            while batch.len() < max_batch {
+                match jobs.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            batch
+        };
+        let span = tracing::info_span!("Write a transfer batch", transfers = batch.len());
+        run(&pool, &stats, batch).instrument(span).await;
+    }
+}
+
+async fn run(pool: &PgPool, stats: &Stats, jobs: Vec<Job>) {
+    stats.count_transfer_batch(jobs.len());
+    let batch: Vec<(NewTransfer<'static>, EventMeta)> =
+        jobs.iter().map(|j| (j.new, j.event.clone())).collect();
+    let mut attempt = 1;
+    let failure = loop {
+        match ledger::transfer_batch(pool, &batch).await {
+            Ok(outcomes) => {
+                for (job, outcome) in jobs.into_iter().zip(outcomes) {
+                    let _ = job.reply.send(outcome.map_err(|r| rejection(&job.new, r)));
+                }
+                return;
+            }
+            Err(e) if streambank_store::is_retryable(&e) && attempt < MAX_ATTEMPTS => {
+                stats.count_transfer_retry();
+                tracing::warn!(attempt, error = %e, "transfer batch hit a transient failure; retrying");
+                let backoff = rand::rng().random_range(1..=(5u64 << attempt));
+                tokio::time::sleep(Duration::from_millis(backoff)).await;
+                attempt += 1;
+            }
+            Err(e) => break e,
+        }
+    };
+    if streambank_store::is_retryable(&failure) {
+        tracing::error!(attempt, error = %failure, "transfer batch kept failing transiently; giving up");
+        for job in jobs {
+            let _ = job.reply.send(Err(Error::Busy));
+        }
+        return;
+    }
+    // Not transient: find out which transfer it was by running them one at a time.
+    tracing::warn!(error = %failure, "transfer batch failed; running its transfers one by one");
+    for job in jobs {
+        let outcome = match ledger::transfer(pool, job.new, &job.event).await {
+            Ok(outcome) => outcome.map_err(|r| rejection(&job.new, r)),
+            Err(e)
+                if streambank_store::constraint_name(&e)
+                    == Some("accounts_balance_nonnegative") =>
+            {
+                Err(Error::InsufficientFunds)
+            }
+            Err(e) if streambank_store::is_retryable(&e) => Err(Error::Busy),
+            Err(e) => Err(Error::db(e)),
+        };
+        let _ = job.reply.send(outcome);
+    }
+}
