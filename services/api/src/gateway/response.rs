@@ -1,0 +1,138 @@
+//! A gRPC response message as the JSON REST answers with: proto field names (snake_case), 64-bit
+//! integers as JSON numbers, every field present (defaults included), `Timestamp` as RFC 3339.
+//!
+//! One correction on top of prost-reflect's proto3 JSON: a field with presence (`optional`, or a
+//! message) that is unset comes out as `null`, not missing, because REST's `Option` fields serialize
+//! as `null` (`"next_page_token": null`, `"transfer_id": null`), and one client must read both.
+
+use axum::body::Body;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use prost_reflect::{
+    DynamicMessage, Kind, MessageDescriptor, ReflectMessage as _, SerializeOptions,
+};
+
+use super::routes::Route;
+
+fn options() -> SerializeOptions {
+    SerializeOptions::new()
+        .use_proto_field_name(true)
+        .stringify_64_bit_integers(false)
+        .skip_default_fields(false)
+}
+
+/// The message as REST's JSON.
+pub fn to_json(message: &DynamicMessage) -> Result<serde_json::Value, serde_json::Error> {
+    let mut value = message.serialize_with_options(serde_json::value::Serializer, &options())?;
+    fill_nulls(&message.descriptor(), &mut value);
+    Ok(value)
+}
+
+/// Adds `null` for every absent field of `desc` in `value`, recursively.
+fn fill_nulls(desc: &MessageDescriptor, value: &mut serde_json::Value) {
+    if desc.full_name().starts_with("google.protobuf.") {
+        return; // Well-known types have their own JSON forms.
+    }
+    let serde_json::Value::Object(object) = value else {
+        return;
+    };
+    for field in desc.fields() {
+        match object.get_mut(field.name()) {
+            None if !field.is_list() && !field.is_map() => {
+                object.insert(field.name().to_owned(), serde_json::Value::Null);
+            }
+            None => {}
+            Some(inner) => {
+                let kind = if field.is_map() {
+                    match field.kind() {
+                        Kind::Message(entry) => entry.map_entry_value_field().kind(),
+                        other => other,
+                    }
+                } else {
+                    field.kind()
+                };
+                let Kind::Message(child) = kind else {
+                    continue;
+                };
+                match inner {
+                    serde_json::Value::Array(items) if field.is_list() => {
+                        items.iter_mut().for_each(|item| fill_nulls(&child, item));
+                    }
+                    serde_json::Value::Object(entries) if field.is_map() => {
+                        entries
+                            .values_mut()
+                            .for_each(|item| fill_nulls(&child, item));
+                    }
+                    single => fill_nulls(&child, single),
+                }
+            }
+        }
+    }
+}
+
+/// The HTTP answer to a successful call.
+pub fn success(route: &Route, message: &DynamicMessage) -> Result<Response, serde_json::Error> {
+    if route.empty_response() {
+        return Ok(route.success.into_response());
+    }
+    let mut json = to_json(message)?;
+    if let Some(field) = &route.response_body
+        && let serde_json::Value::Object(object) = &mut json
+    {
+        json = object
+            .remove(field.name())
+            .unwrap_or(serde_json::Value::Null);
+    }
+    let bytes = serde_json::to_vec(&json)?;
+    let mut response = Response::new(Body::from(bytes));
+    *response.status_mut() = route.success;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use prost_reflect::Value;
+    use serde_json::json;
+
+    use super::*;
+
+    fn message(name: &str) -> DynamicMessage {
+        let pool = streambank_proto::descriptor_pool();
+        DynamicMessage::new(pool.get_message_by_name(name).expect(name))
+    }
+
+    #[test]
+    fn unset_optional_fields_are_null_and_integers_are_numbers() {
+        let mut entry = message("streambank.v1.Entry");
+        entry.set_field_by_name("id", Value::I64(9_007_199_254_740_993));
+        entry.set_field_by_name("amount", Value::I64(-1250));
+        let mut created = message("google.protobuf.Timestamp");
+        created.set_field_by_name("seconds", Value::I64(1_700_000_000));
+        created.set_field_by_name("nanos", Value::I32(123_456_000));
+        entry.set_field_by_name("created_at", Value::Message(created));
+        assert_eq!(
+            to_json(&entry).expect("json"),
+            json!({
+                "id": 9_007_199_254_740_993_i64,
+                "account_id": 0,
+                "amount": -1250,
+                "transfer_id": null,
+                "created_at": "2023-11-14T22:13:20.123456Z",
+            })
+        );
+
+        let mut list = message("streambank.v1.ListEntriesResponse");
+        list.set_field_by_name(
+            "entries",
+            Value::List(vec![Value::Message(message("streambank.v1.Entry"))]),
+        );
+        let json = to_json(&list).expect("json");
+        assert_eq!(json["next_page_token"], serde_json::Value::Null);
+        assert_eq!(json["entries"][0]["transfer_id"], serde_json::Value::Null);
+        assert_eq!(json["entries"][0]["created_at"], serde_json::Value::Null);
+    }
+}
