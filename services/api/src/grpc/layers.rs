@@ -143,7 +143,7 @@ async fn authenticate(sessions: &Sessions, headers: &HeaderMap) -> Result<Authen
         .ok_or_else(|| {
             error::with_reason(
                 tonic::Code::Unauthenticated,
-                "the authorization metadata must be `Bearer <access token>`",
+                "the Authorization header must be `Bearer <access token>`",
                 "TOKEN_MISSING",
                 &[],
             )
