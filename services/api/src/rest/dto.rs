@@ -268,6 +268,7 @@ pub struct TransferRequest {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// 1 to 100; default 20.
     pub page_size: Option<i64>,
@@ -276,6 +277,7 @@ pub struct PageQuery {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TransferListQuery {
     /// The account whose transfers to list (one of the caller's).
     pub account_id: Option<i64>,
@@ -284,6 +286,7 @@ pub struct TransferListQuery {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct VerifyEmailQuery {
     pub id: Option<i64>,
     pub code: Option<String>,
