@@ -42,6 +42,12 @@ struct Args {
     /// single-row hot spot that would flatter us).
     #[arg(long, default_value_t = 32)]
     scale: u32,
+    /// Transfer batches in flight at once (the service layer's group commit; see streambank_service::batch).
+    #[arg(long, default_value_t = streambank_service::BatchOptions::default().executors)]
+    executors: usize,
+    /// The most transfers in one batch (1 turns group commit off: one transaction per transfer).
+    #[arg(long, default_value_t = streambank_service::BatchOptions::default().max_batch)]
+    max_batch: usize,
     /// Measure the service layer only (no pgbench), printing each run: for profiling.
     #[arg(long)]
     service_only: bool,
@@ -69,7 +75,13 @@ async fn main() -> anyhow::Result<()> {
     let pool = streambank_store::pool_options(u32::try_from(max_concurrency)?)
         .connect_with(options.clone())
         .await?;
-    let bank = Bank::new(pool.clone());
+    let bank = Bank::with_batching(
+        pool.clone(),
+        streambank_service::BatchOptions {
+            executors: args.executors,
+            max_batch: args.max_batch,
+        },
+    );
     warm_up(&bank, &pool, args.accounts).await?;
 
     let mut rows = Vec::new();
@@ -103,6 +115,7 @@ async fn main() -> anyhow::Result<()> {
         ));
     }
     let retried = bank.stats().transfers_retried();
+    let (batches, batched) = bank.stats().transfer_batches();
     pool.close().await;
 
     println!(
@@ -118,8 +131,15 @@ async fn main() -> anyhow::Result<()> {
     }
     println!();
     println!(
-        "Medians of {} runs of {} s each; {} accounts; pgbench scale {}; transient transfer retries: {retried}.",
-        args.runs, args.seconds, args.accounts, args.scale
+        "Medians of {} runs of {} s each; {} accounts; pgbench scale {}; transient transfer retries: {retried}; \
+         group commit: {} executors, batches of at most {}, {:.1} transfers per batch on average.",
+        args.runs,
+        args.seconds,
+        args.accounts,
+        args.scale,
+        args.executors,
+        args.max_batch,
+        batched as f64 / batches.max(1) as f64
     );
     Ok(())
 }

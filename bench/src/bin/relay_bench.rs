@@ -105,9 +105,14 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let mut drained = 0;
     loop {
-        let n =
-            streambank_relay::publish_batch(&relay_pool, &mut redis, &prefix, args.batch, 10_000_000)
-                .await?;
+        let n = streambank_relay::publish_batch(
+            &relay_pool,
+            &mut redis,
+            &prefix,
+            args.batch,
+            10_000_000,
+        )
+        .await?;
         drained += n;
         if n == 0 {
             break;
