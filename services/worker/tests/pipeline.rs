@@ -46,6 +46,8 @@ impl Env {
         let vars = HashMap::from([
             ("DATABASE_URL", db.url.clone()),
             ("HTTP_ADDR", "127.0.0.1:0".to_owned()),
+            ("GRPC_ADDR", "127.0.0.1:0".to_owned()),
+            ("GATEWAY_ADDR", "127.0.0.1:0".to_owned()),
             (
                 "TOKEN_SYMMETRIC_KEY",
                 "pipeline-key-0123456789-abcdefgh".to_owned(),
