@@ -38,7 +38,7 @@ pub struct BatchOptions {
 impl Default for BatchOptions {
     fn default() -> Self {
         Self {
-            executors: 2,
+            executors: 4,
             max_batch: 64,
         }
     }
@@ -131,7 +131,13 @@ async fn run(pool: &PgPool, stats: &Stats, jobs: Vec<Job>) {
         jobs.iter().map(|j| (j.new, j.event.clone())).collect();
     let mut attempt = 1;
     let failure = loop {
-        match ledger::transfer_batch(pool, &batch).await {
+        // A batch of one is the single-transfer statement: the same effect, one plan instead of a loop.
+        let written = if let [(new, event)] = batch.as_slice() {
+            ledger::transfer(pool, *new, event).await.map(|o| vec![o])
+        } else {
+            ledger::transfer_batch(pool, &batch).await
+        };
+        match written {
             Ok(outcomes) => {
                 for (job, outcome) in jobs.into_iter().zip(outcomes) {
                     let _ = job.reply.send(outcome.map_err(|r| rejection(&job.new, r)));
