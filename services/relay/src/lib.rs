@@ -36,7 +36,10 @@ use streambank_store::relay;
 /// While the relay published within this long, it polls every [`BUSY_POLL`] instead of waiting for a
 /// NOTIFY, and writers skip the NOTIFY.
 const BUSY_FOR: Duration = Duration::from_secs(1);
-const BUSY_POLL: Duration = Duration::from_millis(2);
+const BUSY_POLL: Duration = Duration::from_millis(1);
+/// How often the leader checks that the connection holding its advisory lock is still there (not on
+/// every busy poll: that round trip would be a third of each poll's work).
+const LOCK_CHECK_EVERY: Duration = Duration::from_millis(500);
 
 /// The advisory lock whose holder is the publishing relay.
 const LEADER_LOCK: i64 = 0x5354_5245_414d_424b; // "STREAMBK"
@@ -228,8 +231,7 @@ pub async fn publish_batch_observed(
         .query_async(redis)
         .await
         .context("XADD pipeline failed")?;
-    let ids: Vec<_> = rows.iter().map(|r| r.id).collect();
-    relay::mark_published(&mut tx, &ids).await?;
+    // The claim marked the rows published; committing makes that stand, now that Redis has them.
     tx.commit().await?;
     if let Some(m) = metrics {
         let now = chrono::Utc::now();
@@ -392,6 +394,7 @@ impl Relay {
             .context("cannot connect to Redis")?;
         let mut last_retention = tokio::time::Instant::now() - Duration::from_secs(3600);
         let mut last_published = tokio::time::Instant::now();
+        let mut last_lock_check = tokio::time::Instant::now();
         loop {
             if self.drain(&mut redis, stop).await? > 0 {
                 last_published = tokio::time::Instant::now();
@@ -409,10 +412,13 @@ impl Relay {
                 last_retention = tokio::time::Instant::now();
             }
             // Keep leadership honest: if the lock's connection is gone, so is the lock.
-            sqlx::query("SELECT 1")
-                .execute(&mut lock_conn)
-                .await
-                .context("leader lock connection lost")?;
+            if last_lock_check.elapsed() >= LOCK_CHECK_EVERY {
+                sqlx::query("SELECT 1")
+                    .execute(&mut lock_conn)
+                    .await
+                    .context("leader lock connection lost")?;
+                last_lock_check = tokio::time::Instant::now();
+            }
 
             // Busy: poll again shortly, and let writers skip the NOTIFY (and its global lock).
             if last_published.elapsed() < BUSY_FOR {

@@ -16,37 +16,39 @@ pub struct OutboxRow {
     pub created_at: DateTime<Utc>,
 }
 
-/// Claims up to `limit` unpublished rows in commit-time order, locking them (`FOR UPDATE SKIP LOCKED`)
-/// until the caller's transaction ends. Claiming by state rather than advancing past an id means a row
-/// whose transaction commits late is still found on a later pass: nothing is skipped.
+/// Claims up to `limit` unpublished rows in commit-time order and marks them published, in one statement,
+/// inside the caller's transaction: the caller publishes them and commits, or rolls back (they stay
+/// unpublished) when publishing fails. Claiming by state rather than advancing past an id means a row
+/// whose transaction commits late is still found on a later pass: nothing is skipped. `SKIP LOCKED`
+/// leaves rows another claimer holds to it.
+///
+/// Locking and marking in one statement writes each row once; a `SELECT ... FOR UPDATE` followed by an
+/// `UPDATE` wrote each row twice (the lock, then the new version) and cost one more round trip.
 #[tracing::instrument(name = "Claim unpublished outbox rows", skip(tx))]
 pub async fn claim(tx: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<OutboxRow>> {
-    sqlx::query_as!(
+    let mut rows = sqlx::query_as!(
         OutboxRow,
         r#"
-        SELECT id, aggregate_type, aggregate_id, event_type, payload::text AS "payload!", traceparent, created_at
-        FROM outbox
-        WHERE published_at IS NULL
-        ORDER BY created_at, id
-        LIMIT $1
-        FOR UPDATE SKIP LOCKED
+        WITH claimed AS (
+            SELECT id FROM outbox
+            WHERE published_at IS NULL
+            ORDER BY created_at, id
+            LIMIT $1
+            FOR UPDATE SKIP LOCKED
+        )
+        UPDATE outbox o SET published_at = now()
+        FROM claimed c
+        WHERE o.id = c.id
+        RETURNING o.id, o.aggregate_type, o.aggregate_id, o.event_type, o.payload::text AS "payload!",
+                  o.traceparent, o.created_at
         "#,
         limit
     )
     .fetch_all(tx)
-    .await
-}
-
-/// Marks rows published (inside the claiming transaction).
-#[tracing::instrument(name = "Mark outbox rows published", skip_all, fields(rows = ids.len()))]
-pub async fn mark_published(tx: &mut PgConnection, ids: &[Uuid]) -> sqlx::Result<()> {
-    sqlx::query!(
-        "UPDATE outbox SET published_at = now() WHERE id = ANY($1)",
-        ids
-    )
-    .execute(tx)
-    .await
-    .map(|_| ())
+    .await?;
+    // RETURNING keeps no order; publishing must follow commit-time order.
+    rows.sort_by_key(|r| (r.created_at, r.id));
+    Ok(rows)
 }
 
 /// Deletes published rows older than the retention window; returns how many.
