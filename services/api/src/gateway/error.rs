@@ -8,15 +8,14 @@
 //! `google.rpc.BadRequest`, and `Retry-After` from its metadata. The contract's one exception holds
 //! here too: `IDEMPOTENCY_KEY_REUSED` is 422. An internal or unknown status never shows its message.
 
-use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use streambank_domain::FieldViolation;
 use streambank_service::Code;
 use tonic::Status;
 use tonic_types::StatusExt as _;
 
-use crate::rest::error::{ApiError, ErrorBody, ErrorDetail, status_and_code};
+use crate::rest::error::{ApiError, error_response, status_and_code};
 
 /// What a client reads instead of an internal error's text (REST's wording).
 const INTERNAL_MESSAGE: &str =
@@ -123,7 +122,10 @@ pub fn status_response(status: &Status) -> Response {
         .map(|bad| {
             bad.field_violations
                 .iter()
-                .map(|v| json!({"field": v.field, "description": v.description}))
+                .map(|v| FieldViolation {
+                    field: v.field.clone(),
+                    description: v.description.clone(),
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -175,22 +177,9 @@ fn body(
     code: &str,
     reason: &str,
     message: String,
-    violations: Vec<serde_json::Value>,
+    violations: Vec<FieldViolation>,
 ) -> Response {
-    let details = if violations.is_empty() {
-        json!({})
-    } else {
-        json!({ "field_violations": violations })
-    };
-    let body = ErrorBody {
-        error: ErrorDetail {
-            code: code.to_owned(),
-            reason: reason.to_owned(),
-            message,
-            details,
-        },
-    };
-    (status, Json(body)).into_response()
+    error_response(status, code, reason, message, &violations)
 }
 
 #[cfg(test)]
@@ -198,6 +187,7 @@ mod tests {
     use std::collections::HashMap;
 
     use axum::body::to_bytes;
+    use serde_json::json;
     use tonic_types::ErrorDetails;
 
     use super::*;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tonic::metadata::MetadataMap;
 use tonic::transport::Channel;
@@ -102,16 +102,7 @@ impl Gateway {
     /// The body of a route that has one, exactly as REST's `ApiJson` reads it: JSON only, and no more
     /// than the body limit (the router's `DefaultBodyLimit`).
     async fn read_json(&self, request: Request) -> Result<Bytes, ApiError> {
-        let is_json = request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| {
-                ct.split(';')
-                    .next()
-                    .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
-            });
-        if !is_json {
+        if !crate::rest::extract::is_json(request.headers()) {
             return Err(ApiError::malformed(
                 "body",
                 "send JSON with Content-Type: application/json",

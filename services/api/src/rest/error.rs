@@ -118,6 +118,30 @@ pub struct ErrorDetail {
     pub details: serde_json::Value,
 }
 
+/// The contract's error body with its status: what every REST and gateway failure answers.
+pub fn error_response(
+    status: StatusCode,
+    code: &str,
+    reason: &str,
+    message: String,
+    violations: &[FieldViolation],
+) -> Response {
+    let details = if violations.is_empty() {
+        json!({})
+    } else {
+        json!({ "field_violations": violations })
+    };
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: code.to_owned(),
+            reason: reason.to_owned(),
+            message,
+            details,
+        },
+    };
+    (status, axum::Json(body)).into_response()
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, reason) = self.parts();
@@ -134,20 +158,7 @@ impl IntoResponse for ApiError {
             ApiError::Malformed(v) => v,
             _ => &[],
         };
-        let details = if violations.is_empty() {
-            json!({})
-        } else {
-            json!({ "field_violations": violations })
-        };
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: code.to_owned(),
-                reason: reason.to_owned(),
-                message,
-                details,
-            },
-        };
-        let mut response = (status, axum::Json(body)).into_response();
+        let mut response = error_response(status, code, reason, message, violations);
         if let ApiError::RateLimited { retry_after_secs } = self {
             response
                 .headers_mut()
