@@ -9,6 +9,10 @@
 //! - [`ledger`]: the benchmark database (one funded account per user) and the service-layer load.
 //! - [`stats`]: medians and percentiles.
 //! - `src/bin/ledger_bench.rs`: the service layer's transfer throughput against pgbench.
+//! - `src/bin/api_bench.rs`: REST transfers and reads against the service layer; what authentication costs.
+//! - `src/bin/relay_bench.rs`: the outbox relay's drain against redis-benchmark; commit-to-XADD and
+//!   commit-to-notification latency.
+//! - `src/bin/transport_bench.rs`: REST, gRPC and the gateway side by side, with the SVG chart.
 
 pub mod ledger;
 pub mod pgbench;
