@@ -11,6 +11,7 @@
 //! - [`Claims`] and [`TokenType`]: what a token says (architecture §7).
 //! - [`TokenKey`]: the 32-byte symmetric key, checked when the process starts.
 //! - [`TokenMaker`], [`PasetoMaker`], [`JwtMaker`], and [`maker`] to pick one by name.
+//! - [`bearer_token`]: the token out of an `Authorization: Bearer ...` value (REST header, gRPC metadata).
 
 mod jwt;
 mod paseto;
@@ -95,6 +96,16 @@ impl TokenKey {
     }
 }
 
+/// The token in an `authorization` value of the form `Bearer <token>` (the scheme in any case); `None`
+/// for any other scheme or an empty token.
+pub fn bearer_token(authorization: Option<&str>) -> Option<&str> {
+    authorization
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .filter(|token| !token.is_empty())
+}
+
 /// The token maker named by `TOKEN_KIND` (`paseto` or `jwt`).
 pub fn maker(kind: &str, key: &TokenKey) -> Result<Arc<dyn TokenMaker>, String> {
     match kind {
@@ -149,6 +160,16 @@ fn now() -> i64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn bearer_tokens_are_read_from_the_header_value() {
+        assert_eq!(super::bearer_token(Some("Bearer abc")), Some("abc"));
+        assert_eq!(super::bearer_token(Some("bearer  abc ")), Some("abc"));
+        assert_eq!(super::bearer_token(Some("Basic abc")), None);
+        assert_eq!(super::bearer_token(Some("Bearer ")), None);
+        assert_eq!(super::bearer_token(Some("abc")), None);
+        assert_eq!(super::bearer_token(None), None);
+    }
+
     use super::*;
 
     pub(crate) fn claims(typ: TokenType, ttl: i64) -> Claims {

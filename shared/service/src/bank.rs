@@ -17,6 +17,24 @@ pub struct Bank {
     batch_options: crate::BatchOptions,
 }
 
+/// Parses a list call's `page_size` and `page_token`; bad values are a validation error naming each
+/// field, whichever transport they came from.
+pub fn page_request(
+    size: Option<i64>,
+    token: Option<&str>,
+) -> crate::Result<streambank_domain::PageRequest> {
+    streambank_domain::PageRequest::parse(size, token).map_err(|bad| {
+        crate::Error::Validation(
+            bad.into_iter()
+                .map(|(field, description)| streambank_domain::FieldViolation {
+                    field: field.to_owned(),
+                    description,
+                })
+                .collect(),
+        )
+    })
+}
+
 /// The authenticated user on whose behalf an operation runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Caller {

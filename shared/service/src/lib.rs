@@ -29,7 +29,7 @@ pub mod sessions;
 pub mod users;
 pub mod verification;
 
-pub use bank::{Bank, Caller, Stats};
+pub use bank::{Bank, Caller, Stats, page_request};
 pub use batch::BatchOptions;
 pub use error::{Code, Error};
 pub use money::TransferRequest;

@@ -133,14 +133,9 @@ where
 }
 
 async fn authenticate(sessions: &Sessions, headers: &HeaderMap) -> Result<Authenticated, Status> {
-    let token = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim())
-        .filter(|token| !token.is_empty())
-        .ok_or_else(|| {
+    let token =
+        streambank_auth::bearer_token(headers.get("authorization").and_then(|v| v.to_str().ok()))
+            .ok_or_else(|| {
             error::with_reason(
                 tonic::Code::Unauthenticated,
                 "the Authorization header must be `Bearer <access token>`",

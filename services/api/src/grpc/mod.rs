@@ -172,14 +172,5 @@ impl Grpc {
 
 /// Parses `page_size` and `page_token` exactly as REST does.
 pub fn page(size: Option<i64>, token: Option<&str>) -> Result<PageRequest, Status> {
-    PageRequest::parse(size, token).map_err(|bad| {
-        let violations: Vec<_> = bad
-            .into_iter()
-            .map(|(field, description)| streambank_domain::FieldViolation {
-                field: field.to_owned(),
-                description,
-            })
-            .collect();
-        error::status(streambank_service::Error::Validation(violations))
-    })
+    streambank_service::page_request(size, token).map_err(error::status)
 }

@@ -92,16 +92,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
 
 /// Parses `page_size` and `page_token`; bad values are validation errors naming the field.
 pub fn page(size: Option<i64>, token: Option<&str>) -> Result<PageRequest, ApiError> {
-    PageRequest::parse(size, token).map_err(|bad| {
-        let violations = bad
-            .into_iter()
-            .map(|(field, description)| streambank_domain::FieldViolation {
-                field: field.to_owned(),
-                description,
-            })
-            .collect();
-        ApiError::Service(streambank_service::Error::Validation(violations))
-    })
+    Ok(streambank_service::page_request(size, token)?)
 }
 
 fn cors(origins: &[String]) -> CorsLayer {
