@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use futures_util::{StreamExt as _, TryStreamExt as _};
+use futures_util::StreamExt as _;
 use redis::aio::MultiplexedConnection;
 use redis::streams::{
     StreamAutoClaimReply, StreamClaimReply, StreamId, StreamPendingCountReply, StreamRangeReply,
@@ -29,13 +29,86 @@ use crate::handlers::{Group, Handlers};
 /// Entries one group handles at the same time.
 const HANDLERS_IN_FLIGHT: usize = 16;
 
+/// A stream entry as read, with the span of its handling (which continues the trace of the request that
+/// caused the event).
+#[derive(Debug)]
+pub struct Delivery {
+    pub entry: StreamEntry,
+    pub span: tracing::Span,
+}
+
+impl Delivery {
+    pub fn new(group: Group, entry: StreamEntry) -> Self {
+        let span = tracing::info_span!("handle event", group = group.name(), event_type = %entry.event_type, event_id = %entry.event_id);
+        streambank_telemetry::continue_trace(&span, &entry.traceparent);
+        Self { entry, span }
+    }
+}
+
+type Outcome<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
 /// Something that handles events (the real [`Handlers`], or a test double wrapping them).
 pub trait Handle: Send + Sync + std::fmt::Debug {
+    /// Handles one entry: `Ok` means done, `Err` means try again later.
     fn handle<'a>(
         &'a self,
         group: Group,
         entry: &'a StreamEntry,
-    ) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'a>>;
+    ) -> Outcome<'a, anyhow::Result<()>>;
+
+    /// Handles the entries of one read; one outcome per entry, in their order. By default each entry is
+    /// handled on its own, up to [`HANDLERS_IN_FLIGHT`] at once.
+    fn handle_many<'a>(
+        &'a self,
+        group: Group,
+        deliveries: &'a [Delivery],
+    ) -> Outcome<'a, Vec<anyhow::Result<()>>> {
+        Box::pin(handle_each(self, group, deliveries))
+    }
+}
+
+/// Handles each delivery with [`Handle::handle`], concurrently: each event has its own effects and
+/// records, so their order does not matter, and one slow SMTP exchange must not hold up the rest. Copies
+/// of one event (the relay may publish twice) are handled one after the other, so that the second sees
+/// what the first recorded.
+pub async fn handle_each<H: Handle + ?Sized>(
+    handler: &H,
+    group: Group,
+    deliveries: &[Delivery],
+) -> Vec<anyhow::Result<()>> {
+    let mut buckets: Vec<Vec<usize>> = Vec::new();
+    let mut bucket_of_event: HashMap<&str, usize> = HashMap::new();
+    for (i, delivery) in deliveries.iter().enumerate() {
+        let next = buckets.len();
+        let bucket = *bucket_of_event
+            .entry(delivery.entry.event_id.as_str())
+            .or_insert(next);
+        if bucket == next {
+            buckets.push(Vec::new());
+        }
+        buckets[bucket].push(i);
+    }
+    let done: Vec<Vec<(usize, anyhow::Result<()>)>> = futures_util::stream::iter(buckets)
+        .map(|bucket| async move {
+            let mut outcomes = Vec::with_capacity(bucket.len());
+            for i in bucket {
+                let Delivery { entry, span } = &deliveries[i];
+                let outcome = handler.handle(group, entry).instrument(span.clone()).await;
+                outcomes.push((i, outcome));
+            }
+            outcomes
+        })
+        .buffer_unordered(HANDLERS_IN_FLIGHT)
+        .collect()
+        .await;
+    let mut outcomes: Vec<Option<anyhow::Result<()>>> = deliveries.iter().map(|_| None).collect();
+    for (i, outcome) in done.into_iter().flatten() {
+        outcomes[i] = Some(outcome);
+    }
+    outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or_else(|| Err(anyhow::anyhow!("not handled"))))
+        .collect()
 }
 
 impl Handle for Handlers {
@@ -43,8 +116,22 @@ impl Handle for Handlers {
         &'a self,
         group: Group,
         entry: &'a StreamEntry,
-    ) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'a>> {
+    ) -> Outcome<'a, anyhow::Result<()>> {
         Box::pin(Handlers::handle(self, group, entry))
+    }
+
+    fn handle_many<'a>(
+        &'a self,
+        group: Group,
+        deliveries: &'a [Delivery],
+    ) -> Outcome<'a, Vec<anyhow::Result<()>>> {
+        Box::pin(async move {
+            if group == Group::Notifications {
+                self.notify_many(deliveries).await
+            } else {
+                handle_each(self, group, deliveries).await
+            }
+        })
     }
 }
 
@@ -81,7 +168,7 @@ impl Default for WorkerMetrics {
             ),
             handling: registry.histogram(
                 "worker_handling_seconds",
-                "Time to handle one entry, by group.",
+                "Time from reading an entry to its outcome (entries of one read are handled together), by group.",
                 &["group"],
                 &LATENCY_BUCKETS,
             ),
@@ -226,42 +313,70 @@ impl Worker {
             })
             .collect();
         let read = entries.len();
-        // Entries of one read are handled concurrently: each event has its own effects and records, so
-        // their order does not matter, and one slow SMTP exchange must not hold up the rest. Copies of one
-        // event (the relay may publish twice) stay in one bucket and are handled one after the other, so
-        // the second sees what the first recorded.
-        let mut buckets: Vec<(String, Vec<(String, StreamId)>)> = Vec::new();
+        let mut deliveries = Vec::with_capacity(read);
+        let mut ids = Vec::with_capacity(read);
         for (key, id) in entries {
-            let event_id = id
-                .map
-                .get("event_id")
-                .and_then(|v| redis::from_redis_value::<String>(v.clone()).ok())
-                .unwrap_or_default();
-            match buckets
-                .iter_mut()
-                .find(|(e, _)| !e.is_empty() && *e == event_id)
-            {
-                Some((_, bucket)) => bucket.push((key, id)),
-                None => buckets.push((event_id, vec![(key, id)])),
+            match StreamEntry::from_fields(fields(&id)) {
+                Ok(entry) => {
+                    deliveries.push(Delivery::new(group, entry));
+                    ids.push((key, id.id));
+                }
+                Err(missing) => {
+                    let error = anyhow::anyhow!("the entry has no {missing} field");
+                    self.failed(group, &id.id, &error);
+                }
             }
         }
-        futures_util::stream::iter(buckets)
-            .map(|(_, bucket)| {
-                let mut conn = conn.clone();
-                async move {
-                    for (key, id) in &bucket {
-                        self.process(&mut conn, group, key, id).await?;
+        if deliveries.is_empty() {
+            return Ok(read);
+        }
+        let started = std::time::Instant::now();
+        let outcomes = self.handler.handle_many(group, &deliveries).await;
+        let elapsed = started.elapsed();
+        debug_assert_eq!(outcomes.len(), deliveries.len(), "one outcome per entry");
+        // Entries without an outcome stay pending and are retried.
+        let mut done: Vec<(&str, Vec<&str>)> = Vec::new();
+        for ((key, id), outcome) in ids.iter().zip(outcomes) {
+            self.metrics
+                .handling
+                .observe_duration(&[group.name()], elapsed);
+            match outcome {
+                Ok(()) => {
+                    self.metrics.processed.inc(&[group.name(), "ok"]);
+                    match done.iter_mut().find(|(k, _)| k == key) {
+                        Some((_, acked)) => acked.push(id),
+                        None => done.push((key, vec![id])),
                     }
-                    anyhow::Ok(())
                 }
-            })
-            .buffer_unordered(HANDLERS_IN_FLIGHT)
-            .try_collect::<Vec<()>>()
-            .await?;
+                Err(e) => self.failed(group, id, &e),
+            }
+        }
+        // One XACK per stream for everything that succeeded.
+        for (key, acked) in done {
+            let _: i64 = redis::cmd("XACK")
+                .arg(key)
+                .arg(group.name())
+                .arg(&acked)
+                .query_async(conn)
+                .await?;
+            let mut errors = self.lock_errors();
+            for id in acked {
+                errors.remove(id);
+            }
+        }
         Ok(read)
     }
 
-    /// Handles one entry: acknowledged on success; on failure left pending for a retry.
+    /// Records a failed entry: it stays pending and is retried after its backoff.
+    fn failed(&self, group: Group, id: &str, error: &anyhow::Error) {
+        self.metrics.processed.inc(&[group.name(), "error"]);
+        tracing::warn!(group = group.name(), entry = %id, error = format!("{error:#}"), "handling failed; will retry");
+        self.lock_errors()
+            .insert(id.to_owned(), format!("{error:#}"));
+    }
+
+    /// Handles one entry on its own (a retry, or an entry taken over): acknowledged on success; on
+    /// failure left pending for a retry.
     async fn process(
         &self,
         conn: &mut MultiplexedConnection,
@@ -272,8 +387,7 @@ impl Worker {
         let started = std::time::Instant::now();
         let outcome = match StreamEntry::from_fields(fields(id)) {
             Ok(entry) => {
-                let span = tracing::info_span!("handle event", group = group.name(), event_type = %entry.event_type, event_id = %entry.event_id);
-                streambank_telemetry::continue_trace(&span, &entry.traceparent);
+                let Delivery { entry, span } = Delivery::new(group, entry);
                 self.handler.handle(group, &entry).instrument(span).await
             }
             Err(missing) => Err(anyhow::anyhow!("the entry has no {missing} field")),
@@ -281,11 +395,9 @@ impl Worker {
         self.metrics
             .handling
             .observe_duration(&[group.name()], started.elapsed());
-        self.metrics
-            .processed
-            .inc(&[group.name(), if outcome.is_ok() { "ok" } else { "error" }]);
         match outcome {
             Ok(()) => {
+                self.metrics.processed.inc(&[group.name(), "ok"]);
                 let _: i64 = redis::cmd("XACK")
                     .arg(key)
                     .arg(group.name())
@@ -294,10 +406,7 @@ impl Worker {
                     .await?;
                 self.lock_errors().remove(&id.id);
             }
-            Err(e) => {
-                tracing::warn!(group = group.name(), entry = %id.id, error = format!("{e:#}"), "handling failed; will retry");
-                self.lock_errors().insert(id.id.clone(), format!("{e:#}"));
-            }
+            Err(e) => self.failed(group, &id.id, &e),
         }
         Ok(())
     }

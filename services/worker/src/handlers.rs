@@ -15,9 +15,11 @@ use streambank_events::payload::{
 };
 use streambank_events::{EventType, StreamEntry};
 use streambank_service::Bank;
-use streambank_store::consumers;
+use streambank_store::consumers::{self, NotificationRows};
+use tracing::Instrument as _;
 use uuid::Uuid;
 
+use crate::consumer::Delivery;
 use crate::mail::Mailer;
 
 /// The consumer groups.
@@ -81,20 +83,67 @@ impl Handlers {
                 self.send_verification(event_id, serde_json::from_str(&entry.payload)?)
                     .await
             }
-            (Group::Notifications | Group::NotificationEmails, _) => {
-                let Some((kind, recipients)) =
-                    self.notification(event_type, &entry.payload).await?
-                else {
-                    return Ok(());
-                };
-                if group == Group::Notifications {
-                    self.write_notifications(event_id, kind, &recipients).await
-                } else {
-                    self.email_notifications(event_id, kind, &recipients).await
-                }
-            }
+            (Group::Notifications, _) => match self.prepare_notification(entry).await? {
+                Some(notice) => self.write_notifications(&[&notice]).await,
+                None => Ok(()),
+            },
+            (Group::NotificationEmails, _) => match self.prepare_notification(entry).await? {
+                Some(notice) => self.email_notifications(&notice).await,
+                None => Ok(()),
+            },
             _ => Ok(()),
         }
+    }
+
+    /// The `notifications` group's way with the entries of one read: each event's notice is worked out
+    /// in its own span, then the rows of all of them are written with their processed-event records in
+    /// one statement (one round trip and one commit for the read, instead of a transaction per event).
+    /// If that statement fails, every entry of the read is retried on its own.
+    pub async fn notify_many(&self, deliveries: &[Delivery]) -> Vec<anyhow::Result<()>> {
+        let prepared: Vec<anyhow::Result<Option<Notice>>> =
+            futures_util::future::join_all(deliveries.iter().map(|d| {
+                self.prepare_notification(&d.entry)
+                    .instrument(d.span.clone())
+            }))
+            .await;
+        let notices: Vec<&Notice> = prepared.iter().flatten().flatten().collect();
+        let written = if notices.is_empty() {
+            Ok(())
+        } else {
+            let span = tracing::info_span!("write notifications", events = notices.len());
+            for d in deliveries {
+                streambank_telemetry::add_link(&span, &d.span);
+            }
+            self.write_notifications(&notices).instrument(span).await
+        };
+        prepared
+            .into_iter()
+            .map(|p| match p {
+                Err(e) => Err(e),
+                Ok(None) => Ok(()),
+                Ok(Some(_)) => match &written {
+                    Ok(()) => Ok(()),
+                    Err(e) => Err(anyhow::anyhow!("{e:#}")),
+                },
+            })
+            .collect()
+    }
+
+    /// The notice of an entry for the notification groups: `None` for events nobody is notified of.
+    async fn prepare_notification(&self, entry: &StreamEntry) -> anyhow::Result<Option<Notice>> {
+        let event_id: Uuid = entry.event_id.parse().context("event_id is not a UUID")?;
+        let Some(event_type) = EventType::parse(&entry.event_type) else {
+            return Ok(None);
+        };
+        Ok(self
+            .notification(event_type, &entry.payload)
+            .await?
+            .map(|(kind, recipients)| Notice {
+                event_id,
+                occurred_at: entry.occurred_at.clone(),
+                kind,
+                recipients,
+            }))
     }
 
     /// Who is told what about an event: `None` for events nobody is notified of.
@@ -183,60 +232,71 @@ impl Handlers {
                 consumers::record_delivery(pool, event_id, &contact.email, "verification").await?;
             }
         }
-        let mut tx = pool.begin().await?;
-        consumers::record_processed(&mut tx, group, event_id).await?;
-        tx.commit().await?;
+        consumers::record_processed(pool, group, event_id).await?;
         Ok(())
     }
 
-    /// One notification row per recipient, committed with the processed-event record of the
-    /// `notifications` group: all rows of the event, or none, exactly once.
-    async fn write_notifications(
-        &self,
-        event_id: Uuid,
-        kind: &str,
-        recipients: &[(i64, String)],
-    ) -> anyhow::Result<()> {
-        let mut tx = self.bank.pool().begin().await?;
-        if !consumers::record_processed(&mut tx, Group::Notifications.name(), event_id).await? {
-            tx.rollback().await?;
-            return Ok(()); // already done
-        }
+    /// One notification row per recipient of each notice, written with the processed-event records of
+    /// the `notifications` group in one statement: all rows of an event, or none, exactly once. Copies of
+    /// one event count once. Rows are written in the order the events happened, so that a listing newest
+    /// first shows them in that order even when a read brings events of several streams.
+    async fn write_notifications(&self, notices: &[&Notice]) -> anyhow::Result<()> {
+        let mut notices = notices.to_vec();
+        notices.sort_by(|a, b| a.occurred_at.cmp(&b.occurred_at));
+        let mut events = Vec::with_capacity(notices.len());
+        let mut rows = NotificationRows::default();
         let mut seen = std::collections::HashSet::new();
-        for (user_id, text) in recipients {
-            if seen.insert(*user_id) {
-                consumers::insert_notification(&mut tx, *user_id, event_id, kind, text).await?;
+        for notice in notices {
+            if !seen.insert(notice.event_id) {
+                continue;
+            }
+            events.push(notice.event_id);
+            let mut recipients = std::collections::HashSet::new();
+            for (user_id, text) in &notice.recipients {
+                if recipients.insert(*user_id) {
+                    rows.push(*user_id, notice.event_id, notice.kind, text);
+                }
             }
         }
-        tx.commit().await?;
+        consumers::write_notifications(
+            self.bank.pool(),
+            Group::Notifications.name(),
+            &events,
+            &rows,
+        )
+        .await?;
         Ok(())
     }
 
     /// One email per recipient, each recorded once the SMTP server accepted it (group
     /// `notification-emails`, separate so that a slow mail server never delays the notification rows).
-    async fn email_notifications(
-        &self,
-        event_id: Uuid,
-        kind: &str,
-        recipients: &[(i64, String)],
-    ) -> anyhow::Result<()> {
+    async fn email_notifications(&self, notice: &Notice) -> anyhow::Result<()> {
         let pool = self.bank.pool();
-        for (user_id, text) in recipients {
+        for (user_id, text) in &notice.recipients {
             let Some(contact) = consumers::contact(pool, *user_id).await? else {
                 continue;
             };
-            if consumers::is_delivered(pool, event_id, &contact.email).await? {
+            if consumers::is_delivered(pool, notice.event_id, &contact.email).await? {
                 continue;
             }
             let body = format!("Hello {},\n\n{text}\n\nStreamBank\n", contact.full_name);
             self.mailer
                 .send(&contact.email, "StreamBank notification", body)
                 .await?;
-            consumers::record_delivery(pool, event_id, &contact.email, kind).await?;
+            consumers::record_delivery(pool, notice.event_id, &contact.email, notice.kind).await?;
         }
-        let mut tx = pool.begin().await?;
-        consumers::record_processed(&mut tx, Group::NotificationEmails.name(), event_id).await?;
-        tx.commit().await?;
+        consumers::record_processed(pool, Group::NotificationEmails.name(), notice.event_id)
+            .await?;
         Ok(())
     }
+}
+
+/// What the notification groups make of an event: who is told what.
+#[derive(Debug, Clone)]
+pub struct Notice {
+    event_id: Uuid,
+    /// RFC 3339 in UTC with a fixed number of digits, as the relay writes it: sorts as text.
+    occurred_at: String,
+    kind: &'static str,
+    recipients: Vec<(i64, String)>,
 }

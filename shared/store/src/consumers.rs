@@ -1,7 +1,7 @@
 //! What event consumers record so that each effect happens once: processed events, notifications,
 //! and email deliveries.
 
-use sqlx::{PgConnection, PgExecutor};
+use sqlx::PgExecutor;
 use uuid::Uuid;
 
 /// Whether `consumer` has already applied the event.
@@ -20,11 +20,12 @@ pub async fn is_processed(
     .await
 }
 
-/// Records that `consumer` applied the event; run it in the transaction of the effect. `false` when it
-/// was already recorded (a concurrent redelivery won), in which case the caller rolls back.
-#[tracing::instrument(name = "Record a processed event", skip(tx))]
+/// Records that `consumer` applied the event; run it in the transaction of the effect, if it has one.
+/// `false` when it was already recorded (a concurrent redelivery won), in which case the caller rolls
+/// back.
+#[tracing::instrument(name = "Record a processed event", skip(db))]
 pub async fn record_processed(
-    tx: &mut PgConnection,
+    db: impl PgExecutor<'_>,
     consumer: &str,
     event_id: Uuid,
 ) -> sqlx::Result<bool> {
@@ -33,32 +34,80 @@ pub async fn record_processed(
         consumer,
         event_id
     )
-    .execute(tx)
+    .execute(db)
     .await?;
     Ok(inserted.rows_affected() == 1)
 }
 
-#[tracing::instrument(name = "Insert a notification", skip(tx, body))]
-pub async fn insert_notification(
-    tx: &mut PgConnection,
-    user_id: i64,
-    event_id: Uuid,
-    kind: &str,
-    body: &str,
-) -> sqlx::Result<()> {
-    sqlx::query!(
+/// The notification rows of several events, column by column (one element per row).
+#[derive(Debug, Default, Clone)]
+pub struct NotificationRows {
+    pub user_ids: Vec<i64>,
+    pub event_ids: Vec<Uuid>,
+    pub kinds: Vec<String>,
+    pub bodies: Vec<String>,
+}
+
+impl NotificationRows {
+    pub fn push(&mut self, user_id: i64, event_id: Uuid, kind: &str, body: &str) {
+        self.user_ids.push(user_id);
+        self.event_ids.push(event_id);
+        self.kinds.push(kind.to_owned());
+        self.bodies.push(body.to_owned());
+    }
+}
+
+/// What [`write_notifications`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotificationsWritten {
+    /// Events recorded as processed by this call (the others had been already).
+    pub events: i64,
+    /// Notification rows inserted.
+    pub rows: i64,
+}
+
+/// Records `events` as processed by `consumer` and inserts the notification rows of those that were not
+/// processed before, in one statement, so atomically: an event gets all its rows and its record, or
+/// neither, exactly once, however often it is delivered and by however many workers at once (a
+/// concurrent insert of the same record waits for the other and then skips). Rows for users deleted in
+/// the meantime are left out. Rows get their ids in the order given.
+#[tracing::instrument(name = "Write notifications", skip_all, fields(events = events.len(), rows = rows.user_ids.len()))]
+pub async fn write_notifications(
+    db: impl PgExecutor<'_>,
+    consumer: &str,
+    events: &[Uuid],
+    rows: &NotificationRows,
+) -> sqlx::Result<NotificationsWritten> {
+    sqlx::query_as!(
+        NotificationsWritten,
         r#"
-        INSERT INTO notifications (user_id, event_id, kind, body) VALUES ($1, $2, $3, $4)
-        ON CONFLICT (user_id, event_id) DO NOTHING
+        WITH fresh AS (
+            INSERT INTO processed_events (consumer, event_id)
+            SELECT $1, e FROM unnest($2::uuid[]) AS e
+            ON CONFLICT DO NOTHING
+            RETURNING event_id
+        ), written AS (
+            INSERT INTO notifications (user_id, event_id, kind, body)
+            SELECT n.user_id, n.event_id, n.kind, n.body
+            FROM unnest($3::bigint[], $4::uuid[], $5::text[], $6::text[]) WITH ORDINALITY
+                AS n (user_id, event_id, kind, body, position)
+            JOIN fresh USING (event_id)
+            JOIN users u ON u.id = n.user_id
+            ORDER BY n.position
+            ON CONFLICT (user_id, event_id) DO NOTHING
+            RETURNING 1
+        )
+        SELECT (SELECT count(*) FROM fresh) AS "events!", (SELECT count(*) FROM written) AS "rows!"
         "#,
-        user_id,
-        event_id,
-        kind,
-        body
+        consumer,
+        events,
+        &rows.user_ids,
+        &rows.event_ids,
+        &rows.kinds,
+        &rows.bodies,
     )
-    .execute(tx)
+    .fetch_one(db)
     .await
-    .map(|_| ())
 }
 
 /// Whether the email for (event, recipient) was already accepted by the SMTP server.

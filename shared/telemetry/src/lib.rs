@@ -109,6 +109,17 @@ pub fn continue_trace(span: &tracing::Span, traceparent: &str) {
     }
 }
 
+/// Links `span` to `other` (OpenTelemetry span links): for work done once on behalf of several traces,
+/// such as one statement written for many events.
+pub fn add_link(span: &tracing::Span, other: &tracing::Span) {
+    let context = other.context();
+    let span_ref = context.span();
+    let span_context = span_ref.span_context();
+    if span_context.is_valid() {
+        span.add_link(span_context.clone());
+    }
+}
+
 /// The W3C `traceparent` of `span`, or `None` when it is not part of an OpenTelemetry trace.
 pub fn traceparent_of(span: &tracing::Span) -> Option<String> {
     let context = span.context();
