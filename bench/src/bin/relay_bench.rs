@@ -1,7 +1,7 @@
 //! The outbox relay under load, with Redis's own `XADD` rate as the reference.
 //!
 //! 1. **Backlog drain:** `--backlog` transfer-sized outbox rows are waiting; the relay publishes them in
-//!    batches (`publish_batch`, as the leader does). Reported as events/s and as a ratio to
+//!    batches with `streambank_relay::drain`, as the leader does (each claim overlapping the previous batch's `XADD`s). Reported as events/s and as a ratio to
 //!    `redis-benchmark -P 16` sending `XADD`s with the same fields to the same Redis in the same run, plus
 //!    the process's peak RSS.
 //! 2. **Commit-to-XADD latency:** a running relay (alone) while the service layer commits transfers at a
@@ -103,21 +103,16 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     let rss_before = peak_rss_mib();
     let started = Instant::now();
-    let mut drained = 0;
-    loop {
-        let n = streambank_relay::publish_batch(
-            &relay_pool,
-            &mut redis,
-            &prefix,
-            args.batch,
-            10_000_000,
-        )
-        .await?;
-        drained += n;
-        if n == 0 {
-            break;
-        }
-    }
+    let drained = streambank_relay::drain(
+        &relay_pool,
+        &mut redis,
+        &prefix,
+        args.batch,
+        10_000_000,
+        None,
+        || false,
+    )
+    .await?;
     let drain_rate = drained as f64 / started.elapsed().as_secs_f64();
     let rss_after = peak_rss_mib();
     let reference = redis_benchmark(&args.redis_url, args.backlog, &prefix)?;

@@ -17,7 +17,8 @@
 //! # Layout
 //!
 //! - [`Config`]: environment variables.
-//! - [`publish_batch`]: one claim–publish–mark pass (tests drive it directly).
+//! - [`publish_batch`]: one claim–publish–mark pass (tests drive it directly); [`drain`]: passes until
+//!   the outbox is empty, each next claim overlapping the current batch's `XADD`s.
 //! - [`Relay::run`]: leadership, wake-ups (`LISTEN outbox` plus a fallback poll), retention, health.
 
 use std::future::Future;
@@ -178,74 +179,128 @@ pub async fn publish_batch(
     batch_size: i64,
     max_stream_len: u64,
 ) -> anyhow::Result<usize> {
-    publish_batch_observed(pool, redis, prefix, batch_size, max_stream_len, None).await
+    let batch = Batch::claim(pool, batch_size).await?;
+    let published = batch.rows.len();
+    batch.publish(redis, prefix, max_stream_len, None).await?;
+    Ok(published)
 }
 
-/// [`publish_batch`], recording what it did in `metrics`.
-#[tracing::instrument(name = "Publish an outbox batch", skip(pool, redis, metrics))]
-pub async fn publish_batch_observed(
+/// Publishes batches until one comes back short of `batch_size` or `stop` says so; returns how many rows
+/// were published. The claim of each next batch runs while the current one is on its way to Redis
+/// (`SKIP LOCKED` keeps the two apart), so Postgres and Redis work at the same time instead of taking
+/// turns. A batch is sent only after the one before it was, so streams get events in commit-time order.
+#[tracing::instrument(name = "Drain the outbox", skip(pool, redis, metrics, stop))]
+pub async fn drain(
     pool: &PgPool,
     redis: &mut MultiplexedConnection,
     prefix: &str,
     batch_size: i64,
     max_stream_len: u64,
     metrics: Option<&RelayMetrics>,
+    stop: impl Fn() -> bool,
 ) -> anyhow::Result<usize> {
-    let mut tx = pool.begin().await?;
-    let rows = relay::claim(&mut tx, batch_size).await?;
-    if rows.is_empty() {
-        tx.commit().await?;
-        return Ok(0);
-    }
-    // One span per event, continuing the trace of the request that wrote it; the stream entry carries
-    // this span's context on to the worker, so a trace reads request -> publish -> handling.
-    let mut published = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let span =
-            tracing::info_span!("publish event", event_type = %row.event_type, event_id = %row.id);
-        streambank_telemetry::continue_trace(&span, row.traceparent.as_deref().unwrap_or_default());
-        let mut entry = entry(row);
-        if let Some(traceparent) = streambank_telemetry::traceparent_of(&span) {
-            entry.traceparent = traceparent;
+    let mut total = 0;
+    let mut next = Batch::claim(pool, batch_size).await?;
+    loop {
+        let batch = next;
+        let full = batch.rows.len() as i64 >= batch_size;
+        let size = batch.rows.len();
+        if !full || stop() {
+            batch
+                .publish(redis, prefix, max_stream_len, metrics)
+                .await?;
+            return Ok(total + size);
         }
-        // An event type this relay does not know (written by a newer version) still travels, on a stream
-        // named after its aggregate, rather than blocking everything behind it.
-        let stream = EventType::parse(&row.event_type)
-            .map_or_else(|| fallback_stream(&row.aggregate_type), EventType::stream);
-        published.push((span, stream, entry));
+        // On failure the claimed next batch is dropped, which rolls it back: its rows stay unpublished.
+        let (published, claimed) = tokio::join!(
+            batch.publish(redis, prefix, max_stream_len, metrics),
+            Batch::claim(pool, batch_size)
+        );
+        published?;
+        total += size;
+        next = claimed?;
     }
-    let mut pipe = redis::pipe();
-    for (_, stream, entry) in &published {
-        let cmd = pipe
-            .cmd("XADD")
-            .arg(stream_key(prefix, *stream))
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(max_stream_len)
-            .arg("*");
-        for (field, value) in entry.to_fields() {
-            cmd.arg(field).arg(value);
+}
+
+/// Rows claimed (and marked published) in a transaction that is still open.
+struct Batch {
+    tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    rows: Vec<relay::OutboxRow>,
+}
+
+impl Batch {
+    async fn claim(pool: &PgPool, batch_size: i64) -> anyhow::Result<Self> {
+        let mut tx = pool.begin().await?;
+        let rows = relay::claim(&mut tx, batch_size).await?;
+        Ok(Self { tx, rows })
+    }
+
+    /// Sends the rows to their streams in one pipelined round trip, then commits the claim.
+    #[tracing::instrument(name = "Publish an outbox batch", skip_all, fields(rows = self.rows.len()))]
+    async fn publish(
+        self,
+        redis: &mut MultiplexedConnection,
+        prefix: &str,
+        max_stream_len: u64,
+        metrics: Option<&RelayMetrics>,
+    ) -> anyhow::Result<()> {
+        let Self { tx, rows } = self;
+        if rows.is_empty() {
+            tx.commit().await?;
+            return Ok(());
         }
-    }
-    let _ids: Vec<String> = pipe
-        .query_async(redis)
-        .await
-        .context("XADD pipeline failed")?;
-    // The claim marked the rows published; committing makes that stand, now that Redis has them.
-    tx.commit().await?;
-    if let Some(m) = metrics {
-        let now = chrono::Utc::now();
-        m.batch_size.observe(&[], rows.len() as f64);
-        for (row, (_, stream, _)) in rows.iter().zip(&published) {
-            m.published.inc(&[stream.name()]);
-            m.lag.observe(
-                &[],
-                (now - row.created_at).num_microseconds().unwrap_or(0) as f64 / 1e6,
+        // One span per event, continuing the trace of the request that wrote it; the stream entry
+        // carries this span's context on to the worker, so a trace reads request -> publish -> handling.
+        let mut published = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let span = tracing::info_span!("publish event", event_type = %row.event_type, event_id = %row.id);
+            streambank_telemetry::continue_trace(
+                &span,
+                row.traceparent.as_deref().unwrap_or_default(),
             );
+            let mut entry = entry(row);
+            if let Some(traceparent) = streambank_telemetry::traceparent_of(&span) {
+                entry.traceparent = traceparent;
+            }
+            // An event type this relay does not know (written by a newer version) still travels, on a
+            // stream named after its aggregate, rather than blocking everything behind it.
+            let stream = EventType::parse(&row.event_type)
+                .map_or_else(|| fallback_stream(&row.aggregate_type), EventType::stream);
+            published.push((span, stream, entry));
         }
+        let mut pipe = redis::pipe();
+        for (_, stream, entry) in &published {
+            let cmd = pipe
+                .cmd("XADD")
+                .arg(stream_key(prefix, *stream))
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(max_stream_len)
+                .arg("*");
+            for (field, value) in entry.to_fields() {
+                cmd.arg(field).arg(value);
+            }
+        }
+        let _ids: Vec<String> = pipe
+            .query_async(redis)
+            .await
+            .context("XADD pipeline failed")?;
+        // The claim marked the rows published; committing makes that stand, now that Redis has them.
+        tx.commit().await?;
+        if let Some(m) = metrics {
+            let now = chrono::Utc::now();
+            m.batch_size.observe(&[], rows.len() as f64);
+            for (row, (_, stream, _)) in rows.iter().zip(&published) {
+                m.published.inc(&[stream.name()]);
+                m.lag.observe(
+                    &[],
+                    (now - row.created_at).num_microseconds().unwrap_or(0) as f64 / 1e6,
+                );
+            }
+        }
+        tracing::debug!(rows = rows.len(), "published");
+        Ok(())
     }
-    tracing::debug!(rows = rows.len(), "published");
-    Ok(rows.len())
 }
 
 fn fallback_stream(aggregate_type: &str) -> Stream {
@@ -456,22 +511,16 @@ impl Relay {
         redis: &mut MultiplexedConnection,
         stop: &tokio::sync::watch::Receiver<bool>,
     ) -> anyhow::Result<usize> {
-        let mut total = 0;
-        loop {
-            let published = publish_batch_observed(
-                &self.pool,
-                redis,
-                &self.config.stream_prefix,
-                self.config.batch_size,
-                self.config.max_stream_len,
-                Some(&self.metrics),
-            )
-            .await?;
-            total += published;
-            if (published as i64) < self.config.batch_size || *stop.borrow() {
-                return Ok(total);
-            }
-        }
+        drain(
+            &self.pool,
+            redis,
+            &self.config.stream_prefix,
+            self.config.batch_size,
+            self.config.max_stream_len,
+            Some(&self.metrics),
+            || *stop.borrow(),
+        )
+        .await
     }
 }
 

@@ -343,3 +343,55 @@ async fn one_leader_publishes_and_a_standby_takes_over_when_it_dies() {
     }
     second_task.abort();
 }
+
+#[tokio::test]
+async fn a_drain_over_many_batches_publishes_each_row_once_in_commit_order() {
+    let db = TestDb::new().await;
+    // 1,050 rows: ten full batches of 100, each next claim overlapping the previous XADDs, then a short one.
+    sqlx::raw_sql(
+        "INSERT INTO outbox (id, aggregate_type, aggregate_id, event_type, payload, created_at)
+         SELECT gen_random_uuid(), 'transfer', i::text, 'transfer.completed', jsonb_build_object('transfer_id', i),
+                now() + i * interval '1 millisecond'
+         FROM generate_series(1, 1050) AS i",
+    )
+    .execute(&db.pool)
+    .await
+    .expect("backlog");
+    let mut conn = redis().await;
+    let prefix = prefix();
+    let published =
+        streambank_relay::drain(&db.pool, &mut conn, &prefix, 100, 10_000, None, || false)
+            .await
+            .expect("drain");
+    assert_eq!(published, 1050);
+    assert_eq!(unpublished(&db).await, 0);
+    let order: Vec<i64> = xrange(&mut conn, &stream_key(&prefix, Stream::Transfers))
+        .await
+        .into_iter()
+        .map(|(_, fields)| fields["aggregate_id"].parse().expect("id"))
+        .collect();
+    assert_eq!(
+        order,
+        (1..=1050).collect::<Vec<i64>>(),
+        "every row once, in commit-time order"
+    );
+
+    // A stop request ends the drain after the batch in flight; what is left stays for the next pass.
+    sqlx::raw_sql(
+        "INSERT INTO outbox (id, aggregate_type, aggregate_id, event_type, payload)
+         SELECT gen_random_uuid(), 'transfer', i::text, 'transfer.completed', '{}' FROM generate_series(1, 300) AS i",
+    )
+    .execute(&db.pool)
+    .await
+    .expect("more");
+    let published =
+        streambank_relay::drain(&db.pool, &mut conn, &prefix, 100, 10_000, None, || true)
+            .await
+            .expect("drain");
+    assert_eq!(published, 100);
+    assert_eq!(
+        unpublished(&db).await,
+        200,
+        "the rest was not claimed for good"
+    );
+}
