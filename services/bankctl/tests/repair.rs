@@ -1,0 +1,275 @@
+//! The event pipeline's faults and their repair, as an operator meets them: the relay killed in the middle
+//! of a drain and started again, then Redis emptied and `bankctl outbox republish` run (the real binary).
+//! After each, every notification row exists exactly once.
+//!
+//! Redis: this test owns logical database 9 of `REDIS_URL`'s server and empties it with `FLUSHDB`, which
+//! is `FLUSHALL` for everything the test wrote without touching the streams of tests running beside it
+//! (they use database 0).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use streambank_events::{Stream, StreamEntry, stream_key};
+use streambank_service::{Bank, RegisterUser, Role, UserOptions};
+use streambank_testkit::TestDb;
+use streambank_worker::consumer::Handle;
+use streambank_worker::{Group, Handlers, Worker};
+
+const EVENTS: i64 = 3_000;
+
+fn redis_url() -> String {
+    let base = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    // Same server, database 9.
+    let server = base.trim_end_matches('/');
+    let server = match server.rsplit_once('/') {
+        Some((head, db)) if !head.ends_with('/') && db.chars().all(|c| c.is_ascii_digit()) => head,
+        _ => server,
+    };
+    format!("{server}/9")
+}
+
+async fn redis() -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis_url())
+        .expect("REDIS_URL")
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap_or_else(|e| {
+            panic!("cannot reach Redis at {} ({e}); start it with `redis-server --daemonize yes` or run `.ci/run`", redis_url())
+        })
+}
+
+async fn user(bank: &Bank, name: &str) -> i64 {
+    let input = RegisterUser {
+        username: name.into(),
+        email: format!("{name}@repair.example.com"),
+        full_name: name.into(),
+        password: "correct horse battery".into(),
+    };
+    let options = UserOptions {
+        role: Role::Customer,
+        verified: true,
+    };
+    bank.create_user(input, options).await.expect("user").id
+}
+
+/// The real handlers for the `notifications` group; the email groups acknowledge without sending (the
+/// emails' exactly-once is `pipeline.rs`'s business, and 6,000 emails would only slow this test down).
+#[derive(Debug)]
+struct RowsOnly(Handlers);
+
+impl Handle for RowsOnly {
+    fn handle<'a>(
+        &'a self,
+        group: Group,
+        entry: &'a StreamEntry,
+    ) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'a>> {
+        Box::pin(async move {
+            if group == Group::Notifications {
+                self.0.handle(group, entry).await
+            } else {
+                Ok(())
+            }
+        })
+    }
+
+    fn handle_many<'a>(
+        &'a self,
+        group: Group,
+        deliveries: &'a [streambank_worker::consumer::Delivery],
+    ) -> Pin<Box<dyn Future<Output = Vec<anyhow::Result<()>>> + Send + 'a>> {
+        Box::pin(async move {
+            if group == Group::Notifications {
+                self.0.handle_many(group, deliveries).await
+            } else {
+                deliveries.iter().map(|_| Ok(())).collect()
+            }
+        })
+    }
+}
+
+async fn count(db: &TestDb, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql)
+        .fetch_one(&db.pool)
+        .await
+        .expect(sql)
+}
+
+async fn xlen(redis: &mut redis::aio::MultiplexedConnection, key: &str) -> i64 {
+    redis::cmd("XLEN")
+        .arg(key)
+        .query_async(redis)
+        .await
+        .expect("XLEN")
+}
+
+async fn wait_until_published(db: &TestDb) {
+    let started = Instant::now();
+    while count(db, "SELECT count(*) FROM outbox WHERE published_at IS NULL").await > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the relay did not publish the backlog"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_killed_relay_and_a_flushed_redis_leave_every_notification_once() {
+    let db = TestDb::new().await;
+    let bank = Bank::new(db.pool.clone());
+    let (ann, bob) = (user(&bank, "ann").await, user(&bank, "bob").await);
+    // The backlog: transfer events between ann and bob (the other rows, from the users' creation, go to
+    // the users stream).
+    sqlx::query(
+        "INSERT INTO outbox (id, aggregate_type, aggregate_id, event_type, payload, created_at)
+         SELECT gen_random_uuid(), 'transfer', i::text, 'transfer.completed',
+                jsonb_build_object('transfer_id', i, 'from_account_id', 1, 'to_account_id', 2,
+                                   'from_owner_id', $1::bigint, 'to_owner_id', $2::bigint,
+                                   'amount', 100, 'currency', 'USD'),
+                now() + i * interval '1 microsecond'
+         FROM generate_series(1, $3::bigint) AS i",
+    )
+    .bind(ann)
+    .bind(bob)
+    .bind(EVENTS)
+    .execute(&db.pool)
+    .await
+    .expect("backlog");
+
+    let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let key = stream_key(&prefix, Stream::Transfers);
+    let mut conn = redis().await;
+    let relay_config = streambank_relay::Config {
+        database_url: db.url.clone(),
+        redis_url: redis_url(),
+        stream_prefix: prefix.clone(),
+        health_addr: "127.0.0.1:0".parse().expect("addr"),
+        batch_size: 10,
+        poll_interval: Duration::from_millis(200),
+        retention: Duration::from_secs(7 * 86_400),
+        max_stream_len: 1_000_000,
+    };
+
+    // 1. The relay dies mid-drain: its task is aborted as soon as the first entries reach Redis, wherever
+    //    it is (between a claim and its XADDs, or between the XADDs and the commit).
+    let relay = streambank_relay::Relay::new(relay_config.clone()).expect("relay");
+    let task = tokio::spawn(relay.run(std::future::pending()));
+    let started = Instant::now();
+    while xlen(&mut conn, &key).await == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "nothing published"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    task.abort();
+    let _ = task.await;
+    let left = count(
+        &db,
+        "SELECT count(*) FROM outbox WHERE published_at IS NULL",
+    )
+    .await;
+    assert!(
+        left > 0,
+        "the relay was killed with rows still to publish (it had published them all)"
+    );
+    // Started again, it publishes the rest (and, possibly, a batch it had sent but not marked).
+    let relay = streambank_relay::Relay::new(relay_config.clone()).expect("relay");
+    let task = tokio::spawn(relay.run(std::future::pending()));
+    wait_until_published(&db).await;
+    task.abort();
+    let _ = task.await;
+    assert!(xlen(&mut conn, &key).await >= EVENTS);
+
+    let worker_config = streambank_worker::Config {
+        database_url: db.url.clone(),
+        redis_url: redis_url(),
+        stream_prefix: prefix.clone(),
+        health_addr: "127.0.0.1:0".parse().expect("addr"),
+        smtp_url: "smtp://127.0.0.1:1025".into(),
+        mail_from: "StreamBank <no-reply@streambank.local>".into(),
+        public_base_url: "http://localhost:8080".into(),
+        max_deliveries: 3,
+        claim_min_idle: Duration::from_secs(30),
+        retry_base: Duration::from_millis(10),
+        retry_max: Duration::from_millis(100),
+        sweep_interval: Duration::from_millis(100),
+    };
+    let worker = |config: &streambank_worker::Config| {
+        let handlers = RowsOnly(config.handlers().expect("handlers"));
+        Worker::new(config.clone(), Arc::new(handlers)).expect("worker")
+    };
+    worker(&worker_config).drain().await.expect("drain");
+    let once = "SELECT count(*) FROM notifications";
+    assert_eq!(
+        count(&db, once).await,
+        2 * EVENTS,
+        "one row per party per event"
+    );
+
+    // 2. Redis loses everything; the operator republishes the retained outbox with bankctl.
+    let _: () = redis::cmd("FLUSHDB")
+        .query_async(&mut conn)
+        .await
+        .expect("FLUSHDB");
+    assert_eq!(xlen(&mut conn, &key).await, 0);
+    let since = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+    let output = Command::new(env!("CARGO_BIN_EXE_bankctl"))
+        .args(["outbox", "republish", "--since", &since])
+        .env("DATABASE_URL", &db.url)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run bankctl");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let retained = count(&db, "SELECT count(*) FROM outbox").await;
+    assert!(retained > EVENTS, "the transfers and the users' events");
+    assert!(
+        stdout.starts_with(&format!("{retained} event(s) since")),
+        "every retained event: {stdout}"
+    );
+    let relay = streambank_relay::Relay::new(relay_config).expect("relay");
+    let task = tokio::spawn(relay.run(std::future::pending()));
+    wait_until_published(&db).await;
+    task.abort();
+    let _ = task.await;
+    assert_eq!(xlen(&mut conn, &key).await, EVENTS, "republished once each");
+
+    // A new worker (the groups went with the flush and start again at the beginning) handles every
+    // event again; nothing changes.
+    let again = worker(&worker_config);
+    assert!(again.drain().await.expect("drain") >= EVENTS as usize);
+    assert_eq!(count(&db, once).await, 2 * EVENTS, "still once");
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM processed_events WHERE consumer = 'notifications'"
+        )
+        .await,
+        EVENTS
+    );
+    let groups: Vec<std::collections::HashMap<String, redis::Value>> = redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .expect("XINFO");
+    for group in groups {
+        assert_eq!(
+            group.get("pending"),
+            Some(&redis::Value::Int(0)),
+            "nothing pending: {group:?}"
+        );
+    }
+    let _: () = redis::cmd("FLUSHDB")
+        .query_async(&mut conn)
+        .await
+        .expect("FLUSHDB");
+}
