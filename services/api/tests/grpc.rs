@@ -564,3 +564,53 @@ async fn login_and_registration_are_rate_limited_per_ip_over_grpc() {
         .expect("seconds");
     assert!(retry_after >= 1);
 }
+
+#[tokio::test]
+async fn grpc_calls_are_counted_by_method_and_code_on_the_metrics_endpoint() {
+    let app = TestApp::spawn("paseto").await;
+    let channel = channel(&app).await;
+    let mut users = UserServiceClient::new(channel.clone());
+    users
+        .create_user(pb::CreateUserRequest {
+            username: "counted".into(),
+            full_name: "Counted".into(),
+            email: "counted@example.com".into(),
+            password: PASSWORD.into(),
+        })
+        .await
+        .expect("CreateUser");
+    for _ in 0..2 {
+        let refused = call_raw(&channel, "/streambank.v1.UserService/GetMe", None)
+            .await
+            .expect_err("no token");
+        assert_eq!(refused.code(), Code::Unauthenticated);
+    }
+    // Paths that are no method: refused (a token is asked for first under streambank.v1), and counted
+    // as one `unknown` series however many there are.
+    for (path, code) in [
+        ("/streambank.v1.Nope/Nothing", Code::Unauthenticated),
+        ("/made.up/Path", Code::Unimplemented),
+    ] {
+        let unknown = call_raw(&channel, path, None).await.expect_err("unknown");
+        assert_eq!(unknown.code(), code, "{path}");
+    }
+    let metrics = reqwest::get(format!("{}/metrics", app.rest_base))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("text");
+    for line in [
+        "grpc_requests_total{method=\"/streambank.v1.UserService/CreateUser\",code=\"Ok\"} 1\n",
+        "grpc_requests_total{method=\"/streambank.v1.UserService/GetMe\",code=\"Unauthenticated\"} 2\n",
+        "grpc_requests_total{method=\"unknown\",code=\"Unauthenticated\"} 1\n",
+        "grpc_requests_total{method=\"unknown\",code=\"Unimplemented\"} 1\n",
+        "grpc_request_duration_seconds_count{method=\"/streambank.v1.UserService/CreateUser\"} 1\n",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
+    assert!(
+        !metrics.contains("made.up") && !metrics.contains("Nope"),
+        "unknown paths make no series of their own"
+    );
+}

@@ -243,3 +243,102 @@ mod tests {
         ));
     }
 }
+
+/// Counts every call by method and status code, and times it (into the API's Prometheus registry).
+/// Unary methods put a failure's `grpc-status` in the response headers (trailers-only), a success's in
+/// the trailers, so a response without one in its headers is `OK`. A path that is not one of
+/// StreamBank's methods, health or reflection is counted as `unknown`, so that clients cannot grow
+/// the number of series.
+#[derive(Debug, Clone)]
+pub struct MetricsLayer {
+    metrics: crate::rest::metrics::ApiMetrics,
+    known: Arc<std::collections::HashSet<String>>,
+}
+
+impl MetricsLayer {
+    pub fn new(metrics: crate::rest::metrics::ApiMetrics) -> Self {
+        let pool = streambank_proto::descriptor_pool();
+        let mut known: std::collections::HashSet<String> = streambank_proto::SERVICES
+            .iter()
+            .filter_map(|name| pool.get_service_by_name(name))
+            .flat_map(|service| {
+                service
+                    .methods()
+                    .map(|m| format!("/{}/{}", service.full_name(), m.name()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        known.extend(
+            [
+                "/grpc.health.v1.Health/Check",
+                "/grpc.health.v1.Health/Watch",
+                "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+                "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+            ]
+            .map(str::to_owned),
+        );
+        Self {
+            metrics,
+            known: Arc::new(known),
+        }
+    }
+}
+
+impl<S> Layer<S> for MetricsLayer {
+    type Service = Metrics<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Metrics {
+            inner,
+            metrics: self.metrics.clone(),
+            known: Arc::clone(&self.known),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Metrics<S> {
+    inner: S,
+    metrics: crate::rest::metrics::ApiMetrics,
+    known: Arc<std::collections::HashSet<String>>,
+}
+
+impl<S, B, ResBody> Service<Request<B>> for Metrics<S>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let path = request.uri().path();
+        let method = if self.known.contains(path) {
+            path.to_owned()
+        } else {
+            "unknown".to_owned()
+        };
+        let metrics = self.metrics.clone();
+        let started = std::time::Instant::now();
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let response = response.await?;
+            let code = response
+                .headers()
+                .get("grpc-status")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<i32>().ok())
+                .map_or(tonic::Code::Ok, tonic::Code::from_i32);
+            metrics.grpc_requests.inc(&[&method, &format!("{code:?}")]);
+            metrics
+                .grpc_latency
+                .observe_duration(&[&method], started.elapsed());
+            Ok(response)
+        })
+    }
+}

@@ -151,6 +151,7 @@ impl Grpc {
                 span
             }))
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+            .layer(layers::MetricsLayer::new(self.state.metrics.clone()))
             .layer(layers::RateLimitLayer::new(
                 self.auth_rate_limit_per_minute,
                 &self.state.trusted_proxies,

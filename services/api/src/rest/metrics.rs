@@ -1,4 +1,5 @@
-//! `/metrics`: requests by route, method and status, and a latency histogram by route (Prometheus).
+//! `/metrics`: requests by route, method and status, and a latency histogram by route (Prometheus);
+//! the gRPC server records its calls in the same registry (`grpc_requests_total`, by method and code).
 
 use std::time::Instant;
 
@@ -16,6 +17,10 @@ pub struct ApiMetrics {
     pub registry: Registry,
     requests: Counter,
     latency: Histogram,
+    /// gRPC calls by method and status code (`crate::grpc::layers::MetricsLayer` records them; gateway
+    /// traffic shows here too, as the gRPC calls it makes).
+    pub grpc_requests: Counter,
+    pub grpc_latency: Histogram,
 }
 
 impl Default for ApiMetrics {
@@ -31,6 +36,17 @@ impl Default for ApiMetrics {
                 "http_request_duration_seconds",
                 "HTTP request latency by route template.",
                 &["route"],
+                &LATENCY_BUCKETS,
+            ),
+            grpc_requests: registry.counter(
+                "grpc_requests_total",
+                "gRPC calls by method (/package.Service/Method) and status code name.",
+                &["method", "code"],
+            ),
+            grpc_latency: registry.histogram(
+                "grpc_request_duration_seconds",
+                "gRPC call latency, until the response headers, by method.",
+                &["method"],
                 &LATENCY_BUCKETS,
             ),
             registry,
