@@ -16,8 +16,8 @@ use anyhow::Context as _;
 use futures_util::StreamExt as _;
 use redis::aio::MultiplexedConnection;
 use redis::streams::{
-    StreamAutoClaimReply, StreamClaimReply, StreamId, StreamPendingCountReply, StreamRangeReply,
-    StreamReadReply,
+    StreamAutoClaimReply, StreamClaimReply, StreamId, StreamPendingCountReply, StreamPendingReply,
+    StreamRangeReply, StreamReadReply,
 };
 use redis::{AsyncConnectionConfig, Value};
 use streambank_events::{StreamEntry, dead_letter_key, stream_key};
@@ -172,9 +172,10 @@ impl Default for WorkerMetrics {
                 &["group"],
                 &LATENCY_BUCKETS,
             ),
-            pending: registry.gauge(
+            pending: registry.gauges(
                 "worker_pending_entries",
-                "Entries pending (delivered, not acknowledged) in the last swept group.",
+                "Entries delivered and not yet acknowledged, by group and stream, as of this process's last sweep.",
+                &["group", "stream"],
             ),
             registry,
         }
@@ -444,7 +445,18 @@ impl Worker {
         group: Group,
     ) -> anyhow::Result<usize> {
         let mut handled = 0;
-        for key in self.keys(group) {
+        for stream in group.streams() {
+            let key = stream_key(&self.config.stream_prefix, *stream);
+            // The group's whole backlog on this stream, for the gauge (the list below reads at most 100).
+            let summary: StreamPendingReply = redis::cmd("XPENDING")
+                .arg(&key)
+                .arg(group.name())
+                .query_async(conn)
+                .await?;
+            self.metrics.pending.set_labeled(
+                &[group.name(), stream.name()],
+                i64::try_from(summary.count()).unwrap_or(i64::MAX),
+            );
             let pending: StreamPendingCountReply = redis::cmd("XPENDING")
                 .arg(&key)
                 .arg(group.name())
@@ -453,9 +465,6 @@ impl Worker {
                 .arg(100)
                 .query_async(conn)
                 .await?;
-            self.metrics
-                .pending
-                .set(i64::try_from(pending.ids.len()).unwrap_or(i64::MAX));
             let claim_min_idle = self.config.claim_min_idle.as_millis() as usize;
             let mut retry = Vec::new();
             for p in pending.ids {

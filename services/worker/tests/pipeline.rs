@@ -438,6 +438,11 @@ async fn redelivery_republish_and_a_dead_consumer_change_nothing() {
         1,
         "taken over"
     );
+    let metrics = worker.metrics().registry.render();
+    assert!(
+        metrics.contains("worker_pending_entries{group=\"notifications\",stream=\"accounts\"} 1\n"),
+        "the sweep saw the stuck entry: {metrics}"
+    );
 
     // Redis loses everything; the retained outbox is republished and consumed again from scratch.
     let keys: Vec<String> = redis::cmd("KEYS")

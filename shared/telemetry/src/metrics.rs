@@ -50,6 +50,7 @@ impl HistogramData {
 enum Kind {
     Counter(Mutex<BTreeMap<Vec<String>, u64>>),
     Gauge(AtomicI64),
+    Gauges(Mutex<BTreeMap<Vec<String>, i64>>),
     Histogram(
         Mutex<BTreeMap<Vec<String>, Arc<HistogramData>>>,
         &'static [f64],
@@ -115,6 +116,21 @@ impl Registry {
         }))
     }
 
+    /// A gauge with labels: one value per combination of label values.
+    pub fn gauges(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        labels: &'static [&'static str],
+    ) -> Gauge {
+        Gauge(self.add(Metric {
+            name,
+            help,
+            labels,
+            kind: Kind::Gauges(Mutex::default()),
+        }))
+    }
+
     pub fn histogram(
         &self,
         name: &'static str,
@@ -141,7 +157,7 @@ impl Registry {
         {
             let kind = match metric.kind {
                 Kind::Counter(_) => "counter",
-                Kind::Gauge(_) => "gauge",
+                Kind::Gauge(_) | Kind::Gauges(_) => "gauge",
                 Kind::Histogram(..) => "histogram",
             };
             let _ = writeln!(
@@ -162,6 +178,16 @@ impl Registry {
                 }
                 Kind::Gauge(v) => {
                     let _ = writeln!(out, "{} {}", metric.name, v.load(Ordering::Relaxed));
+                }
+                Kind::Gauges(series) => {
+                    for (values, v) in series.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+                        let _ = writeln!(
+                            out,
+                            "{}{} {v}",
+                            metric.name,
+                            labels(metric.labels, values, None)
+                        );
+                    }
                 }
                 Kind::Histogram(series, _) => {
                     for (values, h) in series.lock().unwrap_or_else(|p| p.into_inner()).iter() {
@@ -263,6 +289,17 @@ impl Gauge {
     pub fn set(&self, value: i64) {
         if let Kind::Gauge(v) = &self.0.kind {
             v.store(value, Ordering::Relaxed);
+        }
+    }
+
+    /// Sets the series of `values` (a gauge made with [`Registry::gauges`]).
+    pub fn set_labeled(&self, values: &[&str], value: i64) {
+        if let Kind::Gauges(series) = &self.0.kind {
+            let key = values.iter().map(|v| (*v).to_owned()).collect();
+            series
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key, value);
         }
     }
 }
