@@ -7,7 +7,8 @@
 //! - [`FILE_DESCRIPTOR_SET`] and [`descriptor_pool`]: the encoded descriptors, with the
 //!   `google.api.http` rules kept. gRPC reflection serves these bytes, and the HTTP/JSON gateway builds
 //!   its routes and its OpenAPI document from them.
-//! - [`HTTP_SUCCESS_STATUS`]: the name of StreamBank's own method option (`streambank/v1/http.proto`).
+//! - [`HTTP_SUCCESS_STATUS`], [`IDEMPOTENCY_KEY`]: the names of StreamBank's own method options
+//!   (`streambank/v1/http.proto`).
 
 #![allow(missing_debug_implementations)]
 
@@ -29,6 +30,8 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 
 /// The full name of the method option that sets a call's HTTP status through the gateway.
 pub const HTTP_SUCCESS_STATUS: &str = "streambank.v1.http_success_status";
+/// The method option saying that a method honours `idempotency-key` (`streambank/v1/http.proto`).
+pub const IDEMPOTENCY_KEY: &str = "streambank.v1.idempotency_key";
 
 /// The services of the API, by full name, in the order the documentation lists them.
 pub const SERVICES: &[&str] = &[

@@ -290,6 +290,28 @@ impl Schemas {
                 parameters.push(param);
             }
         }
+        let idempotent = method
+            .parent_pool()
+            .get_extension_by_name(streambank_proto::IDEMPOTENCY_KEY)
+            .is_some_and(|option| {
+                let options = method.options();
+                options.has_extension(&option)
+                    && matches!(
+                        *options.get_extension(&option),
+                        prost_reflect::Value::Bool(true)
+                    )
+            });
+        if idempotent {
+            parameters.push(json!({
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": false,
+                "description": "Makes retries safe: a retry with the same key and the same body returns the \
+                                first result and changes nothing more; a different body with the same key is \
+                                422 IDEMPOTENCY_KEY_REUSED. Keys are kept at least 24 hours; visible ASCII.",
+                "schema": { "type": "string" },
+            }));
+        }
         if route.body != Body::Whole {
             let mut seen = BTreeSet::new();
             for field in input.fields().filter(|f| !route.binds(f)) {
@@ -575,6 +597,22 @@ mod tests {
         document(&pool, &routes)
     }
 
+    fn deposit_and_others_have_no_idempotency_header(doc: &Value) -> bool {
+        let Some(paths) = doc["paths"].as_object() else {
+            return false;
+        };
+        paths.iter().all(|(path, item)| {
+            item.as_object().is_some_and(|ops| {
+                ops.iter().all(|(verb, op)| {
+                    let has = op["parameters"]
+                        .as_array()
+                        .is_some_and(|ps| ps.iter().any(|p| p["name"] == "Idempotency-Key"));
+                    has == (path == "/v1/transfers" && verb == "post")
+                })
+            })
+        })
+    }
+
     #[test]
     fn every_route_is_documented_with_its_parameters_and_schemas() {
         let doc = doc();
@@ -601,6 +639,18 @@ mod tests {
             "a query parameter is never null"
         );
         assert_eq!(entries["security"], json!([{"bearer": []}]));
+
+        // The idempotency option documents the header on the methods that honour it, and only there.
+        let transfer = &doc["paths"]["/v1/transfers"]["post"];
+        assert_eq!(
+            transfer["parameters"][0]["name"], "Idempotency-Key",
+            "{transfer}"
+        );
+        assert_eq!(transfer["parameters"][0]["in"], "header");
+        assert!(
+            deposit_and_others_have_no_idempotency_header(&doc),
+            "only CreateTransfer takes the header"
+        );
 
         let deposit = &doc["paths"]["/v1/accounts/{id}/deposits"]["post"];
         assert!(deposit["responses"]["201"].is_object());
