@@ -6,7 +6,7 @@
 //! publishes those rows again; consumers deduplicate by event id, so that is allowed.
 //!
 //! Wake-ups: when idle, the relay waits for the `NOTIFY outbox` that a committing writer sends, with a
-//! fallback poll. While busy it polls every 2 ms instead and tells writers (the `relay_state` row) not
+//! fallback poll. While busy it polls again at once after a pass that found rows, else after 1 ms, and tells writers (the `relay_state` row) not
 //! to notify, because every NOTIFY takes a global lock at commit and, sent by every transfer, halved the
 //! ledger's throughput.
 //!
@@ -451,7 +451,8 @@ impl Relay {
         let mut last_published = tokio::time::Instant::now();
         let mut last_lock_check = tokio::time::Instant::now();
         loop {
-            if self.drain(&mut redis, stop).await? > 0 {
+            let found = self.drain(&mut redis, stop).await? > 0;
+            if found {
                 last_published = tokio::time::Instant::now();
             }
             if *stop.borrow() {
@@ -475,7 +476,11 @@ impl Relay {
                 last_lock_check = tokio::time::Instant::now();
             }
 
-            // Busy: poll again shortly, and let writers skip the NOTIFY (and its global lock).
+            // Busy: poll again at once if that pass found rows (more are likely on their way), else
+            // shortly; and let writers skip the NOTIFY (and its global lock).
+            if found {
+                continue;
+            }
             if last_published.elapsed() < BUSY_FOR {
                 tokio::select! {
                     _ = stop.changed() => break,
