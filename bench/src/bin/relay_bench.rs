@@ -1,7 +1,8 @@
 //! The outbox relay under load, with Redis's own `XADD` rate as the reference.
 //!
 //! 1. **Backlog drain:** `--backlog` transfer-sized outbox rows are waiting; the relay publishes them in
-//!    batches with `streambank_relay::drain`, as the leader does (each claim overlapping the previous batch's `XADD`s). Reported as events/s and as a ratio to
+//!    batches with `streambank_relay::drain`, as the leader does (each claim overlapping the previous
+//!    batch's `XADD`s). Reported as events/s and as a ratio to
 //!    `redis-benchmark -P 16` sending `XADD`s with the same fields to the same Redis in the same run, plus
 //!    the process's peak RSS.
 //! 2. **Commit-to-XADD latency:** a running relay (alone) while the service layer commits transfers at a
@@ -174,19 +175,15 @@ async fn main() -> anyhow::Result<()> {
     // 2b. Relay and worker: commit-to-notification row. The worker first catches up with what 2a
     // published, so that only this phase's transfers are timed.
     // A worker (notifications and emails to the SMTP catcher) runs too, for commit-to-notification.
+    // The worker's defaults, as deployed, but for the health listener and the SMTP catcher.
     let worker = streambank_worker::Config {
-        database_url: args.database_url.clone(),
-        redis_url: args.redis_url.clone(),
-        stream_prefix: prefix.clone(),
         health_addr: "127.0.0.1:0".parse()?,
         smtp_url: args.smtp_url.clone(),
-        mail_from: "StreamBank <no-reply@streambank.local>".to_owned(),
-        public_base_url: "http://localhost:8080".to_owned(),
-        max_deliveries: 5,
-        claim_min_idle: Duration::from_secs(30),
-        retry_base: Duration::from_millis(500),
-        retry_max: Duration::from_secs(60),
-        sweep_interval: Duration::from_secs(1),
+        ..streambank_worker::Config::new(
+            args.database_url.clone(),
+            args.redis_url.clone(),
+            prefix.clone(),
+        )
     };
     let (stop_worker, worker_stopped) = tokio::sync::oneshot::channel::<()>();
     let worker_task = tokio::spawn(streambank_worker::run(worker, async move {

@@ -185,18 +185,8 @@ async fn a_killed_relay_and_a_flushed_redis_leave_every_notification_once() {
     assert!(xlen(&mut conn, &key).await >= EVENTS);
 
     let worker_config = streambank_worker::Config {
-        database_url: db.url.clone(),
-        redis_url: redis_url(),
-        stream_prefix: prefix.clone(),
         health_addr: "127.0.0.1:0".parse().expect("addr"),
-        smtp_url: "smtp://127.0.0.1:1025".into(),
-        mail_from: "StreamBank <no-reply@streambank.local>".into(),
-        public_base_url: "http://localhost:8080".into(),
-        max_deliveries: 3,
-        claim_min_idle: Duration::from_secs(30),
-        retry_base: Duration::from_millis(10),
-        retry_max: Duration::from_millis(100),
-        sweep_interval: Duration::from_millis(100),
+        ..streambank_worker::Config::new(db.url.clone(), redis_url(), prefix.clone())
     };
     let worker = |config: &streambank_worker::Config| {
         let handlers = RowsOnly(config.handlers().expect("handlers"));

@@ -333,9 +333,23 @@ impl Worker {
         }
         let started = std::time::Instant::now();
         let outcomes = self.handler.handle_many(group, &deliveries).await;
-        let elapsed = started.elapsed();
         debug_assert_eq!(outcomes.len(), deliveries.len(), "one outcome per entry");
-        // Entries without an outcome stay pending and are retried.
+        self.settle(conn, group, &ids, outcomes, started.elapsed())
+            .await?;
+        Ok(read)
+    }
+
+    /// Records the outcomes of entries handled together: counts and times them, acknowledges the ones
+    /// that succeeded (one `XACK` per stream) and leaves the others pending for a retry. Entries
+    /// without an outcome stay pending too.
+    async fn settle(
+        &self,
+        conn: &mut MultiplexedConnection,
+        group: Group,
+        ids: &[(String, String)],
+        outcomes: Vec<anyhow::Result<()>>,
+        elapsed: Duration,
+    ) -> anyhow::Result<()> {
         let mut done: Vec<(&str, Vec<&str>)> = Vec::new();
         for ((key, id), outcome) in ids.iter().zip(outcomes) {
             self.metrics
@@ -352,7 +366,6 @@ impl Worker {
                 Err(e) => self.failed(group, id, &e),
             }
         }
-        // One XACK per stream for everything that succeeded.
         for (key, acked) in done {
             let _: i64 = redis::cmd("XACK")
                 .arg(key)
@@ -365,7 +378,7 @@ impl Worker {
                 errors.remove(id);
             }
         }
-        Ok(read)
+        Ok(())
     }
 
     /// Records a failed entry: it stays pending and is retried after its backoff.
@@ -393,23 +406,9 @@ impl Worker {
             }
             Err(missing) => Err(anyhow::anyhow!("the entry has no {missing} field")),
         };
-        self.metrics
-            .handling
-            .observe_duration(&[group.name()], started.elapsed());
-        match outcome {
-            Ok(()) => {
-                self.metrics.processed.inc(&[group.name(), "ok"]);
-                let _: i64 = redis::cmd("XACK")
-                    .arg(key)
-                    .arg(group.name())
-                    .arg(&id.id)
-                    .query_async(conn)
-                    .await?;
-                self.lock_errors().remove(&id.id);
-            }
-            Err(e) => self.failed(group, &id.id, &e),
-        }
-        Ok(())
+        let ids = [(key.to_owned(), id.id.clone())];
+        self.settle(conn, group, &ids, vec![outcome], started.elapsed())
+            .await
     }
 
     fn lock_errors(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {

@@ -74,24 +74,24 @@ impl Handlers {
     /// Applies `entry` for `group`. `Ok` means done (including "nothing to do for this group");
     /// `Err` means try again later.
     pub async fn handle(&self, group: Group, entry: &StreamEntry) -> anyhow::Result<()> {
-        let event_id: Uuid = entry.event_id.parse().context("event_id is not a UUID")?;
-        let Some(event_type) = EventType::parse(&entry.event_type) else {
-            return Ok(()); // A type this version does not know concerns no group of it.
-        };
-        match (group, event_type) {
-            (Group::EmailVerification, EventType::UserRegistered) => {
+        match group {
+            Group::EmailVerification => {
+                let event_id: Uuid = entry.event_id.parse().context("event_id is not a UUID")?;
+                // Other types, and types this version does not know, concern this group not.
+                if EventType::parse(&entry.event_type) != Some(EventType::UserRegistered) {
+                    return Ok(());
+                }
                 self.send_verification(event_id, serde_json::from_str(&entry.payload)?)
                     .await
             }
-            (Group::Notifications, _) => match self.prepare_notification(entry).await? {
+            Group::Notifications => match self.prepare_notification(entry).await? {
                 Some(notice) => self.write_notifications(&[&notice]).await,
                 None => Ok(()),
             },
-            (Group::NotificationEmails, _) => match self.prepare_notification(entry).await? {
+            Group::NotificationEmails => match self.prepare_notification(entry).await? {
                 Some(notice) => self.email_notifications(&notice).await,
                 None => Ok(()),
             },
-            _ => Ok(()),
         }
     }
 

@@ -57,38 +57,71 @@ pub struct Config {
 }
 
 impl Config {
+    /// A worker on these Postgres, Redis and stream prefix, with every other setting at its default
+    /// (what [`Config::from_env`] gives when only those three are set).
+    pub fn new(database_url: String, redis_url: String, stream_prefix: String) -> Self {
+        Self {
+            database_url,
+            redis_url,
+            stream_prefix,
+            health_addr: SocketAddr::from(([0, 0, 0, 0], 9102)),
+            smtp_url: "smtp://127.0.0.1:1025".to_owned(),
+            mail_from: "StreamBank <no-reply@streambank.local>".to_owned(),
+            public_base_url: "http://localhost:8080".to_owned(),
+            max_deliveries: 5,
+            claim_min_idle: Duration::from_secs(30),
+            retry_base: Duration::from_millis(500),
+            retry_max: Duration::from_secs(60),
+            sweep_interval: Duration::from_millis(1000),
+        }
+    }
+
     pub fn from_env() -> anyhow::Result<Self> {
-        let var = |name: &str, default: &str| {
-            std::env::var(name)
-                .ok()
-                .filter(|v| !v.is_empty())
-                .unwrap_or_else(|| default.to_owned())
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let number = |name: &'static str, default: u64| -> anyhow::Result<u64> {
+            match var(name) {
+                None => Ok(default),
+                Some(raw) => raw.parse().ok().filter(|n| *n > 0).with_context(|| {
+                    format!("{name} must be a positive whole number, got {raw:?}")
+                }),
+            }
         };
-        let number = |name: &'static str, default: &str| -> anyhow::Result<u64> {
-            let raw = var(name, default);
-            raw.parse()
-                .ok()
-                .filter(|n| *n > 0)
-                .with_context(|| format!("{name} must be a positive whole number, got {raw:?}"))
-        };
+        let defaults = Self::new(
+            var("DATABASE_URL")
+                .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/streambank".to_owned()),
+            var("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned()),
+            var("STREAM_PREFIX").unwrap_or_else(|| "bank".to_owned()),
+        );
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         Ok(Self {
-            database_url: var(
-                "DATABASE_URL",
-                "postgres://postgres@127.0.0.1:5432/streambank",
-            ),
-            redis_url: var("REDIS_URL", "redis://127.0.0.1:6379"),
-            stream_prefix: var("STREAM_PREFIX", "bank"),
-            health_addr: var("HEALTH_ADDR", "0.0.0.0:9102")
-                .parse()
-                .context("HEALTH_ADDR must be an address such as 0.0.0.0:9102")?,
-            smtp_url: var("SMTP_URL", "smtp://127.0.0.1:1025"),
-            mail_from: var("MAIL_FROM", "StreamBank <no-reply@streambank.local>"),
-            public_base_url: var("PUBLIC_BASE_URL", "http://localhost:8080"),
-            max_deliveries: number("WORKER_MAX_DELIVERIES", "5")?,
-            claim_min_idle: Duration::from_secs(number("WORKER_CLAIM_MIN_IDLE_SECS", "30")?),
-            retry_base: Duration::from_millis(number("WORKER_RETRY_BASE_MS", "500")?),
-            retry_max: Duration::from_secs(number("WORKER_RETRY_MAX_SECS", "60")?),
-            sweep_interval: Duration::from_millis(number("WORKER_SWEEP_INTERVAL_MS", "1000")?),
+            health_addr: match var("HEALTH_ADDR") {
+                None => defaults.health_addr,
+                Some(raw) => raw
+                    .parse()
+                    .context("HEALTH_ADDR must be an address such as 0.0.0.0:9102")?,
+            },
+            smtp_url: var("SMTP_URL").unwrap_or_else(|| defaults.smtp_url.clone()),
+            mail_from: var("MAIL_FROM").unwrap_or_else(|| defaults.mail_from.clone()),
+            public_base_url: var("PUBLIC_BASE_URL")
+                .unwrap_or_else(|| defaults.public_base_url.clone()),
+            max_deliveries: number("WORKER_MAX_DELIVERIES", defaults.max_deliveries)?,
+            claim_min_idle: Duration::from_secs(number(
+                "WORKER_CLAIM_MIN_IDLE_SECS",
+                defaults.claim_min_idle.as_secs(),
+            )?),
+            retry_base: Duration::from_millis(number(
+                "WORKER_RETRY_BASE_MS",
+                millis(defaults.retry_base),
+            )?),
+            retry_max: Duration::from_secs(number(
+                "WORKER_RETRY_MAX_SECS",
+                defaults.retry_max.as_secs(),
+            )?),
+            sweep_interval: Duration::from_millis(number(
+                "WORKER_SWEEP_INTERVAL_MS",
+                millis(defaults.sweep_interval),
+            )?),
+            ..defaults
         })
     }
 

@@ -26,21 +26,14 @@ async fn user(bank: &Bank, name: &str) -> i64 {
 }
 
 fn handlers(db: &TestDb) -> Handlers {
-    let config = Config {
-        database_url: db.url.clone(),
-        redis_url: "redis://127.0.0.1:6379".into(),
-        stream_prefix: "unused".into(),
-        health_addr: "127.0.0.1:0".parse().expect("addr"),
-        smtp_url: "smtp://127.0.0.1:1025".into(),
-        mail_from: "StreamBank <no-reply@streambank.local>".into(),
-        public_base_url: "http://localhost:8080".into(),
-        max_deliveries: 3,
-        claim_min_idle: std::time::Duration::from_secs(30),
-        retry_base: std::time::Duration::from_millis(10),
-        retry_max: std::time::Duration::from_millis(100),
-        sweep_interval: std::time::Duration::from_millis(100),
-    };
-    config.handlers().expect("handlers")
+    // Only the handlers are used (no Redis, no listener).
+    Config::new(
+        db.url.clone(),
+        "redis://127.0.0.1:6379".into(),
+        "unused".into(),
+    )
+    .handlers()
+    .expect("handlers")
 }
 
 /// A `transfer.completed` entry as the relay publishes it (the handlers read only the payload).

@@ -2,8 +2,6 @@
 //! continues it, and the worker's handling span continues the publish span, so one trace shows all three.
 //! Spans are captured with the OpenTelemetry SDK's in-memory exporter.
 
-use std::time::Duration;
-
 use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
 use streambank_service::{Bank, Caller, RegisterUser, Role, TransferRequest, UserOptions};
@@ -85,19 +83,10 @@ async fn the_workers_span_is_in_the_trace_of_the_request_that_caused_it() {
     streambank_relay::publish_batch(&db.pool, &mut redis, &prefix, 500, 10_000)
         .await
         .expect("publish");
+    // Drained step by step: no health listener, no sweeps, no mail for a transfer's rows.
     let config = streambank_worker::Config {
-        database_url: db.url.clone(),
-        redis_url,
-        stream_prefix: prefix,
         health_addr: "127.0.0.1:0".parse().expect("addr"),
-        smtp_url: "smtp://127.0.0.1:1025".into(),
-        mail_from: "StreamBank <no-reply@streambank.local>".into(),
-        public_base_url: "http://localhost:8080".into(),
-        max_deliveries: 3,
-        claim_min_idle: Duration::from_secs(30),
-        retry_base: Duration::from_millis(10),
-        retry_max: Duration::from_millis(100),
-        sweep_interval: Duration::from_millis(100),
+        ..streambank_worker::Config::new(db.url.clone(), redis_url, prefix)
     };
     config
         .build()
