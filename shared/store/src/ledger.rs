@@ -99,9 +99,10 @@ pub async fn transfer(
     Ok(outcome(row, &new))
 }
 
-/// Moves money for many transfers in one statement and one transaction (`transfer_batch` in
-/// `migrations/`, which explains the locking): one round trip and one commit for all of them. Each
-/// transfer succeeds or is rejected on its own; the answers come back in the order given.
+/// Moves money for many transfers in one call and one transaction (`transfer_batch` in `migrations/`,
+/// which explains the locking and the waves): one round trip and one commit for all of them. Each
+/// transfer succeeds or is rejected on its own, as if the batch ran one transfer at a time in the order
+/// given; the answers come back in that order.
 #[tracing::instrument(name = "Run the transfer batch statement", skip_all, fields(transfers = batch.len()))]
 pub async fn transfer_batch(
     db: impl PgExecutor<'_>,
@@ -120,6 +121,11 @@ pub async fn transfer_batch(
         .iter()
         .map(|(_, e)| e.traceparent.clone().unwrap_or_default())
         .collect();
+    let waves = waves(
+        batch
+            .iter()
+            .map(|(t, _)| (t.from_account_id, t.to_account_id)),
+    );
     let rows = sqlx::query_as!(
         OutcomeRow,
         r#"
@@ -131,7 +137,8 @@ pub async fn transfer_batch(
                r_to_balance_after AS "to_balance_after?", r_to_created_at AS "to_created_at?",
                r_from_entry_id AS "from_entry_id?", r_from_entry_created_at AS "from_entry_created_at?",
                r_to_entry_id AS "to_entry_id?", r_to_entry_created_at AS "to_entry_created_at?"
-        FROM transfer_batch($1, $2, $3, $4, $5, $6, $7, $8, $9)
+        FROM transfer_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+        ORDER BY r_ord
         "#,
         &from_ids,
         &to_ids,
@@ -140,6 +147,7 @@ pub async fn transfer_batch(
         &currencies,
         &event_ids,
         &traceparents,
+        &waves,
         event_type.aggregate().as_str(),
         event_type.as_str(),
     )
@@ -157,6 +165,26 @@ pub async fn transfer_batch(
         .zip(batch)
         .map(|(row, (new, _))| outcome(row, new))
         .collect())
+}
+
+/// Numbers each transfer's wave for `transfer_batch`: one more than the highest wave of any earlier
+/// transfer that shares an account with it. No account appears twice in a wave, and a transfer's wave
+/// comes after those of every earlier transfer on its accounts, so running the waves in order is running
+/// the transfers in order.
+fn waves(accounts: impl Iterator<Item = (i64, i64)>) -> Vec<i32> {
+    let mut last: std::collections::HashMap<i64, i32> = std::collections::HashMap::new();
+    accounts
+        .map(|(from, to)| {
+            let wave = 1 + last
+                .get(&from)
+                .copied()
+                .unwrap_or(0)
+                .max(last.get(&to).copied().unwrap_or(0));
+            last.insert(from, wave);
+            last.insert(to, wave);
+            wave
+        })
+        .collect()
 }
 
 /// What the transfer statement (or the batch function, per transfer) answers: the accounts as they were
@@ -421,4 +449,31 @@ pub async fn list_transfers(
     )
     .fetch_all(db)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::waves;
+
+    #[test]
+    fn a_transfer_waits_for_every_earlier_transfer_on_its_accounts() {
+        let batch = [(1, 2), (3, 4), (2, 3), (5, 6), (1, 1), (6, 7), (4, 1)];
+        assert_eq!(waves(batch.into_iter()), [1, 1, 2, 1, 2, 2, 3]);
+    }
+
+    #[test]
+    fn no_account_appears_twice_in_a_wave() {
+        let batch: Vec<(i64, i64)> = (0..200).map(|i| ((i * 7) % 13, (i * 5 + 1) % 11)).collect();
+        let waves = waves(batch.iter().copied());
+        for wave in 1..=waves.iter().copied().max().unwrap_or(0) {
+            let mut seen = std::collections::HashSet::new();
+            for (&(from, to), _) in batch.iter().zip(&waves).filter(|(_, w)| **w == wave) {
+                assert!(seen.insert(from), "account {from} twice in wave {wave}");
+                assert!(
+                    from == to || seen.insert(to),
+                    "account {to} twice in wave {wave}"
+                );
+            }
+        }
+    }
 }
