@@ -38,8 +38,8 @@ pub struct BatchOptions {
 
 impl Default for BatchOptions {
     /// One executor: on the two-core machine of `docs/benchmarks.md` one batch at a time, gathering
-    /// every waiting transfer, beat two or four batches in flight at 8 and at 32 callers (with two, the
-    /// batches halve and compete for the same cores and WAL flushes). The cost is that a batch waiting
+    /// every waiting transfer, beat two batches in flight at 8 and at 32 callers (with two, the batches
+    /// halve and compete for the same cores and WAL flushes). The cost is that a batch waiting
     /// on a row lock (held by an idempotent transfer or a deposit, each one short transaction) holds up
     /// the transfers queued behind it. Bigger machines may want more.
     fn default() -> Self {
@@ -159,7 +159,7 @@ async fn run(pool: &PgPool, stats: &Stats, jobs: Vec<Job>) {
         jobs.iter().map(|j| (j.new, j.event.clone())).collect();
     let mut attempt = 1;
     let failure = loop {
-        // A batch of one is the single-transfer statement: the same effect, one plan instead of a loop.
+        // A batch of one is the single-transfer statement: the same effect, without the function call.
         let written = if let [(new, event)] = batch.as_slice() {
             ledger::transfer(pool, *new, event).await.map(|o| vec![o])
         } else {

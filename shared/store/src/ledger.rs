@@ -175,11 +175,8 @@ fn waves(accounts: impl Iterator<Item = (i64, i64)>) -> Vec<i32> {
     let mut last: std::collections::HashMap<i64, i32> = std::collections::HashMap::new();
     accounts
         .map(|(from, to)| {
-            let wave = 1 + last
-                .get(&from)
-                .copied()
-                .unwrap_or(0)
-                .max(last.get(&to).copied().unwrap_or(0));
+            let latest = |account| last.get(&account).copied().unwrap_or(0);
+            let wave = 1 + latest(from).max(latest(to));
             last.insert(from, wave);
             last.insert(to, wave);
             wave
