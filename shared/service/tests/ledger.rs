@@ -509,3 +509,95 @@ async fn a_batch_decides_each_transfer_on_its_own_in_order() {
         assert_eq!(events, i64::from(outcome.is_ok()), "transfer {i}");
     }
 }
+
+#[tokio::test]
+async fn the_batch_function_refuses_waves_in_which_two_transfers_share_an_account() {
+    let t = TestBank::new().await;
+    let ann = t.customer("ann").await;
+    let bob = t.customer("bob").await;
+    let carol = t.customer("carol").await;
+    let a = t.account(ann, "USD", 100).await.id;
+    let b = t.account(bob, "USD", 100).await.id;
+    let c = t.account(carol, "USD", 0).await.id;
+    struct Case {
+        from: [i64; 2],
+        to: [i64; 2],
+        waves: [i32; 2],
+        accepted: bool,
+    }
+    let callers = [ann.user_id, bob.user_id];
+    // Both credit c in wave 1; both touch b in wave 1 (one credits it, the other debits it); and the
+    // same pairs numbered correctly, which must pass.
+    let cases = [
+        Case {
+            from: [a, b],
+            to: [c, c],
+            waves: [1, 1],
+            accepted: false,
+        },
+        Case {
+            from: [a, b],
+            to: [b, c],
+            waves: [1, 1],
+            accepted: false,
+        },
+        Case {
+            from: [a, b],
+            to: [b, c],
+            waves: [1, 2],
+            accepted: true,
+        },
+    ];
+    for Case {
+        from,
+        to,
+        waves,
+        accepted,
+    } in cases
+    {
+        let before = (
+            t.db.count("transfers").await,
+            t.db.count("entries").await,
+            t.db.count("outbox").await,
+        );
+        let ids: Vec<uuid::Uuid> = from.iter().map(|_| uuid::Uuid::new_v4()).collect();
+        let answer: Result<Vec<(i64, Option<i64>)>, sqlx::Error> = sqlx::query_as(
+            "SELECT r_ord, r_transfer_id FROM transfer_batch($1, $2, $3, $4, $5, $6, $7, $8, \
+             'transfer', 'transfer.completed') ORDER BY r_ord",
+        )
+        .bind(from)
+        .bind(to)
+        .bind([10_i64; 2])
+        .bind(callers)
+        .bind(["USD"; 2])
+        .bind(&ids)
+        .bind([""; 2])
+        .bind(waves)
+        .fetch_all(&t.db.pool)
+        .await;
+        let after = (
+            t.db.count("transfers").await,
+            t.db.count("entries").await,
+            t.db.count("outbox").await,
+        );
+        if accepted {
+            let rows = answer.expect("correctly numbered waves are accepted");
+            assert!(rows.iter().all(|(_, id)| id.is_some()), "{rows:?}");
+            assert_eq!(after, (before.0 + 2, before.1 + 4, before.2 + 2));
+        } else {
+            let error = answer.expect_err("waves that share an account are refused");
+            assert!(
+                error.to_string().contains("share an account"),
+                "the refusal says why: {error}"
+            );
+            assert_eq!(after, before, "a refused batch writes nothing");
+        }
+    }
+    let balances: Vec<i64> =
+        sqlx::query_scalar("SELECT balance FROM accounts WHERE id = ANY($1) ORDER BY id")
+            .bind([a, b, c])
+            .fetch_all(&t.db.pool)
+            .await
+            .expect("balances");
+    assert_eq!(balances, [90, 100, 10]);
+}
