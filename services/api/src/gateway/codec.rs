@@ -1,27 +1,21 @@
 //! A tonic codec for `prost_reflect::DynamicMessage`, so the gateway can call any method of the
 //! descriptor set without generated types: requests are encoded with `prost::Message::encode`, and
-//! responses decoded against the method's output descriptor.
+//! responses are kept as the bytes they arrived as, for [`super::response`] to write as JSON against
+//! the method's output descriptor.
 
+use bytes::{Buf as _, Bytes};
 use prost::Message as _;
-use prost_reflect::{DynamicMessage, MessageDescriptor};
+use prost_reflect::DynamicMessage;
 use tonic::Status;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
-/// Encodes any [`DynamicMessage`]; decodes messages of one type, the method's output.
-#[derive(Debug, Clone)]
-pub struct DynamicCodec {
-    output: MessageDescriptor,
-}
-
-impl DynamicCodec {
-    pub fn new(output: MessageDescriptor) -> Self {
-        Self { output }
-    }
-}
+/// Encodes any [`DynamicMessage`]; "decodes" a response into its bytes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DynamicCodec;
 
 impl Codec for DynamicCodec {
     type Encode = DynamicMessage;
-    type Decode = DynamicMessage;
+    type Decode = Bytes;
     type Encoder = DynamicEncoder;
     type Decoder = DynamicDecoder;
 
@@ -30,9 +24,7 @@ impl Codec for DynamicCodec {
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        DynamicDecoder {
-            output: self.output.clone(),
-        }
+        DynamicDecoder
     }
 }
 
@@ -50,18 +42,14 @@ impl Encoder for DynamicEncoder {
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct DynamicDecoder {
-    output: MessageDescriptor,
-}
+#[derive(Debug, Clone, Copy)]
+pub struct DynamicDecoder;
 
 impl Decoder for DynamicDecoder {
-    type Item = DynamicMessage;
+    type Item = Bytes;
     type Error = Status;
 
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Self::Error> {
-        DynamicMessage::decode(self.output.clone(), src)
-            .map(Some)
-            .map_err(|e| Status::internal(format!("decoding the response: {e}")))
+        Ok(Some(src.copy_to_bytes(src.remaining())))
     }
 }

@@ -35,7 +35,7 @@ pub enum GatewayError {
     Unreachable(String),
     /// The gRPC answer could not be written as JSON.
     #[error("the response could not be encoded as JSON")]
-    Encode(#[source] serde_json::Error),
+    Encode(#[source] super::response::EncodeError),
 }
 
 impl IntoResponse for GatewayError {

@@ -24,11 +24,13 @@
 //! - [`codec`]: the tonic codec for `DynamicMessage`.
 //! - [`proxy`]: the handler: headers as metadata, the upstream call.
 //! - [`response`]: the response message as REST's JSON, and the success status.
+//! - [`json`]: the response's protobuf bytes written straight out as that JSON.
 //! - [`error`]: gRPC statuses and local failures as the contract's error body.
 //! - [`openapi`]: the OpenAPI document generated from the same descriptors, and Swagger UI.
 
 pub mod codec;
 pub mod error;
+pub mod json;
 pub mod openapi;
 pub mod proxy;
 pub mod request;

@@ -89,14 +89,10 @@ impl Gateway {
             .map_err(|e| GatewayError::Unreachable(e.to_string()))?;
         let call = tonic::Request::from_parts(metadata, Default::default(), message);
         let answer = grpc
-            .unary(
-                call,
-                route.grpc_path.clone(),
-                DynamicCodec::new(route.output()),
-            )
+            .unary(call, route.grpc_path.clone(), DynamicCodec)
             .await
             .map_err(GatewayError::Upstream)?;
-        response::success(route, answer.get_ref()).map_err(GatewayError::Encode)
+        response::success(route, answer.into_inner()).map_err(GatewayError::Encode)
     }
 
     /// The body of a route that has one, exactly as REST's `ApiJson` reads it: JSON only, and no more
