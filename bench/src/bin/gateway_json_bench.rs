@@ -14,7 +14,6 @@ use std::time::Instant;
 use anyhow::Context as _;
 use axum::body::Bytes;
 use clap::Parser;
-use http_body_util::BodyExt as _;
 use prost::Message as _;
 use streambank_api::gateway::response;
 use streambank_api::gateway::routes::{Route, RouteTable};
@@ -69,7 +68,7 @@ fn route<'a>(routes: &'a RouteTable, path: &str) -> anyhow::Result<&'a Route> {
 }
 
 async fn body(response: axum::response::Response) -> anyhow::Result<Bytes> {
-    Ok(response.into_body().collect().await?.to_bytes())
+    Ok(axum::body::to_bytes(response.into_body(), usize::MAX).await?)
 }
 
 #[tokio::main(flavor = "current_thread")]

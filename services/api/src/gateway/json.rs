@@ -76,6 +76,18 @@ enum Raw<'a> {
     Len(&'a [u8]),
 }
 
+impl Raw<'_> {
+    /// The wire type this occurrence came with.
+    fn wire_type(self) -> u8 {
+        match self {
+            Raw::Varint(_) => 0,
+            Raw::Fixed64(_) => 1,
+            Raw::Len(_) => 2,
+            Raw::Fixed32(_) => 5,
+        }
+    }
+}
+
 /// Writes the message encoded in `bytes` as JSON. `desc` must be [`supported`].
 pub fn write_message(
     desc: &MessageDescriptor,
@@ -108,21 +120,13 @@ fn fields<'a>(chunks: &[&'a [u8]]) -> Result<Vec<(u32, Raw<'a>)>, TranscodeError
             }
             let raw = match tag & 7 {
                 0 => Raw::Varint(varint(&mut input)?),
-                1 => Raw::Fixed64(u64::from_le_bytes(
-                    take(&mut input, 8)?
-                        .try_into()
-                        .map_err(|_| TranscodeError::Truncated)?,
-                )),
+                1 => Raw::Fixed64(fixed64(&mut input)?),
                 2 => {
                     let len = usize::try_from(varint(&mut input)?)
                         .map_err(|_| TranscodeError::Truncated)?;
                     Raw::Len(take(&mut input, len)?)
                 }
-                5 => Raw::Fixed32(u32::from_le_bytes(
-                    take(&mut input, 4)?
-                        .try_into()
-                        .map_err(|_| TranscodeError::Truncated)?,
-                )),
+                5 => Raw::Fixed32(fixed32(&mut input)?),
                 // Groups (3, 4) are proto2 only and not in any StreamBank message.
                 _ => return Err(TranscodeError::BadTag),
             };
@@ -185,16 +189,8 @@ fn value_of(
                     let mut input = bytes;
                     while !input.is_empty() {
                         let item = match fixed_width(kind) {
-                            Some(8) => Raw::Fixed64(u64::from_le_bytes(
-                                take(&mut input, 8)?
-                                    .try_into()
-                                    .map_err(|_| TranscodeError::Truncated)?,
-                            )),
-                            Some(_) => Raw::Fixed32(u32::from_le_bytes(
-                                take(&mut input, 4)?
-                                    .try_into()
-                                    .map_err(|_| TranscodeError::Truncated)?,
-                            )),
+                            Some(8) => Raw::Fixed64(fixed64(&mut input)?),
+                            Some(_) => Raw::Fixed32(fixed32(&mut input)?),
                             None => Raw::Varint(varint(&mut input)?),
                         };
                         comma(&mut first, out);
@@ -219,9 +215,7 @@ fn value_of(
         for raw in mine {
             match raw {
                 Raw::Len(bytes) => chunks.push(bytes),
-                Raw::Varint(_) => return Err(TranscodeError::WireType(number, 0)),
-                Raw::Fixed64(_) => return Err(TranscodeError::WireType(number, 1)),
-                Raw::Fixed32(_) => return Err(TranscodeError::WireType(number, 5)),
+                raw => return Err(TranscodeError::WireType(number, raw.wire_type())),
             }
         }
         if chunks.is_empty() {
@@ -296,15 +290,7 @@ fn scalar(number: u32, kind: &Kind, raw: Raw<'_>, out: &mut Vec<u8>) -> Result<(
             out.extend_from_slice(BASE64_STANDARD.encode(bytes).as_bytes());
             out.push(b'"');
         }
-        (_, raw) => {
-            let wire = match raw {
-                Raw::Varint(_) => 0,
-                Raw::Fixed64(_) => 1,
-                Raw::Len(_) => 2,
-                Raw::Fixed32(_) => 5,
-            };
-            return Err(TranscodeError::WireType(number, wire));
-        }
+        (_, raw) => return Err(TranscodeError::WireType(number, raw.wire_type())),
     }
     Ok(())
 }
@@ -361,10 +347,7 @@ fn timestamp(raws: &[(u32, Raw<'_>)], out: &mut Vec<u8>) -> Result<(), Transcode
             (1, Raw::Varint(v)) => ts.seconds = *v as i64,
             #[allow(clippy::cast_possible_truncation)]
             (2, Raw::Varint(v)) => ts.nanos = *v as i32,
-            (1 | 2, raw) => {
-                let wire = if matches!(raw, Raw::Len(_)) { 2 } else { 1 };
-                return Err(TranscodeError::WireType(*number, wire));
-            }
+            (1 | 2, raw) => return Err(TranscodeError::WireType(*number, raw.wire_type())),
             _ => {}
         }
     }
@@ -394,6 +377,20 @@ fn varint(input: &mut &[u8]) -> Result<u64, TranscodeError> {
         }
     }
     Err(TranscodeError::VarintTooLong)
+}
+
+fn fixed64(input: &mut &[u8]) -> Result<u64, TranscodeError> {
+    let bytes = take(input, 8)?;
+    Ok(u64::from_le_bytes(
+        bytes.try_into().map_err(|_| TranscodeError::Truncated)?,
+    ))
+}
+
+fn fixed32(input: &mut &[u8]) -> Result<u32, TranscodeError> {
+    let bytes = take(input, 4)?;
+    Ok(u32::from_le_bytes(
+        bytes.try_into().map_err(|_| TranscodeError::Truncated)?,
+    ))
 }
 
 fn take<'a>(input: &mut &'a [u8], len: usize) -> Result<&'a [u8], TranscodeError> {

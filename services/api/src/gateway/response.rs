@@ -170,4 +170,59 @@ mod tests {
         assert_eq!(json["entries"][0]["transfer_id"], serde_json::Value::Null);
         assert_eq!(json["entries"][0]["created_at"], serde_json::Value::Null);
     }
+
+    /// `success` by both paths on one answer: the same status and JSON, or both an error.
+    #[tokio::test]
+    async fn both_paths_answer_alike_and_a_corrupt_answer_is_a_500_without_its_cause() {
+        use axum::body::to_bytes;
+        use axum::http::StatusCode;
+        use prost::Message as _;
+
+        use crate::gateway::error::GatewayError;
+        use crate::gateway::routes::RouteTable;
+
+        let routes = RouteTable::from_pool(&streambank_proto::descriptor_pool()).expect("routes");
+        let get_account = routes
+            .routes()
+            .iter()
+            .find(|r| r.grpc_path.as_str() == "/streambank.v1.AccountService/GetAccount")
+            .expect("GetAccount route");
+        let mut reference = get_account.clone();
+        reference.direct_json = false;
+        let mut account = message("streambank.v1.Account");
+        account.set_field_by_name("id", Value::I64(17));
+        account.set_field_by_name("currency", Value::String("USD".into()));
+        let bytes = Bytes::from(account.encode_to_vec());
+
+        let mut bodies = Vec::new();
+        for route in [get_account, &reference] {
+            let response = success(route, bytes.clone()).expect("a valid answer");
+            assert_eq!(response.status(), StatusCode::OK);
+            let body = to_bytes(response.into_body(), usize::MAX)
+                .await
+                .expect("body");
+            bodies.push(serde_json::from_slice::<serde_json::Value>(&body).expect("json"));
+        }
+        assert_eq!(bodies[0], bodies[1]);
+        assert_eq!(bodies[0]["id"], 17);
+        assert_eq!(bodies[0]["currency"], "USD");
+
+        // Field 1 (id) as a varint that never ends.
+        let corrupt = Bytes::from_static(&[0x08, 0xff]);
+        for route in [get_account, &reference] {
+            let error = success(route, corrupt.clone()).expect_err("a corrupt answer");
+            let response = GatewayError::Encode(error).into_response();
+            assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+            let body = to_bytes(response.into_body(), usize::MAX)
+                .await
+                .expect("body");
+            let body: serde_json::Value = serde_json::from_slice(&body).expect("json");
+            assert_eq!(body["error"]["code"], "internal");
+            let message = body["error"]["message"].as_str().expect("a message");
+            assert!(
+                !message.contains("varint") && !message.contains("Account"),
+                "the cause stays in the log: {message}"
+            );
+        }
+    }
 }
