@@ -93,6 +93,7 @@ async fn main() -> anyhow::Result<()> {
                 service_tps(&bank, args.accounts, concurrency, Duration::from_secs(secs)).await?;
             if args.service_only {
                 eprintln!("c={concurrency} run {run}: service {s:.0} tps");
+                service.push(s);
                 continue;
             }
             let a = pgbench::run(
@@ -118,16 +119,25 @@ async fn main() -> anyhow::Result<()> {
     let (batches, batched) = bank.stats().transfer_batches();
     pool.close().await;
 
-    println!(
-        "| callers | service layer (tx/s) | (a) pgbench, same statement, -M prepared (tx/s) | (b) pgbench tpcb-like (tx/s) | service / (a) | service / (b) |"
-    );
-    println!("|---:|---:|---:|---:|---:|---:|");
-    for (concurrency, s, a, b) in rows {
+    if args.service_only {
+        // No reference ran, so there is no ratio to print.
+        println!("| callers | service layer (tx/s) |");
+        println!("|---:|---:|");
+        for (concurrency, s, _, _) in rows {
+            println!("| {concurrency} | {s:.0} |");
+        }
+    } else {
         println!(
-            "| {concurrency} | {s:.0} | {a:.0} | {b:.0} | {:.2}x | {:.2}x |",
-            s / a,
-            s / b
+            "| callers | service layer (tx/s) | (a) pgbench, same statement, -M prepared (tx/s) | (b) pgbench tpcb-like (tx/s) | service / (a) | service / (b) |"
         );
+        println!("|---:|---:|---:|---:|---:|---:|");
+        for (concurrency, s, a, b) in rows {
+            println!(
+                "| {concurrency} | {s:.0} | {a:.0} | {b:.0} | {:.2}x | {:.2}x |",
+                s / a,
+                s / b
+            );
+        }
     }
     println!();
     println!(
