@@ -260,6 +260,25 @@ async fn unknown_users_and_wrong_passwords_look_the_same(transport: Transport) {
     )
     .await;
     assert_eq!(wrong, unknown);
+    // Postgres text cannot hold a NUL: a login with one is wrong credentials, not a failed query.
+    for field in ["username", "email"] {
+        let nul = app
+            .call(
+                Method::POST,
+                "/v1/sessions",
+                None,
+                Some(json!({field: "ann\u{0}", "password": PASSWORD})),
+            )
+            .await;
+        let nul = expect_error(
+            nul,
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "INVALID_CREDENTIALS",
+        )
+        .await;
+        assert_eq!(nul, unknown, "a login by {field} with a NUL");
+    }
 }
 
 async fn other_peoples_accounts_are_not_found_and_deposits_need_a_banker(transport: Transport) {

@@ -186,6 +186,20 @@ async fn malformed_input_is_a_4xx_in_the_contract_shape_and_writes_nothing(trans
         "MALFORMED_REQUEST",
     )
     .await;
+    // A segment whose percent-encoding is not UTF-8 (axum's own rejection answers in plain text).
+    for path in ["/v1/accounts/%FF%FE", "/v1/transfers/%C3%28"] {
+        let body = expect_error(
+            app.get(path, &ann.access).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_argument",
+            "MALFORMED_REQUEST",
+        )
+        .await;
+        assert_eq!(
+            body["error"]["details"]["field_violations"][0]["field"], "id",
+            "{path}"
+        );
+    }
     expect_error(
         app.get("/v1/accounts?page_size=0", &ann.access).await,
         StatusCode::BAD_REQUEST,

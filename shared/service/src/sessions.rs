@@ -223,7 +223,14 @@ impl Sessions {
         meta: ClientMeta,
     ) -> Result<LoginResult> {
         let login = login.trim();
-        if login.is_empty() || login.len() > 254 || password.is_empty() || password.len() > 1024 {
+        // No stored username or email holds a control character (registration refuses them), and
+        // Postgres text cannot hold a NUL at all: such a login is wrong credentials, not a query.
+        if login.is_empty()
+            || login.len() > 254
+            || login.chars().any(char::is_control)
+            || password.is_empty()
+            || password.len() > 1024
+        {
             // Still one argon2 verification, so that timing says nothing about the input either.
             password::verify(password, &self.dummy_hash).await?;
             return Err(Error::InvalidCredentials);

@@ -17,6 +17,7 @@ use prost_reflect::{
 use serde_path_to_error::Track;
 
 use super::routes::{Body, Route, is_plain_message, resolve};
+use super::template::NotUtf8;
 use crate::rest::error::ApiError;
 
 const OPTIONS: DeserializeOptions = DeserializeOptions::new().deny_unknown_fields(false);
@@ -25,7 +26,7 @@ const OPTIONS: DeserializeOptions = DeserializeOptions::new().deny_unknown_field
 #[derive(Debug, Clone, Copy)]
 pub struct Parts<'a> {
     /// Each path variable's dotted field path and decoded value.
-    pub captures: &'a [(String, String)],
+    pub captures: &'a [(String, Result<String, NotUtf8>)],
     /// The raw query string.
     pub query: Option<&'a str>,
     /// The body, for a route that has one (`None` otherwise).
@@ -49,9 +50,13 @@ pub fn message(route: &Route, parts: Parts<'_>) -> Result<DynamicMessage, ApiErr
         // Checked when the route table was built; a failure here means the pool changed under us.
         let field = resolve(&input, &segments)
             .map_err(|_| ApiError::malformed(path, "is not a field of the request"))?;
-        let value = parse(&field, raw).map_err(|description| {
-            ApiError::malformed(path, path_description(&field, description))
-        })?;
+        let value = raw
+            .as_deref()
+            .map_err(|NotUtf8| "is not UTF-8 once percent-decoded".to_owned())
+            .and_then(|raw| parse(&field, raw))
+            .map_err(|description| {
+                ApiError::malformed(path, path_description(&field, description))
+            })?;
         set(&mut message, &segments, &field, value, false);
     }
     if route.body != Body::Whole
@@ -263,13 +268,10 @@ mod tests {
     use axum::http::Method;
 
     use super::super::routes::{Lookup, RouteTable};
+    use super::super::template::Captures;
     use super::*;
 
-    fn route<'a>(
-        table: &'a RouteTable,
-        method: Method,
-        path: &str,
-    ) -> (&'a Route, Vec<(String, String)>) {
+    fn route<'a>(table: &'a RouteTable, method: Method, path: &str) -> (&'a Route, Captures) {
         match table.lookup(&method, path) {
             Lookup::Found(route, captures) => (route, captures),
             other => panic!("{method} {path}: {other:?}"),
@@ -381,7 +383,7 @@ mod tests {
         };
         let route = super::super::routes::route(&deposit, &rule, axum::http::StatusCode::OK)
             .expect("route");
-        let captures = [("id".to_owned(), "3".to_owned())];
+        let captures = [("id".to_owned(), Ok("3".to_owned()))];
         let message = message(
             &route,
             Parts {
@@ -446,10 +448,26 @@ mod tests {
             ("id".into(), "must be a positive integer id".into())
         );
 
+        // Not UTF-8 once decoded: the route is found, and the id is refused as REST refuses it.
+        let (bad, captures) = route(&table, Method::GET, "/v1/accounts/%FF%FE/entries");
+        let e = super::message(
+            bad,
+            Parts {
+                captures: &captures,
+                query: None,
+                body: None,
+            },
+        )
+        .expect_err("%FF%FE is no id");
+        assert_eq!(
+            violation(e),
+            ("id".into(), "must be a positive integer id".into())
+        );
+
         let e = super::message(
             entries,
             Parts {
-                captures: &[("id".into(), "1".into())],
+                captures: &[("id".into(), Ok("1".into()))],
                 query: Some("page_size=ten"),
                 body: None,
             },
@@ -463,7 +481,7 @@ mod tests {
         let e = super::message(
             entries,
             Parts {
-                captures: &[("id".into(), "1".into())],
+                captures: &[("id".into(), Ok("1".into()))],
                 query: Some("page_size=1&page_size=2"),
                 body: None,
             },

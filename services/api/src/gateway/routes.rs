@@ -21,7 +21,7 @@ use prost_reflect::{
 use streambank_proto::google_api::HttpRule;
 use streambank_proto::google_api::http_rule::Pattern;
 
-use super::template::{PathTemplate, Specificity};
+use super::template::{Captures, PathTemplate, Specificity};
 
 /// Where the request message comes from besides the path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +84,7 @@ impl Route {
 #[derive(Debug)]
 pub enum Lookup<'a> {
     /// The route, with each path variable's dotted field path and decoded value.
-    Found(&'a Route, Vec<(String, String)>),
+    Found(&'a Route, Captures),
     MethodNotAllowed,
     NotFound,
 }
@@ -390,7 +390,7 @@ mod tests {
         );
         assert_eq!(route.body, Body::Whole);
         assert_eq!(route.success, StatusCode::CREATED);
-        assert_eq!(captures, [("id".to_owned(), "7".to_owned())]);
+        assert_eq!(captures, [("id".to_owned(), Ok("7".to_owned()))]);
 
         let Lookup::Found(logout, _) = table.lookup(&Method::DELETE, "/v1/sessions/current") else {
             panic!("DELETE /v1/sessions/current is routed");
@@ -458,7 +458,7 @@ mod tests {
             panic!("routed");
         };
         assert_eq!(other.method, get_account);
-        assert_eq!(captures, [("id".to_owned(), "12".to_owned())]);
+        assert_eq!(captures, [("id".to_owned(), Ok("12".to_owned()))]);
         // The literal path decides the resource: POST /v1/users/me is 405, not the template's.
         assert!(matches!(
             table.lookup(&Method::POST, "/v1/users/me"),

@@ -174,8 +174,10 @@ impl PathTemplate {
     }
 
     /// Matches a request path (`uri.path()`, still percent-encoded). On a match, returns each
-    /// variable's dotted field path and its decoded value.
-    pub fn matches(&self, path: &str) -> Option<Vec<(String, String)>> {
+    /// variable's dotted field path and its decoded value, or [`NotUtf8`] for a variable whose segment
+    /// has a broken escape or does not decode to UTF-8: the route is the one asked for and only the value
+    /// is wrong, so the caller answers 400 for that field, as REST does, not 404.
+    pub fn matches(&self, path: &str) -> Option<Captures> {
         let rest = path.strip_prefix('/')?;
         let rest = match &self.verb {
             Some(verb) => rest.strip_suffix(verb.as_str())?.strip_suffix(':')?,
@@ -196,14 +198,11 @@ impl PathTemplate {
         if raw.len() < fixed || (!has_rest && raw.len() != fixed) {
             return None;
         }
-        let decoded: Vec<Cow<'_, str>> = raw
-            .iter()
-            .map(|s| percent_decode(s))
-            .collect::<Option<_>>()?;
-        for (segment, value) in self.segments.iter().zip(&decoded) {
+        let decoded: Vec<Option<Cow<'_, str>>> = raw.iter().map(|s| percent_decode(s)).collect();
+        for ((segment, value), raw) in self.segments.iter().zip(&decoded).zip(&raw) {
             match segment {
-                Segment::Literal(l) if l.as_str() == value.as_ref() => {}
-                Segment::Single if !value.is_empty() => {}
+                Segment::Literal(l) if value.as_deref() == Some(l.as_str()) => {}
+                Segment::Single if !raw.is_empty() => {}
                 Segment::Rest => break,
                 _ => return None,
             }
@@ -217,12 +216,24 @@ impl PathTemplate {
                 } else {
                     v.end
                 };
-                (v.field(), decoded[v.start..end].join("/"))
+                let value = decoded[v.start..end]
+                    .iter()
+                    .map(|s| s.as_deref().ok_or(NotUtf8))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(|parts| parts.join("/"));
+                (v.field(), value)
             })
             .collect();
         Some(captures)
     }
 }
+
+/// What [`PathTemplate::matches`] captures: each variable's dotted field path and its value.
+pub type Captures = Vec<(String, Result<String, NotUtf8>)>;
+
+/// A captured path segment with a broken `%` escape, or whose bytes are not UTF-8 once decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotUtf8;
 
 impl fmt::Display for Segment {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -378,23 +389,39 @@ mod tests {
         let entries = t("/v1/accounts/{id}/entries");
         assert_eq!(
             entries.matches("/v1/accounts/12/entries"),
-            Some(vec![("id".into(), "12".into())])
+            Some(vec![("id".into(), Ok("12".into()))])
         );
         assert_eq!(entries.matches("/v1/accounts//entries"), None);
         assert_eq!(entries.matches("/v1/accounts/12"), None);
         assert_eq!(entries.matches("/v1/accounts/12/entries/"), None);
         assert_eq!(
             t("/v1/accounts/{id}").matches("/v1/accounts/a%20b"),
-            Some(vec![("id".into(), "a b".into())])
+            Some(vec![("id".into(), Ok("a b".into()))])
         );
-        assert_eq!(t("/v1/accounts/{id}").matches("/v1/accounts/%zz"), None);
+        // A variable that cannot be decoded still selects its route; only its value is refused.
+        for undecodable in [
+            "/v1/accounts/%zz",
+            "/v1/accounts/%FF%FE",
+            "/v1/accounts/1%C3",
+        ] {
+            assert_eq!(
+                t("/v1/accounts/{id}").matches(undecodable),
+                Some(vec![("id".into(), Err(NotUtf8))]),
+                "{undecodable}"
+            );
+        }
+        assert_eq!(
+            t("/v1/files/{path=**}").matches("/v1/files/a/%FF/c"),
+            Some(vec![("path".into(), Err(NotUtf8))])
+        );
+        assert_eq!(t("/v1/users/me").matches("/v1/users/m%FF"), None);
         assert_eq!(
             t("/v1/files/{path=**}").matches("/v1/files/a/b/c"),
-            Some(vec![("path".into(), "a/b/c".into())])
+            Some(vec![("path".into(), Ok("a/b/c".into()))])
         );
         assert_eq!(
             t("/v1/{name=accounts/*}:close").matches("/v1/accounts/7:close"),
-            Some(vec![("name".into(), "accounts/7".into())])
+            Some(vec![("name".into(), Ok("accounts/7".into()))])
         );
         assert_eq!(t("/v1/users/me").matches("/v1/users/m%65"), Some(vec![]));
         assert_eq!(t("/v1/users").matches("/v1/users/"), None);

@@ -1,6 +1,6 @@
 //! `/v1/accounts`: open, read, list; statements; deposits.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -9,7 +9,7 @@ use super::dto::{
     Account, AccountList, Deposit, DepositRequest, EntryList, OpenAccountRequest, PageQuery,
 };
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiJson, ApiQuery, AuthUser, path_id};
+use super::extract::{ApiJson, ApiQuery, AuthUser, PathId};
 use super::page;
 use crate::state::AppState;
 
@@ -57,12 +57,9 @@ pub async fn list(
 pub async fn get_one(
     State(state): State<AppState>,
     AuthUser(who): AuthUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Json<Account>, ApiError> {
-    let account = state
-        .bank
-        .get_account(who.caller, path_id(&id, "id")?)
-        .await?;
+    let account = state.bank.get_account(who.caller, id).await?;
     Ok(Json(account.into()))
 }
 
@@ -73,10 +70,9 @@ pub async fn get_one(
 pub async fn entries(
     State(state): State<AppState>,
     AuthUser(who): AuthUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<EntryList>, ApiError> {
-    let id = path_id(&id, "id")?;
     let page = state
         .bank
         .list_entries(who.caller, id, page(q.page_size, q.page_token.as_deref())?)
@@ -95,10 +91,9 @@ pub async fn entries(
 pub async fn deposit(
     State(state): State<AppState>,
     AuthUser(who): AuthUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     ApiJson(body): ApiJson<DepositRequest>,
 ) -> Result<(StatusCode, Json<Deposit>), ApiError> {
-    let id = path_id(&id, "id")?;
     let deposit = state
         .bank
         .deposit(who.caller, id, body.amount, &body.currency)

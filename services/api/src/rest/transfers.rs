@@ -1,6 +1,6 @@
 //! `/v1/transfers`: move money (idempotently with `Idempotency-Key`), read and list transfers.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -8,7 +8,7 @@ use streambank_service::TransferRequest as Request;
 
 use super::dto::{Transfer, TransferList, TransferListQuery, TransferRequest, TransferResult};
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiJson, ApiQuery, AuthUser, path_id};
+use super::extract::{ApiJson, ApiQuery, AuthUser, PathId};
 use super::page;
 use crate::state::AppState;
 
@@ -57,15 +57,9 @@ pub async fn create(
 pub async fn get_one(
     State(state): State<AppState>,
     AuthUser(who): AuthUser,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Json<Transfer>, ApiError> {
-    Ok(Json(
-        state
-            .bank
-            .get_transfer(who.caller, path_id(&id, "id")?)
-            .await?
-            .into(),
-    ))
+    Ok(Json(state.bank.get_transfer(who.caller, id).await?.into()))
 }
 
 /// The transfers into and out of one of the caller's accounts, newest first.
