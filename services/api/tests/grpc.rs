@@ -614,3 +614,116 @@ async fn grpc_calls_are_counted_by_method_and_code_on_the_metrics_endpoint() {
         "unknown paths make no series of their own"
     );
 }
+
+/// Sends `body` as the whole HTTP/2 request body of a call to `path` (frames and all, so that a test
+/// can send what no client library would), and returns the status the server answered with.
+async fn call_frames(channel: &Channel, path: &str, body: Vec<u8>) -> Status {
+    use tower::ServiceExt as _;
+
+    let request = axum::http::Request::post(path)
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(tonic::body::Body::new(axum::body::Body::from(body)))
+        .expect("request");
+    let response = channel.clone().oneshot(request).await.expect("an answer");
+    assert_eq!(response.status(), axum::http::StatusCode::OK);
+    // Every answer here is trailers-only: the status is in the headers.
+    Status::from_header_map(response.headers()).expect("a grpc-status in the headers")
+}
+
+/// A gRPC length-prefixed message: the compressed flag, the length, the bytes.
+fn frame(compressed: bool, declared_len: u32, bytes: &[u8]) -> Vec<u8> {
+    let mut out = vec![u8::from(compressed)];
+    out.extend_from_slice(&declared_len.to_be_bytes());
+    out.extend_from_slice(bytes);
+    out
+}
+
+#[tokio::test]
+async fn requests_tonic_cannot_read_are_answered_in_the_contracts_shape() {
+    let app = TestApp::spawn("paseto").await;
+    let channel = channel(&app).await;
+    let login = "/streambank.v1.UserService/Login";
+
+    // `username` (field 1) holding bytes that are not UTF-8: the caller's mistake, named by field.
+    let not_utf8 = [0x0a, 0x02, 0xff, 0xfe];
+    let status = call_frames(&channel, login, frame(false, 4, &not_utf8)).await;
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert_eq!(reason(&status), "MALFORMED_REQUEST");
+    let violations = status
+        .get_details_bad_request()
+        .expect("bad request")
+        .field_violations;
+    assert_eq!(violations[0].field, "username");
+
+    // Not protobuf at all.
+    let status = call_frames(&channel, login, frame(false, 3, &[0xff, 0xff, 0xff])).await;
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert_eq!(reason(&status), "MALFORMED_REQUEST");
+
+    // The same through a client library, on a protected method: authentication runs first.
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready().await.expect("ready");
+    let no_token = grpc
+        .unary(
+            Request::new(vec![0xff, 0xff, 0xff]),
+            "/streambank.v1.AccountService/GetAccount"
+                .parse()
+                .expect("path"),
+            RawCodec,
+        )
+        .await
+        .expect_err("no token");
+    assert_eq!(no_token.code(), Code::Unauthenticated);
+
+    // No message at all on a unary method: a cardinality violation.
+    let status = call_frames(&channel, login, Vec::new()).await;
+    assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+    assert_eq!(reason(&status), "REQUEST_CARDINALITY");
+
+    // Broken frames are protocol violations: Internal, as the gRPC documents require, but with a
+    // reason that says so and tonic's description, never a generic "internal error".
+    for (what, body) in [
+        (
+            "a stream that ends inside a frame",
+            frame(false, 100, b"abc"),
+        ),
+        (
+            "a compressed flag without grpc-encoding",
+            frame(true, 2, &[0x08, 0x01]),
+        ),
+    ] {
+        let status = call_frames(&channel, login, body).await;
+        assert_eq!(status.code(), Code::Internal, "{what}: {status:?}");
+        assert_eq!(reason(&status), "PROTOCOL_ERROR", "{what}");
+        assert!(!status.message().is_empty(), "{what}");
+    }
+
+    // Over the size limit (4 MiB, tonic's default): the document's RESOURCE_EXHAUSTED.
+    let large = vec![0u8; 4 * 1024 * 1024 + 1];
+    let status = call_frames(
+        &channel,
+        login,
+        frame(false, u32::try_from(large.len()).expect("fits"), &large),
+    )
+    .await;
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert_eq!(reason(&status), "MESSAGE_TOO_LARGE");
+
+    // A path that names no method.
+    let status = call_frames(&channel, "/nowhere.v1.Nothing/Nope", frame(false, 0, &[])).await;
+    assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+    assert_eq!(reason(&status), "METHOD_NOT_FOUND");
+
+    // The server still serves.
+    let mut users = UserServiceClient::new(channel);
+    users
+        .create_user(pb::CreateUserRequest {
+            username: "after".into(),
+            full_name: "After".into(),
+            email: "after@example.com".into(),
+            password: PASSWORD.into(),
+        })
+        .await
+        .expect("the next call succeeds");
+}

@@ -10,6 +10,8 @@
 //!    caller's W3C `traceparent` when it sends one;
 //! 4. per-client-IP rate limits on `CreateUser` and `Login` ([`layers::RateLimitLayer`]);
 //! 5. authentication of every method not in [`layers::PUBLIC_METHODS`] ([`layers::AuthLayer`]).
+//! 6. tonic's own answers to a request it cannot read, restated in the contract's shape
+//!    ([`layers::UnreadableRequestLayer`]).
 //!
 //! # Layout
 //!
@@ -157,6 +159,7 @@ impl Grpc {
                 &self.state.trusted_proxies,
             ))
             .layer(layers::AuthLayer::new(self.state.sessions.clone()))
+            .layer(layers::UnreadableRequestLayer)
             .into_inner();
 
         tonic::transport::Server::builder()
