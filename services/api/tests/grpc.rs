@@ -727,3 +727,19 @@ async fn requests_tonic_cannot_read_are_answered_in_the_contracts_shape() {
         .await
         .expect("the next call succeeds");
 }
+
+#[tokio::test]
+async fn a_long_bogus_token_is_unauthenticated_not_an_http2_refusal() {
+    let app = TestApp::spawn("paseto").await;
+    let mut accounts = AccountServiceClient::new(channel(&app).await);
+    // Longer than hyper's default header list (16 KiB), shorter than the server's limit.
+    let status = accounts
+        .get_account(authed(
+            pb::GetAccountRequest { id: 1 },
+            &"x".repeat(20 * 1024),
+        ))
+        .await
+        .expect_err("a bogus token");
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert_eq!(reason(&status), "TOKEN_INVALID");
+}

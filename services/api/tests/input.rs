@@ -228,6 +228,56 @@ async fn malformed_input_is_a_4xx_in_the_contract_shape_and_writes_nothing(trans
         "ROUTE_NOT_FOUND",
     )
     .await;
+    // A long bogus token is a bad token on both listeners (the gateway forwards it to gRPC, whose
+    // header limit is above what the HTTP listeners accept); headers over that are a 431, alike.
+    let long_token = "x".repeat(20 * 1024);
+    expect_error(
+        app.get("/v1/users/me", &long_token).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        "TOKEN_INVALID",
+    )
+    .await;
+    let too_long = "x".repeat(40 * 1024);
+    let body = expect_error(
+        app.get("/v1/users/me", &too_long).await,
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "invalid_argument",
+        "HEADERS_TOO_LARGE",
+    )
+    .await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("32768"),
+        "{body}"
+    );
+    let many = app
+        .client
+        .get(app.url("/v1/users/me"))
+        .headers(
+            // Forty of 1,000 bytes: each is fine, together they are over (hyper itself refuses more
+            // than 100 headers, before any of ours runs).
+            (0..40)
+                .map(|i| {
+                    (
+                        reqwest::header::HeaderName::try_from(format!("x-pad-{i}")).expect("name"),
+                        reqwest::header::HeaderValue::try_from("x".repeat(1000)).expect("value"),
+                    )
+                })
+                .collect(),
+        )
+        .send()
+        .await
+        .expect("send");
+    expect_error(
+        many,
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "invalid_argument",
+        "HEADERS_TOO_LARGE",
+    )
+    .await;
 
     for (table, before) in tables.into_iter().zip(before) {
         assert_eq!(app.db.count(table).await, before, "{table} changed");

@@ -111,6 +111,7 @@ pub fn router(
                 span
             }))
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+            .layer(axum::middleware::from_fn(crate::rest::header_limit))
             .layer(cors(&options.cors_allowed_origins, methods))
             .layer(HandleErrorLayer::new(|_: tower::BoxError| async { ApiError::Timeout }))
             .timeout(options.request_timeout),

@@ -51,6 +51,12 @@ use crate::state::AppState;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The largest header list a call may carry (hyper's default is 16 KiB). Twice what REST and the
+/// gateway accept ([`crate::rest::MAX_HEADER_BYTES`]), so that whatever the gateway forwards fits with
+/// room for tonic's own headers, and a long bogus token is answered `Unauthenticated` rather than by
+/// HTTP/2 with a 431, which a gRPC client can only report as `Unknown`.
+pub const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
+
 /// The gRPC server's parts: what its layers need, and its routes.
 #[derive(Debug, Clone)]
 pub struct Grpc {
@@ -164,6 +170,7 @@ impl Grpc {
 
         tonic::transport::Server::builder()
             .timeout(self.request_timeout)
+            .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
             .layer(layers)
             .add_routes(routes)
             .serve_with_incoming_shutdown(

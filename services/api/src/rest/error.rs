@@ -21,6 +21,8 @@ pub enum ApiError {
     Malformed(Vec<FieldViolation>),
     #[error("the request body is larger than {limit} bytes")]
     BodyTooLarge { limit: usize },
+    #[error("the request's headers come to more than {limit} bytes")]
+    HeadersTooLarge { limit: usize },
     #[error("the Authorization header must be `Bearer <access token>`")]
     MissingToken,
     #[error("too many requests; retry after {retry_after_secs} s")]
@@ -64,6 +66,11 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid_argument",
                 "BODY_TOO_LARGE",
+            ),
+            ApiError::HeadersTooLarge { .. } => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "invalid_argument",
+                "HEADERS_TOO_LARGE",
             ),
             ApiError::MissingToken => {
                 (StatusCode::UNAUTHORIZED, "unauthenticated", "TOKEN_MISSING")

@@ -2,8 +2,8 @@
 //!
 //! Handlers decode, call the service layer, and encode; every rule lives in `streambank-service`.
 //! Cross-cutting behaviour is layered once, here: request ids (`x-request-id`, generated when absent,
-//! echoed, and recorded on the request's span), tracing, a body size limit, a request timeout, CORS, and
-//! per-client-IP rate limits on login and registration.
+//! echoed, and recorded on the request's span), tracing, header and body size limits, a request timeout,
+//! CORS, and per-client-IP rate limits on login and registration.
 
 pub mod accounts;
 pub mod dto;
@@ -84,10 +84,37 @@ pub fn router(state: AppState, config: &Config) -> Router {
                 span
             }))
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+            .layer(axum::middleware::from_fn(header_limit))
             .layer(cors(&config.cors_allowed_origins))
             .layer(HandleErrorLayer::new(|_: tower::BoxError| async { ApiError::Timeout }))
             .timeout(config.request_timeout),
     )
+}
+
+/// The most a request's headers may come to, counted as HTTP/2 counts a header list (RFC 7541 §4.1:
+/// name, value and 32 bytes a field). hyper's HTTP/1.1 reader would take some 400 KiB; a bound this
+/// size answers in the contract's shape instead, and keeps what the gateway forwards well inside the
+/// gRPC server's [`crate::grpc::MAX_HEADER_LIST_BYTES`], so that REST and the gateway answer alike.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// Refuses a request whose headers exceed [`MAX_HEADER_BYTES`] with a 431 in the contract's shape.
+/// (REST and the gateway both run it.)
+pub async fn header_limit(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let size: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 32)
+        .sum();
+    if size > MAX_HEADER_BYTES {
+        return ApiError::HeadersTooLarge {
+            limit: MAX_HEADER_BYTES,
+        }
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// Parses `page_size` and `page_token`; bad values are validation errors naming the field.
