@@ -715,6 +715,26 @@ async fn requests_tonic_cannot_read_are_answered_in_the_contracts_shape() {
     assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
     assert_eq!(reason(&status), "METHOD_NOT_FOUND");
 
+    // A compression the server does not take.
+    let request = axum::http::Request::post(login)
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("grpc-encoding", "br")
+        .body(tonic::body::Body::new(axum::body::Body::from(frame(
+            true,
+            0,
+            &[],
+        ))))
+        .expect("request");
+    {
+        use tower::ServiceExt as _;
+        let response = channel.clone().oneshot(request).await.expect("an answer");
+        assert!(response.headers().contains_key("grpc-accept-encoding"));
+        let status = Status::from_header_map(response.headers()).expect("trailers-only");
+        assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+        assert_eq!(reason(&status), "COMPRESSION_UNSUPPORTED");
+    }
+
     // The server still serves.
     let mut users = UserServiceClient::new(channel);
     users
@@ -742,4 +762,94 @@ async fn a_long_bogus_token_is_unauthenticated_not_an_http2_refusal() {
         .expect_err("a bogus token");
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
     assert_eq!(reason(&status), "TOKEN_INVALID");
+}
+
+/// A service whose only method takes two seconds to answer (with an empty body).
+#[derive(Debug, Clone, Copy)]
+struct Sleeps;
+
+impl tonic::server::NamedService for Sleeps {
+    const NAME: &'static str = "streambank.test.Sleeps";
+}
+
+impl tower::Service<axum::http::Request<tonic::body::Body>> for Sleeps {
+    type Response = axum::http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Infallible>> + Send>,
+    >;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _request: axum::http::Request<tonic::body::Body>) -> Self::Future {
+        Box::pin(async {
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            Ok(Status::ok("").into_http())
+        })
+    }
+}
+
+#[tokio::test]
+async fn the_servers_time_limit_is_unavailable_and_the_callers_deadline_is_deadline_exceeded() {
+    let app = TestApp::spawn_customized(&[("REQUEST_TIMEOUT", "300ms")], |api| {
+        api.add_grpc_service(Sleeps)
+    })
+    .await;
+    let channel = channel(&app).await;
+
+    let started = std::time::Instant::now();
+    let status = call_raw(&channel, "/streambank.test.Sleeps/Nap", None)
+        .await
+        .expect_err("the server's limit");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_eq!(reason(&status), "TIMEOUT");
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    assert!(
+        status.metadata().get("x-request-id").is_some(),
+        "the answer still carries its request id"
+    );
+
+    // The caller's deadline, sooner than the server's limit. Sent over a bare HTTP/2 connection: a
+    // tonic client would enforce the same deadline itself and report its own `Cancelled` first.
+    let tcp = tokio::net::TcpStream::connect(app.grpc_addr)
+        .await
+        .expect("connect");
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .expect("HTTP/2 handshake");
+    tokio::spawn(connection);
+    let request = axum::http::Request::post(format!(
+        "http://{}/streambank.test.Sleeps/Nap",
+        app.grpc_addr
+    ))
+    .header("content-type", "application/grpc")
+    .header("te", "trailers")
+    .header("grpc-timeout", "100m")
+    .body(axum::body::Body::from(vec![0u8; 5]))
+    .expect("request");
+    let response = sender.send_request(request).await.expect("an answer");
+    let status = Status::from_header_map(response.headers()).expect("trailers-only");
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert_eq!(reason(&status), "DEADLINE_EXCEEDED");
+
+    // Both were counted, by code.
+    let metrics = reqwest::get(format!("{}/metrics", app.rest_base))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("text");
+    for code in ["Unavailable", "DeadlineExceeded"] {
+        assert!(
+            metrics.contains(&format!(
+                "grpc_requests_total{{method=\"unknown\",code=\"{code}\"}} 1\n"
+            )),
+            "{code} not counted:\n{metrics}"
+        );
+    }
 }

@@ -12,6 +12,7 @@ use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::http::{HeaderMap, Request, Response};
 use governor::clock::{Clock as _, DefaultClock};
@@ -326,6 +327,103 @@ where
     }
 }
 
+/// Bounds every call by `REQUEST_TIMEOUT`, or by the caller's `grpc-timeout` when that is sooner.
+/// tonic's own `Server::timeout` runs outside the layers (so neither the metrics nor the request id saw
+/// a call it cut short) and answers both cases `Cancelled`, with no details. Here the server's own
+/// limit is `Unavailable` with reason `TIMEOUT`, as REST answers it (and so the gateway answers a slow
+/// upstream as REST does), and the caller's deadline is `DeadlineExceeded`, as gRPC's status-code
+/// document says. A `grpc-timeout` that does not parse is ignored, as tonic ignores it.
+#[derive(Debug, Clone, Copy)]
+pub struct DeadlineLayer {
+    limit: Duration,
+}
+
+impl DeadlineLayer {
+    pub fn new(limit: Duration) -> Self {
+        Self { limit }
+    }
+}
+
+impl<S> Layer<S> for DeadlineLayer {
+    type Service = Deadline<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Deadline {
+            inner,
+            limit: self.limit,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Deadline<S> {
+    inner: S,
+    limit: Duration,
+}
+
+impl<S, B, R> Service<Request<B>> for Deadline<S>
+where
+    S: Service<Request<B>, Response = Response<R>>,
+    S::Future: Send + 'static,
+    R: Default,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let callers = request
+            .headers()
+            .get("grpc-timeout")
+            .and_then(|v| grpc_timeout(v.as_bytes()))
+            .filter(|d| *d < self.limit);
+        let limit = callers.unwrap_or(self.limit);
+        let response = tokio::time::timeout(limit, self.inner.call(request));
+        Box::pin(async move {
+            match response.await {
+                Ok(response) => response,
+                Err(_elapsed) => Ok(match callers {
+                    Some(_) => error::with_reason(
+                        tonic::Code::DeadlineExceeded,
+                        "the call's deadline (grpc-timeout) passed before it finished",
+                        "DEADLINE_EXCEEDED",
+                        &[],
+                    ),
+                    None => error::with_reason(
+                        tonic::Code::Unavailable,
+                        "the request took too long",
+                        "TIMEOUT",
+                        &[],
+                    ),
+                }
+                .into_http()),
+            }
+        })
+    }
+}
+
+/// A `grpc-timeout` value: at most eight digits and a unit (`H`, `M`, `S`, `m`, `u`, `n`).
+pub fn grpc_timeout(raw: &[u8]) -> Option<Duration> {
+    let (unit, digits) = raw.split_last()?;
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some(match unit {
+        b'H' => Duration::from_secs(n * 3600),
+        b'M' => Duration::from_secs(n * 60),
+        b'S' => Duration::from_secs(n),
+        b'm' => Duration::from_millis(n),
+        b'u' => Duration::from_micros(n),
+        b'n' => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
 /// tonic answers some requests it cannot read or route with a bare status and its own text, before
 /// any method runs; this layer gives those answers the contract's shape, following gRPC's status-code
 /// document where it speaks:
@@ -341,7 +439,8 @@ where
 /// - a message over the size limit is `ResourceExhausted` (tonic says `OutOfRange`), reason
 ///   `MESSAGE_TOO_LARGE`;
 /// - a path that names no method stays `Unimplemented`, with a message naming it and reason
-///   `METHOD_NOT_FOUND`.
+///   `METHOD_NOT_FOUND`; a compression the server does not support stays `Unimplemented`, reason
+///   `COMPRESSION_UNSUPPORTED`.
 ///
 /// StreamBank's own statuses always carry an `ErrorInfo` (`grpc-status-details-bin`), so a detail-less
 /// status in the response headers is tonic's (or health's and reflection's, which are left alone).
@@ -418,6 +517,16 @@ pub fn restate(status: &Status, path: &str) -> Option<Status> {
                 tonic::Code::ResourceExhausted,
                 format!("the request message is larger than the server accepts: {message}"),
                 "MESSAGE_TOO_LARGE",
+                &[],
+            ))
+        }
+        // The status-code document: a compression the server does not support is UNIMPLEMENTED; tonic
+        // lists what it accepts in `grpc-accept-encoding`, which stays in the headers.
+        tonic::Code::Unimplemented if message.starts_with("Content is compressed with") => {
+            Some(error::with_reason(
+                tonic::Code::Unimplemented,
+                message,
+                "COMPRESSION_UNSUPPORTED",
                 &[],
             ))
         }
@@ -560,8 +669,42 @@ mod tests {
             "{}",
             unknown.message()
         );
+        let gzip = restate(
+            &Status::unimplemented("Content is compressed with `gzip` which isn't supported"),
+            path,
+        )
+        .expect("restated");
+        assert_eq!(gzip.code(), tonic::Code::Unimplemented);
+        assert_eq!(
+            gzip.get_details_error_info().expect("info").reason,
+            "COMPRESSION_UNSUPPORTED"
+        );
         // Anything else is left as it is.
         assert!(restate(&Status::not_found("unknown service"), path).is_none());
         assert!(restate(&Status::out_of_range("page 7"), path).is_none());
+    }
+
+    #[test]
+    fn grpc_timeouts_parse_as_the_protocol_writes_them() {
+        assert_eq!(grpc_timeout(b"1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(grpc_timeout(b"2M"), Some(Duration::from_secs(120)));
+        assert_eq!(grpc_timeout(b"3S"), Some(Duration::from_secs(3)));
+        assert_eq!(grpc_timeout(b"250m"), Some(Duration::from_millis(250)));
+        assert_eq!(
+            grpc_timeout(b"99999999u"),
+            Some(Duration::from_micros(99_999_999))
+        );
+        assert_eq!(grpc_timeout(b"1n"), Some(Duration::from_nanos(1)));
+        for bad in [
+            &b""[..],
+            b"S",
+            b"abc",
+            b"123456789S",
+            b"10s",
+            b"-1S",
+            b"1.5S",
+        ] {
+            assert_eq!(grpc_timeout(bad), None, "{bad:?}");
+        }
     }
 }

@@ -8,14 +8,18 @@
 //! 2. request id: `x-request-id` metadata, generated when absent, echoed in the response metadata;
 //! 3. a tracing span per call (`grpc call`, with the method and the request id), continuing the
 //!    caller's W3C `traceparent` when it sends one;
-//! 4. per-client-IP rate limits on `CreateUser` and `Login` ([`layers::RateLimitLayer`]);
-//! 5. authentication of every method not in [`layers::PUBLIC_METHODS`] ([`layers::AuthLayer`]).
-//! 6. tonic's own answers to a request it cannot read, restated in the contract's shape
+//! 4. metrics: every call counted by method and code, and timed ([`layers::MetricsLayer`]);
+//! 5. the call's time limit: `REQUEST_TIMEOUT`, or the caller's `grpc-timeout` when sooner
+//!    ([`layers::DeadlineLayer`]), inside the metrics so that they count a call cut short;
+//! 6. per-client-IP rate limits on `CreateUser` and `Login` ([`layers::RateLimitLayer`]);
+//! 7. authentication of every method not in [`layers::PUBLIC_METHODS`] ([`layers::AuthLayer`]);
+//! 8. tonic's own answers to a request it cannot read or route, restated in the contract's shape
 //!    ([`layers::UnreadableRequestLayer`]).
 //!
 //! # Layout
 //!
-//! - [`layers`]: authentication, rate limits, the list of public methods.
+//! - [`layers`]: authentication, rate limits, metrics, time limits, tonic's statuses restated, the
+//!   list of public methods.
 //! - [`error`]: service errors as statuses with `ErrorInfo` and `BadRequest` details.
 //! - [`convert`]: service values as protobuf messages.
 //! - [`users`], [`accounts`], [`transfers`], [`notifications`]: one module per service.
@@ -160,6 +164,7 @@ impl Grpc {
             }))
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))
             .layer(layers::MetricsLayer::new(self.state.metrics.clone()))
+            .layer(layers::DeadlineLayer::new(self.request_timeout))
             .layer(layers::RateLimitLayer::new(
                 self.auth_rate_limit_per_minute,
                 &self.state.trusted_proxies,
@@ -169,7 +174,6 @@ impl Grpc {
             .into_inner();
 
         tonic::transport::Server::builder()
-            .timeout(self.request_timeout)
             .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
             .layer(layers)
             .add_routes(routes)
