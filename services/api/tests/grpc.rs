@@ -493,6 +493,19 @@ async fn every_protected_method_refuses_bad_tokens_and_public_methods_need_none(
     assert_ne!(refreshed.refresh_token, session.refresh_token);
 }
 
+/// A call that writes: the server is still serving after whatever came before.
+async fn registration_still_works(channel: Channel) {
+    UserServiceClient::new(channel)
+        .create_user(pb::CreateUserRequest {
+            username: "after".into(),
+            full_name: "After".into(),
+            email: "after@example.com".into(),
+            password: PASSWORD.into(),
+        })
+        .await
+        .expect("the next call succeeds");
+}
+
 /// A service whose only method panics.
 #[derive(Debug, Clone, Copy)]
 struct Panics;
@@ -526,16 +539,7 @@ async fn a_panicking_method_answers_internal_and_the_server_keeps_serving() {
         assert_eq!(status.code(), Code::Internal, "{status:?}");
         assert!(!status.message().contains("a bug"), "{}", status.message());
     }
-    let mut users = UserServiceClient::new(channel);
-    users
-        .create_user(pb::CreateUserRequest {
-            username: "after".into(),
-            full_name: "After".into(),
-            email: "after@example.com".into(),
-            password: PASSWORD.into(),
-        })
-        .await
-        .expect("the next call succeeds");
+    registration_still_works(channel).await;
 }
 
 #[tokio::test]
@@ -736,16 +740,7 @@ async fn requests_tonic_cannot_read_are_answered_in_the_contracts_shape() {
     }
 
     // The server still serves.
-    let mut users = UserServiceClient::new(channel);
-    users
-        .create_user(pb::CreateUserRequest {
-            username: "after".into(),
-            full_name: "After".into(),
-            email: "after@example.com".into(),
-            password: PASSWORD.into(),
-        })
-        .await
-        .expect("the next call succeeds");
+    registration_still_works(channel).await;
 }
 
 #[tokio::test]
