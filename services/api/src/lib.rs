@@ -67,7 +67,8 @@ impl Api {
         let state = AppState {
             bank: Bank::new(pool),
             sessions: sessions.clone(),
-            redis: redis::Client::open(config.redis_url.as_str()).context("REDIS_URL is not a Redis URL")?,
+            redis: redis::Client::open(config.redis_url.as_str())
+                .context("REDIS_URL is not a Redis URL")?,
             trusted_proxies: config.trusted_proxies.clone(),
             body_limit_bytes: config.body_limit_bytes,
             metrics: rest::metrics::ApiMetrics::default(),

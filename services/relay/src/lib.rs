@@ -325,7 +325,8 @@ impl Relay {
     pub fn new(config: Config) -> anyhow::Result<Self> {
         let pool = streambank_store::pool_options(4)
             .connect_lazy_with(connect_options(&config.database_url).context("DATABASE_URL")?);
-        let redis = redis::Client::open(config.redis_url.as_str()).context("REDIS_URL is not a Redis URL")?;
+        let redis = redis::Client::open(config.redis_url.as_str())
+            .context("REDIS_URL is not a Redis URL")?;
         Ok(Self {
             config,
             pool,

@@ -207,7 +207,8 @@ fn fields(id: &StreamId) -> HashMap<String, String> {
 
 impl Worker {
     pub fn new(config: Config, handler: Arc<dyn Handle>) -> anyhow::Result<Self> {
-        let redis = redis::Client::open(config.redis_url.as_str()).context("REDIS_URL is not a Redis URL")?;
+        let redis = redis::Client::open(config.redis_url.as_str())
+            .context("REDIS_URL is not a Redis URL")?;
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".to_owned());
         let consumer = format!(
             "{host}-{}-{}",

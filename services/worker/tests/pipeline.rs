@@ -505,6 +505,56 @@ impl Handle for FailOnAccountOpened {
     }
 }
 
+/// Sweeps `group` until the dead-letter stream holds `n` entries, and returns their fields.
+async fn dead_letters(
+    worker: &Worker,
+    conn: &mut MultiplexedConnection,
+    group: Group,
+    prefix: &str,
+    n: usize,
+) -> Vec<HashMap<String, String>> {
+    let dlq = dead_letter_key(prefix);
+    let started = Instant::now();
+    loop {
+        worker.sweep_once(conn, group).await.expect("sweep");
+        let len: usize = redis::cmd("XLEN")
+            .arg(&dlq)
+            .query_async(conn)
+            .await
+            .expect("XLEN");
+        if len >= n {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "not dead-lettered"
+        );
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let dead: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(&dlq)
+        .arg("-")
+        .arg("+")
+        .query_async(conn)
+        .await
+        .expect("XRANGE");
+    dead.ids
+        .iter()
+        .map(|entry| {
+            entry
+                .map
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        redis::from_redis_value(v.clone()).expect("string"),
+                    )
+                })
+                .collect()
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn a_poison_event_goes_to_the_dead_letter_stream_while_others_flow() {
     let mut env = Env::new().await;
@@ -536,44 +586,8 @@ async fn a_poison_event_goes_to_the_dead_letter_stream_while_others_flow() {
     );
 
     let mut conn = worker.connection().await.expect("redis");
-    let dlq = dead_letter_key(&env.prefix);
-    let started = Instant::now();
-    loop {
-        worker
-            .sweep_once(&mut conn, Group::Notifications)
-            .await
-            .expect("sweep");
-        let len: i64 = redis::cmd("XLEN")
-            .arg(&dlq)
-            .query_async(&mut conn)
-            .await
-            .expect("XLEN");
-        if len == 1 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "not dead-lettered"
-        );
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
-    let dead: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-        .arg(&dlq)
-        .arg("-")
-        .arg("+")
-        .query_async(&mut conn)
-        .await
-        .expect("XRANGE");
-    let fields: HashMap<String, String> = dead.ids[0]
-        .map
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.clone(),
-                redis::from_redis_value(v.clone()).expect("string"),
-            )
-        })
-        .collect();
+    let dead = dead_letters(&worker, &mut conn, Group::Notifications, &env.prefix, 1).await;
+    let fields = &dead[0];
     assert_eq!(fields["event_type"], "account.opened");
     assert_eq!(fields["dlq_group"], "notifications");
     assert_eq!(fields["dlq_deliveries"], "3");
@@ -596,5 +610,46 @@ async fn a_poison_event_goes_to_the_dead_letter_stream_while_others_flow() {
     assert!(
         metrics.contains("worker_events_total{group=\"notifications\",outcome=\"error\"} 3\n"),
         "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn an_entry_that_is_not_an_event_is_dead_lettered_and_others_flow() {
+    let mut env = Env::new().await;
+    let config = env.config();
+    let worker = Worker::new(
+        config.clone(),
+        Arc::new(config.handlers().expect("handlers")),
+    )
+    .expect("worker");
+    let mut conn = worker.connection().await.expect("redis");
+    worker.drain().await.expect("the groups exist");
+    // Something else wrote to the stream: none of the fields an event has.
+    let _: String = redis::cmd("XADD")
+        .arg(stream_key(&env.prefix, Stream::Users))
+        .arg("*")
+        .arg("hello")
+        .arg("world")
+        .query_async(&mut conn)
+        .await
+        .expect("XADD");
+    env.register("fay").await;
+    env.publish().await;
+    worker.drain().await.expect("drain");
+    assert_eq!(
+        env.wait_for_mails(&env.email("fay"), 1, Duration::from_secs(2))
+            .await
+            .len(),
+        1,
+        "the real event behind it flows"
+    );
+
+    let dead = dead_letters(&worker, &mut conn, Group::EmailVerification, &env.prefix, 1).await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0]["hello"], "world", "the entry is kept as it was");
+    assert_eq!(dead[0]["dlq_group"], "email-verification");
+    assert!(
+        dead[0]["dlq_error"].contains("has no"),
+        "the reason names the missing field: {dead:?}"
     );
 }
