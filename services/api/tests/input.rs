@@ -28,6 +28,41 @@ async fn malformed_input_is_a_4xx_in_the_contract_shape_and_writes_nothing(trans
             .body(body)
             .send()
     };
+    // The same answer on both listeners for what serde's derive or proto3 JSON would let through: an
+    // array of the fields in order, a number as a string, null for a number.
+    for (body, field, description) in [
+        (
+            format!(r#"[{from}, {to}, 5, "USD"]"#),
+            "body",
+            "invalid type: sequence, expected a map".to_owned(),
+        ),
+        (
+            format!(
+                r#"{{"from_account_id": {from}, "to_account_id": {to}, "amount": "5", "currency": "USD"}}"#
+            ),
+            "amount",
+            r#"invalid type: string "5", expected i64"#.to_owned(),
+        ),
+        (
+            format!(
+                r#"{{"from_account_id": null, "to_account_id": {to}, "amount": 5, "currency": "USD"}}"#
+            ),
+            "from_account_id",
+            "invalid type: null, expected i64".to_owned(),
+        ),
+    ] {
+        let response = raw(body.clone()).await.expect("send");
+        let error = expect_error(
+            response,
+            StatusCode::BAD_REQUEST,
+            "invalid_argument",
+            "MALFORMED_REQUEST",
+        )
+        .await;
+        let violation = &error["error"]["details"]["field_violations"][0];
+        assert_eq!(violation["field"], field, "{body}");
+        assert_eq!(violation["description"], description.as_str(), "{body}");
+    }
     let broken = raw("{\"from_account_id\": 1,".to_owned())
         .await
         .expect("send");

@@ -197,7 +197,32 @@ fn path_description(field: &FieldDescriptor, description: String) -> String {
 }
 
 /// The whole body as a message of type `desc`.
+///
+/// proto3's JSON mapping also reads a number from a string (`"amount": "5"`) and a field's default
+/// from `null`; REST's types take neither, so [`numbers_are_numbers`] refuses both for number and
+/// boolean fields first, in REST's words, and the two listeners answer such a body alike.
 pub fn decode_json(desc: &MessageDescriptor, bytes: &[u8]) -> Result<DynamicMessage, ApiError> {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return Err(decode_json_directly(desc, bytes)
+            .err()
+            .unwrap_or_else(|| ApiError::malformed("body", "the body is not JSON")));
+    };
+    numbers_are_numbers(desc, &value, "")?;
+    let mut track = Track::new();
+    DynamicMessage::deserialize_with_options(
+        desc.clone(),
+        serde_path_to_error::Deserializer::new(value, &mut track),
+        &OPTIONS,
+    )
+    .map_err(|e| malformed_at(&track.path().to_string(), &e))
+}
+
+/// The body straight into the message, for its error: a syntax error named by the field it broke
+/// in, as REST's decoder names it.
+fn decode_json_directly(
+    desc: &MessageDescriptor,
+    bytes: &[u8],
+) -> Result<DynamicMessage, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let mut track = Track::new();
     let result = DynamicMessage::deserialize_with_options(
@@ -209,6 +234,75 @@ pub fn decode_json(desc: &MessageDescriptor, bytes: &[u8]) -> Result<DynamicMess
     de.end()
         .map_err(|e| ApiError::malformed("body", describe_json_error(&e)))?;
     Ok(message)
+}
+
+/// Refuses a string or `null` where `desc` has a number or a boolean, naming the field by its dotted
+/// path (`amount`, `items[2].id`). Anything else is left to prost-reflect's decoder.
+fn numbers_are_numbers(
+    desc: &MessageDescriptor,
+    value: &serde_json::Value,
+    path: &str,
+) -> Result<(), ApiError> {
+    let serde_json::Value::Object(object) = value else {
+        return Ok(());
+    };
+    for (key, value) in object {
+        let Some(field) = desc
+            .get_field_by_json_name(key)
+            .or_else(|| desc.get_field_by_name(key))
+        else {
+            continue;
+        };
+        let at = if path.is_empty() {
+            key.clone()
+        } else {
+            format!("{path}.{key}")
+        };
+        let items: Vec<(String, &serde_json::Value)> = match value {
+            serde_json::Value::Array(items) if field.is_list() => items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| (format!("{at}[{i}]"), item))
+                .collect(),
+            _ => vec![(at, value)],
+        };
+        let kind = field.kind();
+        for (at, item) in items {
+            if let Kind::Message(inner) = &kind {
+                if is_plain_message(&kind) && !field.is_map() {
+                    numbers_are_numbers(inner, item, &at)?;
+                }
+                continue;
+            }
+            let Some(expected) = rust_name(&kind) else {
+                continue;
+            };
+            let found = match item {
+                serde_json::Value::String(s) => format!("string {s:?}"),
+                serde_json::Value::Null => "null".to_owned(),
+                _ => continue,
+            };
+            return Err(ApiError::malformed(
+                &at,
+                format!("invalid type: {found}, expected {expected}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// How serde names the Rust type REST decodes a number or boolean field into.
+fn rust_name(kind: &Kind) -> Option<&'static str> {
+    Some(match kind {
+        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => "i64",
+        Kind::Uint64 | Kind::Fixed64 => "u64",
+        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => "i32",
+        Kind::Uint32 | Kind::Fixed32 => "u32",
+        Kind::Double => "f64",
+        Kind::Float => "f32",
+        Kind::Bool => "a boolean",
+        _ => return None,
+    })
 }
 
 /// The body as the value of one field (`body: "field"`).
@@ -364,6 +458,24 @@ mod tests {
         assert_eq!(f, "body");
         let (f, _) = violation(decode(br#"{"amount": 1} x"#).expect_err("trailing"));
         assert_eq!(f, "body");
+        // proto3 JSON would read these; REST's types do not, so neither does the gateway.
+        assert_eq!(
+            violation(decode(br#"{"amount": "5"}"#).expect_err("a number as a string")),
+            (
+                "amount".into(),
+                r#"invalid type: string "5", expected i64"#.into()
+            )
+        );
+        assert_eq!(
+            violation(decode(br#"{"from_account_id": null}"#).expect_err("null")),
+            (
+                "from_account_id".into(),
+                "invalid type: null, expected i64".into()
+            )
+        );
+        // A syntax error is still named by the field it broke in.
+        let (f, _) = violation(decode(br#"{"amount": 1, "currency": "US"#).expect_err("cut short"));
+        assert_eq!(f, "currency");
     }
 
     #[test]

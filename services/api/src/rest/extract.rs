@@ -52,7 +52,15 @@ pub fn is_json(headers: &HeaderMap) -> bool {
         })
 }
 
+/// A request body: a JSON object decoded into `T`. serde's derive would also read a struct from an
+/// array of its fields in order (`[1, 2, 5, "USD"]`); the contract's bodies are objects, so anything
+/// else is refused, in the words the gateway's decoder uses (`invalid type: sequence, expected a map`).
 pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{')
+        && let Err(e) = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(bytes)
+    {
+        return Err(ApiError::malformed("body", describe_json_error(&e)));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
