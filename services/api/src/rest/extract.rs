@@ -105,7 +105,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
 
 /// The `{id}` of a path such as `/v1/accounts/{id}`: anything but a positive integer, including a
 /// segment whose percent-encoding is not UTF-8 (axum's own rejection of that answers in plain text),
-/// is a 400 in the contract's shape naming `id`.
+/// is a 400 in the contract's shape naming `id`; an empty segment is a 404, as for any unknown path.
 #[derive(Debug, Clone, Copy)]
 pub struct PathId(pub i64);
 
@@ -117,6 +117,11 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
         let Path(raw) = Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(|_| invalid())?;
+        // axum's router lets `/v1/accounts//entries` through with an empty id; a path with an empty
+        // segment names no resource (`/v1/accounts/` is a 404 too, and the gateway says the same).
+        if raw.is_empty() {
+            return Err(ApiError::RouteNotFound);
+        }
         raw.parse::<i64>()
             .ok()
             .filter(|id| *id > 0)
