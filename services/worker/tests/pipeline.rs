@@ -587,6 +587,7 @@ async fn a_poison_event_goes_to_the_dead_letter_stream_while_others_flow() {
 
     let mut conn = worker.connection().await.expect("redis");
     let dead = dead_letters(&worker, &mut conn, Group::Notifications, &env.prefix, 1).await;
+    assert_eq!(dead.len(), 1, "only the poison event: {dead:?}");
     let fields = &dead[0];
     assert_eq!(fields["event_type"], "account.opened");
     assert_eq!(fields["dlq_group"], "notifications");

@@ -253,24 +253,28 @@ fn numbers_are_numbers(
         else {
             continue;
         };
-        let at = if path.is_empty() {
-            key.clone()
-        } else {
-            format!("{path}.{key}")
-        };
-        let items: Vec<(String, &serde_json::Value)> = match value {
-            serde_json::Value::Array(items) if field.is_list() => items
-                .iter()
-                .enumerate()
-                .map(|(i, item)| (format!("{at}[{i}]"), item))
-                .collect(),
-            _ => vec![(at, value)],
-        };
         let kind = field.kind();
-        for (at, item) in items {
+        let items = match value {
+            serde_json::Value::Array(items) if field.is_list() => items.as_slice(),
+            _ => std::slice::from_ref(value),
+        };
+        // Built only for a nested message or an error: most bodies are flat and right.
+        let at = |i: usize| {
+            let name = if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            };
+            if field.is_list() {
+                format!("{name}[{i}]")
+            } else {
+                name
+            }
+        };
+        for (i, item) in items.iter().enumerate() {
             if let Kind::Message(inner) = &kind {
                 if is_plain_message(&kind) && !field.is_map() {
-                    numbers_are_numbers(inner, item, &at)?;
+                    numbers_are_numbers(inner, item, &at(i))?;
                 }
                 continue;
             }
@@ -283,7 +287,7 @@ fn numbers_are_numbers(
                 _ => continue,
             };
             return Err(ApiError::malformed(
-                &at,
+                &at(i),
                 format!("invalid type: {found}, expected {expected}"),
             ));
         }
