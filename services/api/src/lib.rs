@@ -88,14 +88,24 @@ impl Api {
         let gateway = TcpListener::bind(config.gateway_addr)
             .await
             .with_context(|| format!("cannot listen on GATEWAY_ADDR {}", config.gateway_addr))?;
-        let upstream = match &config.gateway_upstream {
-            Some(url) => url.clone(),
-            None => format!("http://127.0.0.1:{}", grpc.local_addr()?.port()),
+        let channel = match &config.gateway_upstream {
+            Some(url) => tonic::transport::Endpoint::from_shared(url.clone())
+                .context("GATEWAY_UPSTREAM")?
+                .tcp_nodelay(true)
+                .connect_lazy(),
+            // This process's own gRPC listener, over loopback when it listens on every address.
+            None => {
+                let mut addr = grpc.local_addr()?;
+                if addr.ip().is_unspecified() {
+                    addr.set_ip(if addr.is_ipv4() {
+                        std::net::Ipv4Addr::LOCALHOST.into()
+                    } else {
+                        std::net::Ipv6Addr::LOCALHOST.into()
+                    });
+                }
+                grpc_server.gateway_channel(addr)
+            }
         };
-        let channel = tonic::transport::Endpoint::from_shared(upstream)
-            .context("GATEWAY_UPSTREAM")?
-            .tcp_nodelay(true)
-            .connect_lazy();
         let gateway_router = gateway::router(
             &streambank_proto::descriptor_pool(),
             channel,

@@ -558,6 +558,14 @@ async fn login_and_registration_are_rate_limited_per_ip_over_grpc() {
     let limited = users.login(attempt()).await.expect_err("limited");
     assert_eq!(limited.code(), Code::ResourceExhausted);
     assert_eq!(reason(&limited), "RATE_LIMITED");
+    // Only this process's own gateway is believed about its caller: a client on loopback, as the
+    // gateway is, that names another address in x-forwarded-for is still itself.
+    let mut forged = tonic::Request::new(attempt());
+    forged
+        .metadata_mut()
+        .insert("x-forwarded-for", "198.51.100.9".parse().expect("ascii"));
+    let still = users.login(forged).await.expect_err("limited");
+    assert_eq!(still.code(), Code::ResourceExhausted, "{still:?}");
     let retry_after: u64 = limited
         .metadata()
         .get("retry-after")

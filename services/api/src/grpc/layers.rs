@@ -20,11 +20,11 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use streambank_domain::FieldViolation;
 use streambank_service::{Authenticated, Error, Sessions};
 use tonic::Status;
-use tonic::transport::server::TcpConnectInfo;
 use tower::{Layer, Service};
 
 use super::error;
-use crate::rest::extract::client_ip;
+use super::peer::Peer;
+use crate::rest::extract::{client_ip, forwarded};
 
 /// The methods anyone may call without a token. Every other `streambank.v1` method needs one.
 /// (Reflection and health are other packages, and public.)
@@ -56,17 +56,18 @@ pub fn caller<T>(request: &tonic::Request<T>) -> Result<Authenticated, Status> {
 }
 
 /// The client's address: the socket's peer, or what `x-forwarded-for` says when the peer is a trusted
-/// proxy (the gateway, in a deployment that lists it in `TRUSTED_PROXIES`).
+/// proxy: this process's own gateway always ([`Peer::Gateway`]), another when `TRUSTED_PROXIES` lists it.
 pub fn client_addr(
     extensions: &axum::http::Extensions,
     headers: &HeaderMap,
     trusted: &[IpAddr],
 ) -> Option<IpAddr> {
-    let peer = extensions
-        .get::<TcpConnectInfo>()
-        .and_then(TcpConnectInfo::remote_addr)
-        .map(|a| a.ip());
-    client_ip(peer, headers, trusted)
+    match extensions.get::<Peer>() {
+        Some(Peer::Tcp(peer)) => client_ip(peer.map(|a| a.ip()), headers, trusted),
+        // The gateway appends its own caller's socket address last: the peer it stands in for.
+        Some(Peer::Gateway) => client_ip(forwarded(headers).next_back(), headers, trusted),
+        None => None,
+    }
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;

@@ -5,23 +5,26 @@
 //! layer, assembled once in [`serve`], outermost first:
 //!
 //! 1. panic recovery: a panicking method answers `Internal` and the server keeps serving;
-//! 2. request id: `x-request-id` metadata, generated when absent, echoed in the response metadata;
-//! 3. a tracing span per call (`grpc call`, with the method and the request id), continuing the
+//! 2. the caller: a TCP client, or this process's own gateway ([`peer::PeerLayer`]);
+//! 3. request id: `x-request-id` metadata, generated when absent, echoed in the response metadata;
+//! 4. a tracing span per call (`grpc call`, with the method and the request id), continuing the
 //!    caller's W3C `traceparent` when it sends one;
-//! 4. metrics: every call counted by method and code, and timed ([`layers::MetricsLayer`]);
-//! 5. the call's time limit: `REQUEST_TIMEOUT`, or the caller's `grpc-timeout` when sooner
+//! 5. metrics: every call counted by method and code, and timed ([`layers::MetricsLayer`]);
+//! 6. the call's time limit: `REQUEST_TIMEOUT`, or the caller's `grpc-timeout` when sooner
 //!    ([`layers::DeadlineLayer`]), inside the metrics so that they count a call cut short;
-//! 6. per-client-IP rate limits on `CreateUser` and `Login` ([`layers::RateLimitLayer`]);
-//! 7. authentication of every method not in [`layers::PUBLIC_METHODS`] ([`layers::AuthLayer`]);
-//! 8. tonic's own answers to a request it cannot read or route, restated in the contract's shape
+//! 7. per-client-IP rate limits on `CreateUser` and `Login` ([`layers::RateLimitLayer`]), the client
+//!    being the gateway's caller on the gateway's calls;
+//! 8. authentication of every method not in [`layers::PUBLIC_METHODS`] ([`layers::AuthLayer`]);
+//! 9. tonic's own answers to a request it cannot read or route, restated in the contract's shape
 //!    ([`layers::UnreadableRequestLayer`]).
-//!
+
 //! # Layout
 //!
 //! - [`layers`]: authentication, rate limits, metrics, time limits, tonic's statuses restated, the
 //!   list of public methods.
 //! - [`error`]: service errors as statuses with `ErrorInfo` and `BadRequest` details.
 //! - [`convert`]: service values as protobuf messages.
+//! - [`peer`]: who is calling: a TCP client, or this process's own gateway ([`peer::Peer`]).
 //! - [`users`], [`accounts`], [`transfers`], [`notifications`]: one module per service.
 
 pub mod accounts;
@@ -29,6 +32,7 @@ pub mod convert;
 pub mod error;
 pub mod layers;
 pub mod notifications;
+pub mod peer;
 pub mod transfers;
 pub mod users;
 
@@ -65,6 +69,7 @@ pub const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
 #[derive(Debug, Clone)]
 pub struct Grpc {
     state: AppState,
+    gateway: peer::GatewayConnections,
     auth_rate_limit_per_minute: u32,
     request_timeout: Duration,
 }
@@ -73,9 +78,16 @@ impl Grpc {
     pub fn new(state: AppState, config: &Config) -> Self {
         Self {
             state,
+            gateway: peer::GatewayConnections::default(),
             auth_rate_limit_per_minute: config.auth_rate_limit_per_minute,
             request_timeout: config.request_timeout,
         }
+    }
+
+    /// A channel for this process's gateway to this server's listener at `addr`, whose calls the
+    /// server knows for the gateway's ([`peer`]).
+    pub fn gateway_channel(&self, addr: std::net::SocketAddr) -> tonic::transport::Channel {
+        self.gateway.channel(addr)
     }
 
     /// The four StreamBank services, reflection (v1 and v1alpha) and health.
@@ -145,6 +157,7 @@ impl Grpc {
                 )
                 .into_http::<tonic::body::Body>()
             }))
+            .layer(peer::PeerLayer::new(self.gateway.clone()))
             .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
             .layer(TraceLayer::new_for_grpc().make_span_with(|request: &Request<_>| {
                 let request_id = request

@@ -163,20 +163,23 @@ pub fn client_ip(
     if !trusted_proxies.contains(&peer) {
         return Some(peer);
     }
-    let forwarded = headers
+    Some(
+        forwarded(headers)
+            .rev()
+            .find(|ip| !trusted_proxies.contains(ip))
+            .unwrap_or(peer),
+    )
+}
+
+/// The addresses in `X-Forwarded-For`, left (the first hop) to right (the last), skipping what is not
+/// an address.
+pub fn forwarded(headers: &HeaderMap) -> impl DoubleEndedIterator<Item = IpAddr> + '_ {
+    headers
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|ip| ip.trim().parse::<IpAddr>().ok())
-        .collect::<Vec<_>>();
-    Some(
-        forwarded
-            .into_iter()
-            .rev()
-            .find(|ip| !trusted_proxies.contains(ip))
-            .unwrap_or(peer),
-    )
 }
 
 /// The peer address recorded by `into_make_service_with_connect_info`.
