@@ -508,6 +508,66 @@ async fn gateway_clients_are_rate_limited_each_by_their_own_address() {
     );
 }
 
+/// A session records the client's address and user agent, and the same ones whether the client logged
+/// in over REST or through the gateway (whose own gRPC client would otherwise show as the caller).
+#[tokio::test]
+async fn a_session_records_the_clients_address_and_user_agent_on_both_listeners() {
+    let app = TestApp::spawn("paseto").await;
+    let id = app.register("ann").await;
+    app.bank.mark_email_verified(id).await.expect("verify");
+    let login = |base: &str, ip: [u8; 4], user_agent: Option<&'static str>| {
+        let mut client = reqwest::Client::builder().local_address(std::net::IpAddr::from(ip));
+        if let Some(user_agent) = user_agent {
+            client = client.user_agent(user_agent);
+        }
+        let url = format!("{base}/v1/sessions");
+        async move {
+            let response = client
+                .build()
+                .expect("client")
+                .post(url)
+                .json(&json!({"username": "ann", "password": PASSWORD}))
+                .send()
+                .await
+                .expect("POST");
+            assert_eq!(response.status(), StatusCode::CREATED);
+            let body: Value = response.json().await.expect("json");
+            body["session_id"].as_str().expect("session id").to_owned()
+        }
+    };
+    let recorded = |session: String| {
+        let pool = app.db.pool.clone();
+        async move {
+            sqlx::query_as::<_, (Option<String>, Option<String>)>(
+                "SELECT host(client_ip), user_agent FROM sessions WHERE id = $1::uuid",
+            )
+            .bind(session)
+            .fetch_one(&pool)
+            .await
+            .expect("the session row")
+        }
+    };
+    let cases = [
+        (&app.rest_base, [127, 0, 0, 2], Some("bank-app/2.1 (ios)")),
+        (
+            &app.gateway_base,
+            [127, 0, 0, 3],
+            Some("bank-app/2.1 (ios)"),
+        ),
+        (&app.rest_base, [127, 0, 0, 4], None),
+        (&app.gateway_base, [127, 0, 0, 5], None),
+    ];
+    for (base, ip, user_agent) in cases {
+        let session = login(base, ip, user_agent).await;
+        let expected_ip = std::net::IpAddr::from(ip).to_string();
+        assert_eq!(
+            recorded(session).await,
+            (Some(expected_ip), user_agent.map(str::to_owned)),
+            "{base}"
+        );
+    }
+}
+
 /// Serves a gateway alone, calling `upstream`.
 async fn lone_gateway(upstream: SocketAddr, timeout: Duration) -> String {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{upstream}"))

@@ -18,7 +18,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
-use axum::http::Request;
+use axum::http::{Extensions, HeaderMap, Request};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -33,6 +33,23 @@ pub enum Peer {
     Tcp(Option<SocketAddr>),
     /// This process's gateway, on one of its own connections.
     Gateway,
+}
+
+/// The caller's `user-agent`, as the client sent it. On the gateway's calls the gateway forwards its
+/// client's header and its own gRPC client (tonic's channel) appends `tonic/<version>` to it, or sends
+/// that alone when the client sent none; that addition is taken off again, so that a session opened
+/// through the gateway records what REST would.
+pub fn user_agent(extensions: &Extensions, headers: &HeaderMap) -> Option<String> {
+    let sent = headers.get("user-agent")?.to_str().ok()?;
+    if extensions.get::<Peer>() != Some(&Peer::Gateway) {
+        return Some(sent.to_owned());
+    }
+    let client = match sent.rsplit_once(' ') {
+        Some((client, ours)) if ours.starts_with("tonic/") => client,
+        None if sent.starts_with("tonic/") => return None,
+        _ => sent,
+    };
+    Some(client.to_owned())
 }
 
 /// The local addresses of the gateway's open connections to this process's gRPC server.

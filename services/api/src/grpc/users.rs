@@ -69,10 +69,7 @@ impl UserService for Users {
     ) -> Result<Response<pb::LoginResponse>, Status> {
         let headers = request.metadata().clone().into_headers();
         let meta = ClientMeta {
-            user_agent: headers
-                .get("user-agent")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
+            user_agent: super::peer::user_agent(request.extensions(), &headers),
             client_ip: client_addr(request.extensions(), &headers, &self.state.trusted_proxies),
         };
         let r = request.into_inner();
