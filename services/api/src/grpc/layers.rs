@@ -64,8 +64,13 @@ pub fn client_addr(
 ) -> Option<IpAddr> {
     match extensions.get::<Peer>() {
         Some(Peer::Tcp(peer)) => client_ip(peer.map(|a| a.ip()), headers, trusted),
-        // The gateway appends its own caller's socket address last: the peer it stands in for.
-        Some(Peer::Gateway) => client_ip(forwarded(headers).next_back(), headers, trusted),
+        // The gateway appends its own caller's socket address last: the peer it stands in for. (It
+        // always does; were it missing, the gateway's own address would stand for all its callers.)
+        Some(Peer::Gateway(gateway)) => client_ip(
+            forwarded(headers).next_back().or(Some(gateway.ip())),
+            headers,
+            trusted,
+        ),
         None => None,
     }
 }

@@ -17,7 +17,7 @@
 //! 8. authentication of every method not in [`layers::PUBLIC_METHODS`] ([`layers::AuthLayer`]);
 //! 9. tonic's own answers to a request it cannot read or route, restated in the contract's shape
 //!    ([`layers::UnreadableRequestLayer`]).
-
+//!
 //! # Layout
 //!
 //! - [`layers`]: authentication, rate limits, metrics, time limits, tonic's statuses restated, the

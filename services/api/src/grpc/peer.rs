@@ -31,8 +31,8 @@ use tower::{Layer, Service};
 pub enum Peer {
     /// A TCP client, at this address when the socket could tell.
     Tcp(Option<SocketAddr>),
-    /// This process's gateway, on one of its own connections.
-    Gateway,
+    /// This process's gateway, on one of its own connections (from this address).
+    Gateway(SocketAddr),
 }
 
 /// The caller's `user-agent`, as the client sent it. On the gateway's calls the gateway forwards its
@@ -41,7 +41,7 @@ pub enum Peer {
 /// through the gateway records what REST would.
 pub fn user_agent(extensions: &Extensions, headers: &HeaderMap) -> Option<String> {
     let sent = headers.get("user-agent")?.to_str().ok()?;
-    if extensions.get::<Peer>() != Some(&Peer::Gateway) {
+    if !matches!(extensions.get::<Peer>(), Some(Peer::Gateway(_))) {
         return Some(sent.to_owned());
     }
     let client = match sent.rsplit_once(' ') {
@@ -195,7 +195,7 @@ where
             .get::<TcpConnectInfo>()
             .and_then(TcpConnectInfo::remote_addr);
         let peer = match remote {
-            Some(addr) if self.gateway.contains(&addr) => Peer::Gateway,
+            Some(addr) if self.gateway.contains(&addr) => Peer::Gateway(addr),
             remote => Peer::Tcp(remote),
         };
         request.extensions_mut().insert(peer);
