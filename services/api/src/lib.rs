@@ -88,11 +88,8 @@ impl Api {
         let gateway = TcpListener::bind(config.gateway_addr)
             .await
             .with_context(|| format!("cannot listen on GATEWAY_ADDR {}", config.gateway_addr))?;
-        let channel = match &config.gateway_upstream {
-            Some(url) => tonic::transport::Endpoint::from_shared(url.clone())
-                .context("GATEWAY_UPSTREAM")?
-                .tcp_nodelay(true)
-                .connect_lazy(),
+        let upstream = match &config.gateway_upstream {
+            Some(url) => url.clone(),
             // This process's own gRPC listener, over loopback when it listens on every address.
             None => {
                 let mut addr = grpc.local_addr()?;
@@ -103,9 +100,12 @@ impl Api {
                         std::net::Ipv6Addr::LOCALHOST.into()
                     });
                 }
-                grpc_server.gateway_channel(addr)
+                format!("http://{addr}")
             }
         };
+        let channel = grpc_server
+            .gateway_channel(&upstream)
+            .context("GATEWAY_UPSTREAM")?;
         let gateway_router = gateway::router(
             &streambank_proto::descriptor_pool(),
             channel,

@@ -463,49 +463,69 @@ async fn rate_limits_through_the_gateway_carry_retry_after() {
     .await;
 }
 
-/// The gateway in the process calls the gRPC server over its in-memory connection, which the server
-/// trusts to name the caller: each gateway client has its own login limit, as on REST, instead of all
-/// sharing the gateway's own address. Clients at 127.0.0.1 and 127.0.0.2 (both loopback), no
-/// `TRUSTED_PROXIES`; a client that forges `X-Forwarded-For` is still known by its socket address.
+/// The gateway calls the gRPC server with each client's address appended to `x-forwarded-for`, and the
+/// server believes it on the gateway's own connections only: each gateway client has its own login limit,
+/// as on REST, instead of all sharing the gateway's address. Clients at 127.0.0.1 and 127.0.0.2 (both
+/// loopback), no `TRUSTED_PROXIES`; a client that forges `X-Forwarded-For` is still known by its
+/// socket address. Both ways the gateway finds its own process's server: `GATEWAY_UPSTREAM` unset, and
+/// set to the process's own listener by name, as compose and the manifests set it.
 #[tokio::test]
 async fn gateway_clients_are_rate_limited_each_by_their_own_address() {
-    let app = TestApp::spawn_with(&[("AUTH_RATE_LIMIT_PER_MINUTE", "1")]).await;
-    let from = |ip: [u8; 4]| {
-        reqwest::Client::builder()
-            .local_address(std::net::IpAddr::from(ip))
-            .build()
-            .expect("client")
-    };
-    let (ann, bob) = (from([127, 0, 0, 1]), from([127, 0, 0, 2]));
-    let login = |client: &reqwest::Client, forged: Option<&str>| {
-        let mut request = client
-            .post(format!("{}/v1/sessions", app.gateway_base))
-            .json(&json!({"username": "nobody", "password": PASSWORD}));
-        if let Some(forged) = forged {
-            request = request.header("x-forwarded-for", forged);
-        }
-        request.send()
-    };
-    let status = |r: reqwest::Response| r.status();
+    let free_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let grpc_addr = format!("127.0.0.1:{free_port}");
+    let upstream = format!("http://localhost:{free_port}");
+    let configs: [&[(&str, &str)]; 2] = [
+        &[("AUTH_RATE_LIMIT_PER_MINUTE", "1")],
+        &[
+            ("AUTH_RATE_LIMIT_PER_MINUTE", "1"),
+            ("GRPC_ADDR", &grpc_addr),
+            ("GATEWAY_UPSTREAM", &upstream),
+        ],
+    ];
+    for vars in configs {
+        let app = TestApp::spawn_with(vars).await;
+        let from = |ip: [u8; 4]| {
+            reqwest::Client::builder()
+                .local_address(std::net::IpAddr::from(ip))
+                .build()
+                .expect("client")
+        };
+        let (ann, bob) = (from([127, 0, 0, 1]), from([127, 0, 0, 2]));
+        let login = |client: &reqwest::Client, forged: Option<&str>| {
+            let mut request = client
+                .post(format!("{}/v1/sessions", app.gateway_base))
+                .json(&json!({"username": "nobody", "password": PASSWORD}));
+            if let Some(forged) = forged {
+                request = request.header("x-forwarded-for", forged);
+            }
+            request.send()
+        };
+        let status = |r: reqwest::Response| r.status();
 
-    assert_eq!(
-        status(login(&ann, None).await.expect("POST")),
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        status(login(&ann, Some("198.51.100.9")).await.expect("POST")),
-        StatusCode::TOO_MANY_REQUESTS,
-        "a forged X-Forwarded-For does not make a new client"
-    );
-    assert_eq!(
-        status(login(&bob, None).await.expect("POST")),
-        StatusCode::UNAUTHORIZED,
-        "another client has a limit of its own"
-    );
-    assert_eq!(
-        status(login(&bob, None).await.expect("POST")),
-        StatusCode::TOO_MANY_REQUESTS
-    );
+        assert_eq!(
+            status(login(&ann, None).await.expect("POST")),
+            StatusCode::UNAUTHORIZED,
+            "{vars:?}"
+        );
+        assert_eq!(
+            status(login(&ann, Some("198.51.100.9")).await.expect("POST")),
+            StatusCode::TOO_MANY_REQUESTS,
+            "a forged X-Forwarded-For does not make a new client ({vars:?})"
+        );
+        assert_eq!(
+            status(login(&bob, None).await.expect("POST")),
+            StatusCode::UNAUTHORIZED,
+            "another client has a limit of its own ({vars:?})"
+        );
+        assert_eq!(
+            status(login(&bob, None).await.expect("POST")),
+            StatusCode::TOO_MANY_REQUESTS,
+            "{vars:?}"
+        );
+    }
 }
 
 /// A session records the client's address and user agent, and the same ones whether the client logged
@@ -568,11 +588,11 @@ async fn a_session_records_the_clients_address_and_user_agent_on_both_listeners(
     }
 }
 
-/// Serves a gateway alone, calling `upstream`.
+/// Serves a gateway alone, calling `upstream` over the channel the API process builds.
 async fn lone_gateway(upstream: SocketAddr, timeout: Duration) -> String {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{upstream}"))
-        .expect("endpoint")
-        .connect_lazy();
+    let channel = streambank_api::grpc::peer::GatewayConnections::default()
+        .channel(&format!("http://{upstream}"))
+        .expect("channel");
     let router = gateway::router(
         &streambank_proto::descriptor_pool(),
         channel,

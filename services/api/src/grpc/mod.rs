@@ -84,10 +84,10 @@ impl Grpc {
         }
     }
 
-    /// A channel for this process's gateway to this server's listener at `addr`, whose calls the
-    /// server knows for the gateway's ([`peer`]).
-    pub fn gateway_channel(&self, addr: std::net::SocketAddr) -> tonic::transport::Channel {
-        self.gateway.channel(addr)
+    /// The channel this process's gateway calls `upstream` (an `http://host:port` URL) on; when that
+    /// is this server, it knows the gateway's calls for what they are ([`peer`]).
+    pub fn gateway_channel(&self, upstream: &str) -> anyhow::Result<tonic::transport::Channel> {
+        self.gateway.channel(upstream)
     }
 
     /// The four StreamBank services, reflection (v1 and v1alpha) and health.

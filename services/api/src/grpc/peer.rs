@@ -1,15 +1,17 @@
 //! Who is at the other end of a gRPC call: a TCP client, or this process's own gateway.
 //!
-//! When `GATEWAY_UPSTREAM` is unset the gateway calls this process's gRPC server over loopback, so by
-//! its socket address it is a peer at 127.0.0.1 like any other local process, and every gateway
-//! caller would share that one address's login and registration limit (and be recorded as 127.0.0.1 on
-//! its session) unless an operator listed 127.0.0.1 in `TRUSTED_PROXIES`, which would also believe
+//! The gateway calls the gRPC server over TCP, usually this process's own over loopback
+//! (`GATEWAY_UPSTREAM` unset, or `http://127.0.0.1:9090` as compose and the manifests set it). By its
+//! socket address it is then a peer at 127.0.0.1 like any other local process, and every gateway caller
+//! would share that one address's login and registration limit (and be recorded as 127.0.0.1 on its
+//! session) unless an operator listed 127.0.0.1 in `TRUSTED_PROXIES`, which would also believe
 //! `X-Forwarded-For` from anything else on the machine. Instead the gateway's connections register
-//! their local addresses here while they are open ([`GatewayConnections::channel`]), and
+//! themselves here while they are open ([`GatewayConnections::channel`]), each by both its ends, and
 //! [`PeerLayer`] marks a call that arrives on one of them as [`Peer::Gateway`]: a trusted proxy by
-//! construction, whose caller is the last hop of the `x-forwarded-for` it appends. A TCP port is held
-//! by one socket at a time, and an address leaves the set before its socket closes, so no other
-//! connection can be taken for the gateway's.
+//! construction, whose caller is the last hop of the `x-forwarded-for` it appends. The kernel keeps
+//! each (local address, remote address) pair unique among open connections, and a pair leaves the set
+//! before its socket closes, so no other connection can be taken for the gateway's. When the upstream
+//! is another process, its connections never reach this server and the set changes nothing.
 
 use std::collections::HashSet;
 use std::io;
@@ -52,44 +54,58 @@ pub fn user_agent(extensions: &Extensions, headers: &HeaderMap) -> Option<String
     Some(client.to_owned())
 }
 
-/// The local addresses of the gateway's open connections to this process's gRPC server.
+/// Both ends of a TCP connection, as `(client, server)`, with IPv4-mapped IPv6 addresses as IPv4, so
+/// that the two sides of one connection name it alike.
+type Ends = (SocketAddr, SocketAddr);
+
+fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
+
+/// The gateway's open connections to its upstream, by both their ends.
 #[derive(Debug, Clone, Default)]
-pub struct GatewayConnections(Arc<Mutex<HashSet<SocketAddr>>>);
+pub struct GatewayConnections(Arc<Mutex<HashSet<Ends>>>);
 
 impl GatewayConnections {
-    fn set(&self) -> std::sync::MutexGuard<'_, HashSet<SocketAddr>> {
+    fn set(&self) -> std::sync::MutexGuard<'_, HashSet<Ends>> {
         // The set is left consistent by every critical section (one insert or remove).
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Whether `peer` is the far end of one of the gateway's open connections.
-    pub fn contains(&self, peer: &SocketAddr) -> bool {
-        self.set().contains(peer)
+    /// Whether the connection from `client` to `server` is one of the gateway's.
+    pub fn contains(&self, client: SocketAddr, server: SocketAddr) -> bool {
+        self.set().contains(&(canonical(client), canonical(server)))
     }
 
-    /// A lazily connecting channel to `addr` (this process's gRPC listener) over TCP, whose
-    /// connections are registered while they are open. Like any channel, it connects on its first
-    /// call and again after a connection ends.
-    pub fn channel(&self, addr: SocketAddr) -> Channel {
+    /// A lazily connecting channel to `upstream` (an `http://host:port` URL) over TCP, whose
+    /// connections are registered while they are open. Like any channel, it connects on its first call
+    /// (resolving the host then) and again after a connection ends.
+    pub fn channel(&self, upstream: &str) -> anyhow::Result<Channel> {
+        let endpoint = Endpoint::from_shared(upstream.to_owned())?;
+        let uri = endpoint.uri();
+        let host = uri
+            .host()
+            .ok_or_else(|| anyhow::anyhow!("{upstream} names no host"))?;
+        let authority = format!("{host}:{}", uri.port_u16().unwrap_or(80));
         let connections = self.clone();
         let connector = tower::service_fn(move |_: axum::http::Uri| {
-            let connections = connections.clone();
+            let (connections, authority) = (connections.clone(), authority.clone());
             async move {
-                let stream = TcpStream::connect(addr).await?;
+                let stream = TcpStream::connect(authority.as_str()).await?;
                 stream.set_nodelay(true)?;
-                let local = stream.local_addr()?;
-                connections.set().insert(local);
+                let ends = (
+                    canonical(stream.local_addr()?),
+                    canonical(stream.peer_addr()?),
+                );
+                connections.set().insert(ends);
                 Ok::<_, io::Error>(TokioIo::new(Registered {
                     stream,
-                    local,
+                    ends,
                     connections,
                 }))
             }
         });
-        // The connector ignores the URI; the authority is what the server sees as `:authority`.
-        Endpoint::from_shared(format!("http://{addr}"))
-            .expect("a socket address makes a valid URI")
-            .connect_with_connector_lazy(connector)
+        Ok(endpoint.connect_with_connector_lazy(connector))
     }
 }
 
@@ -97,14 +113,14 @@ impl GatewayConnections {
 #[derive(Debug)]
 struct Registered {
     stream: TcpStream,
-    local: SocketAddr,
+    ends: Ends,
     connections: GatewayConnections,
 }
 
 impl Drop for Registered {
     fn drop(&mut self) {
         // Runs before `stream` is dropped (and its port released).
-        self.connections.set().remove(&self.local);
+        self.connections.set().remove(&self.ends);
     }
 }
 
@@ -190,13 +206,16 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let remote = request
-            .extensions()
-            .get::<TcpConnectInfo>()
-            .and_then(TcpConnectInfo::remote_addr);
-        let peer = match remote {
-            Some(addr) if self.gateway.contains(&addr) => Peer::Gateway(addr),
-            remote => Peer::Tcp(remote),
+        let info = request.extensions().get::<TcpConnectInfo>();
+        let (remote, local) = (
+            info.and_then(TcpConnectInfo::remote_addr),
+            info.and_then(TcpConnectInfo::local_addr),
+        );
+        let peer = match (remote, local) {
+            (Some(remote), Some(local)) if self.gateway.contains(remote, local) => {
+                Peer::Gateway(remote)
+            }
+            (remote, _) => Peer::Tcp(remote),
         };
         request.extensions_mut().insert(peer);
         self.inner.call(request)
