@@ -1,11 +1,8 @@
 //! `bankctl outbox ...` and `bankctl dlq ...`: repairing the event pipeline.
 
-use std::collections::BTreeMap;
-
 use anyhow::Context as _;
-use redis::streams::StreamRangeReply;
 use sqlx::postgres::PgConnectOptions;
-use streambank_events::dead_letter_key;
+use streambank_store::dead_letters;
 
 /// Marks retained outbox rows created since `since` for publishing again (the relay does the rest).
 pub async fn republish(options: &PgConnectOptions, since: &str) -> anyhow::Result<String> {
@@ -29,81 +26,66 @@ async fn redis(url: &str) -> anyhow::Result<redis::aio::MultiplexedConnection> {
         .map_err(|e| anyhow::anyhow!("cannot reach Redis at {url} ({e}); is it running?"))
 }
 
-fn strings(entry: &redis::streams::StreamId) -> BTreeMap<String, String> {
-    entry
-        .map
-        .iter()
-        .filter_map(|(k, v)| {
-            redis::from_redis_value::<String>(v.clone())
-                .ok()
-                .map(|v| (k.clone(), v))
-        })
-        .collect()
-}
-
-/// One line per dead-lettered entry.
-pub async fn dlq_list(redis_url: &str, prefix: &str) -> anyhow::Result<String> {
-    let mut conn = redis(redis_url).await?;
-    let key = dead_letter_key(prefix);
-    let reply: StreamRangeReply = redis::cmd("XRANGE")
-        .arg(&key)
-        .arg("-")
-        .arg("+")
-        .query_async(&mut conn)
-        .await?;
-    if reply.ids.is_empty() {
-        return Ok(format!("{key} is empty"));
+/// One line per dead letter not yet replayed, from Postgres (the record; Redis may have lost its copy).
+pub async fn dlq_list(options: &PgConnectOptions) -> anyhow::Result<String> {
+    let pool = crate::connect(options).await?;
+    let letters = dead_letters::waiting(&pool).await?;
+    if letters.is_empty() {
+        return Ok("no dead letters".to_owned());
     }
-    let lines: Vec<String> = reply
-        .ids
+    let lines: Vec<String> = letters
         .iter()
-        .map(|entry| {
-            let f = strings(entry);
-            let get = |name: &str| f.get(name).map_or("?", String::as_str);
+        .map(|d| {
+            let field = |name: &str| d.fields.get(name).and_then(|v| v.as_str()).unwrap_or("?");
             format!(
-                "{}  {} {}  group={} from={} deliveries={}  error: {}",
-                entry.id,
-                get("event_type"),
-                get("event_id"),
-                get("dlq_group"),
-                get("dlq_stream"),
-                get("dlq_deliveries"),
-                get("dlq_error")
+                "{}  {} {}  group={} from={} entry={} attempts={} first={} last={}  error: {}",
+                d.id,
+                field("event_type"),
+                d.event_id.map_or_else(|| "-".to_owned(), |e| e.to_string()),
+                d.consumer_group,
+                d.stream,
+                d.stream_entry_id,
+                d.attempts,
+                d.first_failed_at.format("%Y-%m-%dT%H:%M:%SZ"),
+                d.last_failed_at.format("%Y-%m-%dT%H:%M:%SZ"),
+                d.error
             )
         })
         .collect();
     Ok(lines.join("\n"))
 }
 
-/// Puts a dead-lettered entry back on its stream (as a new entry) and removes it from the dead letters.
-/// Groups that already handled the event skip it (they deduplicate by event id).
-pub async fn dlq_replay(redis_url: &str, prefix: &str, id: &str) -> anyhow::Result<String> {
+/// Puts a dead letter's entry back on its stream (as a new entry) and marks it replayed. Groups that
+/// already handled the event skip it (they deduplicate by event id).
+pub async fn dlq_replay(
+    options: &PgConnectOptions,
+    redis_url: &str,
+    id: &str,
+) -> anyhow::Result<String> {
+    let id: i64 = id.parse().ok().filter(|id| *id > 0).with_context(|| {
+        format!("a dead letter id is a number as `dlq list` shows it, got {id:?}")
+    })?;
+    let pool = crate::connect(options).await?;
+    let letter = dead_letters::get(&pool, id)
+        .await?
+        .with_context(|| format!("no dead letter {id}"))?;
+    if letter.replayed_at.is_some() {
+        anyhow::bail!("dead letter {id} was already replayed");
+    }
+    let fields = letter
+        .fields
+        .as_object()
+        .with_context(|| format!("dead letter {id} holds no entry fields"))?;
     let mut conn = redis(redis_url).await?;
-    let key = dead_letter_key(prefix);
-    let reply: StreamRangeReply = redis::cmd("XRANGE")
-        .arg(&key)
-        .arg(id)
-        .arg(id)
-        .query_async(&mut conn)
-        .await?;
-    let entry = reply
-        .ids
-        .first()
-        .with_context(|| format!("no entry {id} in {key}"))?;
-    let fields = strings(entry);
-    let stream = fields
-        .get("dlq_stream")
-        .with_context(|| format!("entry {id} does not say which stream it came from"))?;
     let mut cmd = redis::cmd("XADD");
-    cmd.arg(stream).arg("*");
-    for (field, value) in fields.iter().filter(|(k, _)| !k.starts_with("dlq_")) {
-        cmd.arg(field).arg(value);
+    cmd.arg(&letter.stream).arg("*");
+    for (field, value) in fields {
+        cmd.arg(field).arg(value.as_str().unwrap_or_default());
     }
     let new_id: String = cmd.query_async(&mut conn).await?;
-    let _: i64 = redis::cmd("XDEL")
-        .arg(&key)
-        .arg(id)
-        .query_async(&mut conn)
-        .await?;
-    Ok(format!("replayed {id} onto {stream} as {new_id}"))
+    dead_letters::mark_replayed(&pool, id).await?;
+    Ok(format!(
+        "replayed dead letter {id} onto {} as {new_id}",
+        letter.stream
+    ))
 }

@@ -32,7 +32,7 @@ pub struct Cli {
     )]
     pub database_url: String,
 
-    /// Redis, for the dead-letter commands.
+    /// Redis, where `dlq replay` puts entries back.
     #[arg(
         long,
         env = "REDIS_URL",
@@ -63,7 +63,7 @@ pub enum Command {
         #[command(subcommand)]
         command: OutboxCommand,
     },
-    /// The dead-letter stream.
+    /// Dead letters: stream entries a consumer group gave up on (kept in Postgres).
     Dlq {
         #[command(subcommand)]
         command: DlqCommand,
@@ -82,11 +82,11 @@ pub enum OutboxCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum DlqCommand {
-    /// List the dead-lettered entries with their errors.
+    /// List the dead letters not yet replayed, with their errors.
     List,
-    /// Put a dead-lettered entry back on its stream.
+    /// Put a dead letter's entry back on its stream.
     Replay {
-        /// The entry id in the dead-letter stream (as `dlq list` shows it).
+        /// The dead letter's id (the first column of `dlq list`).
         id: String,
     },
 }
@@ -136,10 +136,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<String> {
         } => events::republish(&options, &since).await,
         Command::Dlq {
             command: DlqCommand::List,
-        } => events::dlq_list(&cli.redis_url, &cli.stream_prefix).await,
+        } => events::dlq_list(&options).await,
         Command::Dlq {
             command: DlqCommand::Replay { id },
-        } => events::dlq_replay(&cli.redis_url, &cli.stream_prefix, &id).await,
+        } => events::dlq_replay(&options, &cli.redis_url, &id).await,
         Command::Users { command } => {
             let bank = Bank::new(connect(&options).await?);
             match command {

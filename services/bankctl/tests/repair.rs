@@ -263,3 +263,114 @@ async fn a_killed_relay_and_a_flushed_redis_leave_every_notification_once() {
         .await
         .expect("FLUSHDB");
 }
+
+fn run_bankctl(db: &TestDb, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_bankctl"))
+        .args(args)
+        .env("DATABASE_URL", &db.url)
+        .env("REDIS_URL", redis_url())
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run bankctl");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "bankctl {args:?}: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[tokio::test]
+async fn dead_letters_outlive_redis_and_are_replayed_from_postgres() {
+    let db = TestDb::new().await;
+    let prefix = format!("dlq-{}", uuid::Uuid::new_v4().simple());
+    let mut conn = redis().await;
+    let config = streambank_worker::Config {
+        health_addr: "127.0.0.1:0".parse().expect("addr"),
+        ..streambank_worker::Config::new(db.url.clone(), redis_url(), prefix.clone())
+    };
+    let worker = config.build().expect("worker");
+    worker.drain().await.expect("the groups exist");
+    // Two entries no worker can ever handle: one that is not an event, one whose payload is broken.
+    let key = stream_key(&prefix, Stream::Users);
+    let event_id = uuid::Uuid::new_v4().to_string();
+    let _: String = redis::cmd("XADD")
+        .arg(&key)
+        .arg("*")
+        .arg("hello")
+        .arg("world")
+        .query_async(&mut conn)
+        .await
+        .expect("XADD");
+    let _: String = redis::cmd("XADD")
+        .arg(&key)
+        .arg("*")
+        .arg("event_id")
+        .arg(&event_id)
+        .arg("event_type")
+        .arg("user.registered")
+        .arg("aggregate_type")
+        .arg("user")
+        .arg("aggregate_id")
+        .arg("1")
+        .arg("occurred_at")
+        .arg("2026-12-06T00:00:00.000000Z")
+        .arg("traceparent")
+        .arg("")
+        .arg("payload")
+        .arg("not json")
+        .query_async(&mut conn)
+        .await
+        .expect("XADD");
+    worker.drain().await.expect("drain");
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM dead_letters").await,
+        2,
+        "a permanent failure is dead-lettered at once"
+    );
+
+    // Redis loses everything of this installation.
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut conn)
+        .await
+        .expect("KEYS");
+    let _: i64 = redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut conn)
+        .await
+        .expect("DEL");
+
+    let listed = run_bankctl(&db, &["dlq", "list"]);
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    let line = listed
+        .lines()
+        .find(|l| l.contains(&event_id))
+        .unwrap_or_else(|| panic!("the broken event is listed: {listed}"));
+    assert!(line.contains("group=email-verification"), "{line}");
+    assert!(line.contains("error: "), "{line}");
+    let id = line.split_whitespace().next().expect("an id");
+
+    let replayed = run_bankctl(&db, &["dlq", "replay", id]);
+    assert!(
+        replayed.starts_with(&format!("replayed dead letter {id} onto {key}")),
+        "{replayed}"
+    );
+    assert_eq!(
+        xlen(&mut conn, &key).await,
+        1,
+        "the entry is back on its stream"
+    );
+    let listed = run_bankctl(&db, &["dlq", "list"]);
+    assert_eq!(
+        listed.lines().count(),
+        1,
+        "a replayed letter is no longer waiting: {listed}"
+    );
+    let _: i64 = redis::cmd("DEL")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .expect("DEL");
+}

@@ -1,29 +1,34 @@
-//! The consumer-group machinery: read, hand to the handlers, acknowledge; retry with backoff; take over
-//! entries of dead consumers; dead-letter poison entries.
+//! The consumer-group machinery: read, hand to the handlers, acknowledge, and decide what a failure
+//! means ([`crate::failure`]); the pending entries are swept in [`crate::pending`].
 //!
 //! Each group runs as one task that alternates a blocking `XREADGROUP` (on its own connection, which has
 //! no response timeout: `BLOCK` outlives redis-rs's default 500 ms) with a sweep of the pending entries
 //! list. Running both in one task means an entry is never handled twice at once by this process.
+//!
+//! When a dependency is down (Postgres or the SMTP server), a group stops reading new entries: it probes
+//! with a few of its failed entries at growing, jittered intervals (capped at `WORKER_RETRY_MAX`) and
+//! reads again at full speed once a probe succeeds. Entries that failed for that reason are never
+//! dead-lettered by count, only once older than `WORKER_DEAD_LETTER_AFTER`.
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::hash::{Hash as _, Hasher as _};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use futures_util::StreamExt as _;
+use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
-use redis::streams::{
-    StreamAutoClaimReply, StreamClaimReply, StreamId, StreamPendingCountReply, StreamPendingReply,
-    StreamRangeReply, StreamReadReply,
-};
-use redis::{AsyncConnectionConfig, Value};
-use streambank_events::{StreamEntry, dead_letter_key, stream_key};
+use redis::streams::{StreamId, StreamReadReply};
+use sqlx::PgPool;
+use sqlx::postgres::PgConnectOptions;
+use streambank_events::{StreamEntry, stream_key};
+use tokio::time::Instant;
 use tracing::Instrument as _;
 
 use crate::Config;
+use crate::failure::{Failure, Poison};
 use crate::handlers::{Group, Handlers};
 
 /// Entries one group handles at the same time.
@@ -139,11 +144,11 @@ impl Handle for Handlers {
 #[derive(Debug, Clone)]
 pub struct WorkerMetrics {
     pub registry: streambank_telemetry::metrics::Registry,
-    processed: streambank_telemetry::metrics::Counter,
-    retried: streambank_telemetry::metrics::Counter,
-    dead_lettered: streambank_telemetry::metrics::Counter,
-    handling: streambank_telemetry::metrics::Histogram,
-    pending: streambank_telemetry::metrics::Gauge,
+    pub(crate) processed: streambank_telemetry::metrics::Counter,
+    pub(crate) retried: streambank_telemetry::metrics::Counter,
+    pub(crate) dead_lettered: streambank_telemetry::metrics::Counter,
+    pub(crate) handling: streambank_telemetry::metrics::Histogram,
+    pub(crate) pending: streambank_telemetry::metrics::Gauge,
 }
 
 impl Default for WorkerMetrics {
@@ -182,19 +187,47 @@ impl Default for WorkerMetrics {
     }
 }
 
+/// Why an entry of this process last failed, for its retry and its dead-letter record.
+#[derive(Debug, Clone)]
+pub(crate) struct FailureRecord {
+    pub(crate) kind: Failure,
+    pub(crate) error: String,
+    pub(crate) first_failed_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A group's view of its dependencies while they fail: no new reads until `next_probe`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Outage {
+    pub(crate) failures: u32,
+    pub(crate) next_probe: Instant,
+}
+
+/// A stream entry this process holds (read, or claimed from the pending list), with how many times it
+/// has been delivered.
+#[derive(Debug)]
+pub(crate) struct Held {
+    pub(crate) key: String,
+    pub(crate) id: StreamId,
+    pub(crate) deliveries: u64,
+}
+
 /// A worker process: its consumer name, its handlers and its connections.
 #[derive(Debug, Clone)]
 pub struct Worker {
-    config: Config,
+    pub(crate) config: Config,
     handler: Arc<dyn Handle>,
     redis: redis::Client,
-    consumer: String,
-    /// The last error of each entry this process failed, for the dead-letter record.
-    last_errors: Arc<Mutex<HashMap<String, String>>>,
-    metrics: WorkerMetrics,
+    /// Where dead letters are recorded.
+    pub(crate) db: PgPool,
+    pub(crate) consumer: String,
+    /// Why each entry this process failed last failed (removed once it succeeds or is dead-lettered).
+    failures: Arc<Mutex<HashMap<String, FailureRecord>>>,
+    /// The groups whose dependencies are down.
+    outages: Arc<Mutex<HashMap<Group, Outage>>>,
+    pub(crate) metrics: WorkerMetrics,
 }
 
-fn fields(id: &StreamId) -> HashMap<String, String> {
+pub(crate) fn fields(id: &StreamId) -> HashMap<String, String> {
     id.map
         .iter()
         .filter_map(|(k, v)| {
@@ -205,10 +238,19 @@ fn fields(id: &StreamId) -> HashMap<String, String> {
         .collect()
 }
 
+/// Locks a mutex whose data stays consistent even if a holder panicked.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 impl Worker {
     pub fn new(config: Config, handler: Arc<dyn Handle>) -> anyhow::Result<Self> {
         let redis = redis::Client::open(config.redis_url.as_str())
             .context("REDIS_URL is not a Redis URL")?;
+        let options: PgConnectOptions = config.database_url.parse().context("DATABASE_URL")?;
+        let db = streambank_store::pool_options(2).connect_lazy_with(options);
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".to_owned());
         let consumer = format!(
             "{host}-{}-{}",
@@ -219,8 +261,10 @@ impl Worker {
             config,
             handler,
             redis,
+            db,
             consumer,
-            last_errors: Arc::default(),
+            failures: Arc::default(),
+            outages: Arc::default(),
             metrics: WorkerMetrics::default(),
         })
     }
@@ -234,7 +278,7 @@ impl Worker {
         &self.consumer
     }
 
-    fn keys(&self, group: Group) -> Vec<String> {
+    pub(crate) fn keys(&self, group: Group) -> Vec<String> {
         group
             .streams()
             .iter()
@@ -278,8 +322,8 @@ impl Worker {
         Ok(())
     }
 
-    /// Reads new entries for `group` (waiting up to `block` when there are none) and handles them.
-    /// Returns how many entries it read.
+    /// Reads up to `count` new entries for `group` (waiting up to `block` when there are none) and
+    /// handles them. Returns how many entries it read.
     pub async fn read_once(
         &self,
         blocking: &mut MultiplexedConnection,
@@ -287,13 +331,24 @@ impl Worker {
         group: Group,
         block: Option<Duration>,
     ) -> anyhow::Result<usize> {
+        self.read(blocking, conn, group, block, READ_COUNT).await
+    }
+
+    async fn read(
+        &self,
+        blocking: &mut MultiplexedConnection,
+        conn: &mut MultiplexedConnection,
+        group: Group,
+        block: Option<Duration>,
+        count: usize,
+    ) -> anyhow::Result<usize> {
         let keys = self.keys(group);
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP")
             .arg(group.name())
             .arg(&self.consumer)
             .arg("COUNT")
-            .arg(64);
+            .arg(count);
         if let Some(block) = block {
             cmd.arg("BLOCK").arg(block.as_millis() as u64);
         }
@@ -305,123 +360,220 @@ impl Worker {
             .query_async(blocking)
             .await
             .context("XREADGROUP failed")?;
-        let entries: Vec<(String, StreamId)> = reply
+        let held: Vec<Held> = reply
             .map(|r| r.keys)
             .unwrap_or_default()
             .into_iter()
             .flat_map(|stream| {
                 let key = stream.key;
-                stream.ids.into_iter().map(move |id| (key.clone(), id))
+                stream.ids.into_iter().map(move |id| Held {
+                    key: key.clone(),
+                    id,
+                    deliveries: 1,
+                })
             })
             .collect();
-        let read = entries.len();
-        let mut deliveries = Vec::with_capacity(read);
-        let mut ids = Vec::with_capacity(read);
-        for (key, id) in entries {
-            match StreamEntry::from_fields(fields(&id)) {
-                Ok(entry) => {
-                    deliveries.push(Delivery::new(group, entry));
-                    ids.push((key, id.id));
-                }
-                Err(missing) => {
-                    let error = anyhow::anyhow!("the entry has no {missing} field");
-                    self.failed(group, &id.id, &error);
-                }
-            }
-        }
-        if deliveries.is_empty() {
-            return Ok(read);
-        }
-        let started = std::time::Instant::now();
-        let outcomes = self.handler.handle_many(group, &deliveries).await;
-        debug_assert_eq!(outcomes.len(), deliveries.len(), "one outcome per entry");
-        self.settle(conn, group, &ids, outcomes, started.elapsed())
-            .await?;
+        let read = held.len();
+        self.handle_held(conn, group, held).await?;
         Ok(read)
     }
 
+    /// Keeps this consumer known to be alive while it reads nothing (a group waiting out an outage):
+    /// a read of its own history past its newest entry returns nothing, and refreshes the consumer's
+    /// idle time, which is how the other workers tell a live consumer from a dead one.
+    async fn touch(&self, conn: &mut MultiplexedConnection, group: Group) -> anyhow::Result<()> {
+        let keys = self.keys(group);
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(group.name())
+            .arg(&self.consumer)
+            .arg("COUNT")
+            .arg(1)
+            .arg("STREAMS")
+            .arg(&keys);
+        for _ in &keys {
+            cmd.arg("18446744073709551615-0");
+        }
+        let _: Option<StreamReadReply> = cmd.query_async(conn).await?;
+        Ok(())
+    }
+
+    /// Handles entries this process holds, in batches of [`READ_COUNT`], and settles each.
+    pub(crate) async fn handle_held(
+        &self,
+        conn: &mut MultiplexedConnection,
+        group: Group,
+        held: Vec<Held>,
+    ) -> anyhow::Result<usize> {
+        let total = held.len();
+        let mut held = held.into_iter().peekable();
+        while held.peek().is_some() {
+            let chunk: Vec<Held> = held.by_ref().take(READ_COUNT).collect();
+            let mut deliveries = Vec::with_capacity(chunk.len());
+            let mut parsed = Vec::with_capacity(chunk.len());
+            let mut outcomes_of_unparsed = Vec::new();
+            for h in chunk {
+                match StreamEntry::from_fields(fields(&h.id)) {
+                    Ok(entry) => {
+                        deliveries.push(Delivery::new(group, entry));
+                        parsed.push(h);
+                    }
+                    Err(missing) => {
+                        let error =
+                            anyhow::Error::new(Poison(format!("the entry has no {missing} field")));
+                        outcomes_of_unparsed.push((h, Err(error)));
+                    }
+                }
+            }
+            let started = std::time::Instant::now();
+            let outcomes = if deliveries.is_empty() {
+                Vec::new()
+            } else {
+                self.handler.handle_many(group, &deliveries).await
+            };
+            debug_assert_eq!(outcomes.len(), deliveries.len(), "one outcome per entry");
+            let mut settled: Vec<(Held, anyhow::Result<()>)> =
+                parsed.into_iter().zip(outcomes).collect();
+            settled.extend(outcomes_of_unparsed);
+            self.settle(conn, group, settled, started.elapsed()).await?;
+        }
+        Ok(total)
+    }
+
     /// Records the outcomes of entries handled together: counts and times them, acknowledges the ones
-    /// that succeeded (one `XACK` per stream) and leaves the others pending for a retry. Entries
-    /// without an outcome stay pending too.
+    /// that succeeded (one `XACK` per stream), dead-letters the ones that cannot succeed, and leaves the
+    /// others pending for a retry.
     async fn settle(
         &self,
         conn: &mut MultiplexedConnection,
         group: Group,
-        ids: &[(String, String)],
-        outcomes: Vec<anyhow::Result<()>>,
+        settled: Vec<(Held, anyhow::Result<()>)>,
         elapsed: Duration,
     ) -> anyhow::Result<()> {
-        let mut done: Vec<(&str, Vec<&str>)> = Vec::new();
-        for ((key, id), outcome) in ids.iter().zip(outcomes) {
+        let mut done: Vec<(String, Vec<String>)> = Vec::new();
+        let mut succeeded = false;
+        let mut outage: Option<String> = None;
+        let mut give_up = Vec::new();
+        for (held, outcome) in settled {
             self.metrics
                 .handling
                 .observe_duration(&[group.name()], elapsed);
             match outcome {
                 Ok(()) => {
+                    succeeded = true;
                     self.metrics.processed.inc(&[group.name(), "ok"]);
-                    match done.iter_mut().find(|(k, _)| k == key) {
-                        Some((_, acked)) => acked.push(id),
-                        None => done.push((key, vec![id])),
+                    match done.iter_mut().find(|(k, _)| *k == held.key) {
+                        Some((_, acked)) => acked.push(held.id.id),
+                        None => done.push((held.key, vec![held.id.id])),
                     }
                 }
-                Err(e) => self.failed(group, id, &e),
+                Err(e) => {
+                    let (record, dead) = self.failed(group, &held, &e);
+                    if record.kind == Failure::Outage && outage.is_none() {
+                        outage = Some(record.error.clone());
+                    }
+                    if dead {
+                        give_up.push((held, record));
+                    }
+                }
             }
         }
         for (key, acked) in done {
             let _: i64 = redis::cmd("XACK")
-                .arg(key)
+                .arg(&key)
                 .arg(group.name())
                 .arg(&acked)
                 .query_async(conn)
                 .await?;
-            let mut errors = self.lock_errors();
+            let mut failures = lock(&self.failures);
             for id in acked {
-                errors.remove(id);
+                failures.remove(&id);
             }
+        }
+        for (held, record) in give_up {
+            self.dead_letter(conn, group, &held, &record).await?;
+            lock(&self.failures).remove(&held.id.id);
+        }
+        if succeeded {
+            if lock(&self.outages).remove(&group).is_some() {
+                tracing::info!(
+                    group = group.name(),
+                    "dependencies answer again; reading at full speed"
+                );
+            }
+        } else if let Some(error) = outage {
+            self.enter_outage(group, &error);
         }
         Ok(())
     }
 
-    /// Records a failed entry: it stays pending and is retried after its backoff.
-    fn failed(&self, group: Group, id: &str, error: &anyhow::Error) {
+    /// Records a failed entry and says whether to give up on it (dead-letter it) now.
+    fn failed(&self, group: Group, held: &Held, error: &anyhow::Error) -> (FailureRecord, bool) {
         self.metrics.processed.inc(&[group.name(), "error"]);
-        tracing::warn!(group = group.name(), entry = %id, error = format!("{error:#}"), "handling failed; will retry");
-        self.lock_errors()
-            .insert(id.to_owned(), format!("{error:#}"));
-    }
-
-    /// Handles one entry on its own (a retry, or an entry taken over): acknowledged on success; on
-    /// failure left pending for a retry.
-    async fn process(
-        &self,
-        conn: &mut MultiplexedConnection,
-        group: Group,
-        key: &str,
-        id: &StreamId,
-    ) -> anyhow::Result<()> {
-        let started = std::time::Instant::now();
-        let outcome = match StreamEntry::from_fields(fields(id)) {
-            Ok(entry) => {
-                let Delivery { entry, span } = Delivery::new(group, entry);
-                self.handler.handle(group, &entry).instrument(span).await
-            }
-            Err(missing) => Err(anyhow::anyhow!("the entry has no {missing} field")),
+        let kind = Failure::of(error);
+        let message = format!("{error:#}");
+        let mut failures = lock(&self.failures);
+        let first_failed_at = failures
+            .get(&held.id.id)
+            .map_or_else(chrono::Utc::now, |f| f.first_failed_at);
+        let record = FailureRecord {
+            kind,
+            error: message,
+            first_failed_at,
         };
-        let ids = [(key.to_owned(), id.id.clone())];
-        self.settle(conn, group, &ids, vec![outcome], started.elapsed())
-            .await
+        failures.insert(held.id.id.clone(), record.clone());
+        drop(failures);
+        let too_old = entry_age(&held.id.id) > self.config.dead_letter_after;
+        let dead = match kind {
+            Failure::Permanent => true,
+            Failure::Unknown => held.deliveries >= self.config.max_deliveries || too_old,
+            Failure::Outage | Failure::Contended => too_old,
+        };
+        let in_outage = lock(&self.outages).contains_key(&group);
+        if kind == Failure::Outage && in_outage && !dead {
+            // One line when the outage starts (enter_outage), not one per entry while it lasts.
+            tracing::debug!(group = group.name(), entry = %held.id.id, error = %record.error, "handling failed during an outage; will retry");
+        } else if !dead {
+            tracing::warn!(group = group.name(), entry = %held.id.id, failure = kind.name(), deliveries = held.deliveries, error = %record.error, "handling failed; will retry");
+        }
+        (record, dead)
     }
 
-    fn lock_errors(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
-        self.last_errors
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn enter_outage(&self, group: Group, error: &str) {
+        let mut outages = lock(&self.outages);
+        let failures = outages.get(&group).map_or(0, |o| o.failures) + 1;
+        let wait = self.backoff(group.name(), failures as u64);
+        if failures == 1 {
+            tracing::warn!(
+                group = group.name(),
+                error,
+                "a dependency is unavailable; reading no new entries until it answers"
+            );
+        }
+        outages.insert(
+            group,
+            Outage {
+                failures,
+                next_probe: Instant::now() + wait.max(Duration::from_millis(50)),
+            },
+        );
+    }
+
+    /// The group's outage, if its dependencies are down.
+    pub(crate) fn outage(&self, group: Group) -> Option<Outage> {
+        lock(&self.outages).get(&group).copied()
+    }
+
+    /// Why this process's entry `id` last failed.
+    pub(crate) fn failure(&self, id: &str) -> Option<FailureRecord> {
+        lock(&self.failures).get(id).cloned()
     }
 
     /// The backoff before retry number `deliveries`: full jitter (uniform in 0..cap) with
-    /// cap = min(retry_max, retry_base * 2^(deliveries - 1)), drawn from the entry id so it is stable
+    /// cap = min(retry_max, retry_base * 2^(deliveries - 1)), drawn from `seed` so it is stable
     /// across sweeps.
-    fn backoff(&self, entry_id: &str, deliveries: usize) -> Duration {
+    pub(crate) fn backoff(&self, seed: &str, deliveries: u64) -> Duration {
+        use std::hash::{Hash as _, Hasher as _};
         let exponent = u32::try_from(deliveries.saturating_sub(1))
             .unwrap_or(u32::MAX)
             .min(20);
@@ -431,145 +583,9 @@ impl Worker {
             .saturating_mul(1 << exponent)
             .min(self.config.retry_max);
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        (entry_id, deliveries).hash(&mut hasher);
+        (seed, deliveries).hash(&mut hasher);
         let fraction = (hasher.finish() % 10_000) as f64 / 10_000.0;
         cap.mul_f64(fraction)
-    }
-
-    /// Examines the group's pending entries: retries this process's failed entries once their backoff has
-    /// passed, takes over entries idle with other consumers for `claim_min_idle` (`XAUTOCLAIM`), and
-    /// dead-letters entries delivered `max_deliveries` times. Returns how many entries it handled.
-    pub async fn sweep_once(
-        &self,
-        conn: &mut MultiplexedConnection,
-        group: Group,
-    ) -> anyhow::Result<usize> {
-        let mut handled = 0;
-        for stream in group.streams() {
-            let key = stream_key(&self.config.stream_prefix, *stream);
-            // The group's whole backlog on this stream, for the gauge (the list below reads at most 100).
-            let summary: StreamPendingReply = redis::cmd("XPENDING")
-                .arg(&key)
-                .arg(group.name())
-                .query_async(conn)
-                .await?;
-            self.metrics.pending.set_labeled(
-                &[group.name(), stream.name()],
-                i64::try_from(summary.count()).unwrap_or(i64::MAX),
-            );
-            let pending: StreamPendingCountReply = redis::cmd("XPENDING")
-                .arg(&key)
-                .arg(group.name())
-                .arg("-")
-                .arg("+")
-                .arg(100)
-                .query_async(conn)
-                .await?;
-            let claim_min_idle = self.config.claim_min_idle.as_millis() as usize;
-            let mut retry = Vec::new();
-            for p in pending.ids {
-                let mine = p.consumer == self.consumer;
-                let backoff = self.backoff(&p.id, p.times_delivered).as_millis() as usize;
-                let due = if mine {
-                    p.last_delivered_ms >= backoff
-                } else {
-                    p.last_delivered_ms >= claim_min_idle
-                };
-                if !due {
-                    continue;
-                }
-                if p.times_delivered as u64 >= self.config.max_deliveries {
-                    self.dead_letter(conn, group, &key, &p.id, p.times_delivered)
-                        .await?;
-                } else if mine {
-                    retry.push((p.id, backoff));
-                }
-            }
-            for (id, min_idle) in retry {
-                let claimed: StreamClaimReply = redis::cmd("XCLAIM")
-                    .arg(&key)
-                    .arg(group.name())
-                    .arg(&self.consumer)
-                    .arg(min_idle)
-                    .arg(&id)
-                    .query_async(conn)
-                    .await?;
-                self.metrics
-                    .retried
-                    .add(&[group.name()], claimed.ids.len() as u64);
-                for entry in &claimed.ids {
-                    self.process(conn, group, &key, entry).await?;
-                    handled += 1;
-                }
-            }
-            // Entries whose consumer died: take them over.
-            let reclaimed: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
-                .arg(&key)
-                .arg(group.name())
-                .arg(&self.consumer)
-                .arg(claim_min_idle)
-                .arg("0-0")
-                .arg("COUNT")
-                .arg(100)
-                .query_async(conn)
-                .await?;
-            for entry in &reclaimed.claimed {
-                tracing::info!(group = group.name(), entry = %entry.id, "took over an entry from an idle consumer");
-                self.process(conn, group, &key, entry).await?;
-                handled += 1;
-            }
-        }
-        Ok(handled)
-    }
-
-    /// Moves an entry to the dead-letter stream, with its origin and last error, and acknowledges it.
-    async fn dead_letter(
-        &self,
-        conn: &mut MultiplexedConnection,
-        group: Group,
-        key: &str,
-        id: &str,
-        deliveries: usize,
-    ) -> anyhow::Result<()> {
-        let original: StreamRangeReply = redis::cmd("XRANGE")
-            .arg(key)
-            .arg(id)
-            .arg(id)
-            .query_async(conn)
-            .await?;
-        let error = self.lock_errors().remove(id).unwrap_or_else(|| {
-            "no error recorded (the consumer that failed it is gone)".to_owned()
-        });
-        let mut cmd = redis::cmd("XADD");
-        cmd.arg(dead_letter_key(&self.config.stream_prefix))
-            .arg("*");
-        if let Some(entry) = original.ids.first() {
-            for (field, value) in &entry.map {
-                if let Value::BulkString(bytes) = value {
-                    cmd.arg(field).arg(bytes.as_slice());
-                }
-            }
-        }
-        cmd.arg("dlq_stream")
-            .arg(key)
-            .arg("dlq_entry_id")
-            .arg(id)
-            .arg("dlq_group")
-            .arg(group.name());
-        cmd.arg("dlq_deliveries")
-            .arg(deliveries)
-            .arg("dlq_error")
-            .arg(&error);
-        let _: String = cmd.query_async(conn).await?;
-        let _: i64 = redis::cmd("XACK")
-            .arg(key)
-            .arg(group.name())
-            .arg(id)
-            .query_async(conn)
-            .await?;
-        self.metrics.dead_lettered.inc(&[group.name()]);
-        tracing::error!(group = group.name(), entry = %id, deliveries, error, "entry dead-lettered");
-        Ok(())
     }
 
     /// Handles everything currently waiting for every group, without blocking: for tests that want
@@ -637,9 +653,10 @@ impl Worker {
     async fn run_group(
         &self,
         group: Group,
-        stop: tokio::sync::watch::Receiver<bool>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
         let block = Duration::from_millis(1000);
+        let mut failures_in_a_row = 0u64;
         while !*stop.borrow() {
             let session = async {
                 let mut conn = self.connection().await?;
@@ -650,24 +667,63 @@ impl Worker {
                     .redis
                     .get_multiplexed_async_connection_with_config(&config)
                     .await?;
-                let mut last_sweep = tokio::time::Instant::now();
+                let mut last_sweep = Instant::now();
                 while !*stop.borrow() {
+                    match self.outage(group) {
+                        Some(outage) if outage.next_probe > Instant::now() => {
+                            // Waiting out an outage: no new reads; stay known as alive.
+                            let nap =
+                                (outage.next_probe - Instant::now()).min(Duration::from_secs(1));
+                            tokio::select! {
+                                () = tokio::time::sleep(nap) => {}
+                                _ = stop.changed() => {}
+                            }
+                            self.touch(&mut conn, group).await?;
+                            continue;
+                        }
+                        Some(_) => {
+                            // Probe: retry a few of the failed entries; if there are none, read a few.
+                            if self.sweep_once(&mut conn, group).await? == 0 {
+                                self.read(&mut blocking, &mut conn, group, None, PROBE_COUNT)
+                                    .await?;
+                            }
+                            if self
+                                .outage(group)
+                                .is_some_and(|o| o.next_probe <= Instant::now())
+                            {
+                                // Nothing to probe with: the dependencies may be back.
+                                lock(&self.outages).remove(&group);
+                            }
+                            last_sweep = Instant::now();
+                            continue;
+                        }
+                        None => {}
+                    }
                     self.read_once(&mut blocking, &mut conn, group, Some(block))
                         .await?;
+                    failures_in_a_row = 0;
                     if last_sweep.elapsed() >= self.config.sweep_interval {
                         self.sweep_once(&mut conn, group).await?;
-                        last_sweep = tokio::time::Instant::now();
+                        last_sweep = Instant::now();
                     }
                 }
                 anyhow::Ok(())
             };
             if let Err(e) = session.await {
+                failures_in_a_row += 1;
+                let wait = self
+                    .backoff(group.name(), failures_in_a_row)
+                    .max(Duration::from_millis(200));
                 tracing::warn!(
                     group = group.name(),
                     error = format!("{e:#}"),
-                    "consumer loop failed; retrying in 1 s"
+                    retry_in_ms = wait.as_millis() as u64,
+                    "consumer loop failed (Redis or Postgres unreachable?); retrying"
                 );
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    _ = stop.changed() => {}
+                }
             }
         }
         Ok(())
@@ -684,4 +740,20 @@ impl Worker {
         let details = serde_json::json!({ "redis": if redis { "ok" } else { "unavailable" }, "consumer": self.consumer });
         if redis { Ok(details) } else { Err(details) }
     }
+}
+
+/// Entries read at once (and handled together) per group.
+pub(crate) const READ_COUNT: usize = 64;
+
+/// Entries read or retried by a probe while a group waits out an outage.
+pub(crate) const PROBE_COUNT: usize = 4;
+
+/// How old a stream entry is, from the time in its id (`<ms>-<seq>`).
+pub(crate) fn entry_age(id: &str) -> Duration {
+    let millis: u64 = id
+        .split_once('-')
+        .and_then(|(ms, _)| ms.parse().ok())
+        .unwrap_or(0);
+    let now = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
+    Duration::from_millis(now.saturating_sub(millis))
 }

@@ -2,25 +2,29 @@
 //! effect happens once:
 //!
 //! - database effects commit in one transaction with the `processed_events` row of (group, event);
-//! - each email is recorded per (event, recipient) once the SMTP server accepted it, and not sent again.
+//! - each email is claimed per (event, recipient) in Postgres before the worker talks to SMTP (a row in
+//!   state `sending` with the claimer and a lease, taken in one statement), and marked `sent` once the
+//!   SMTP server accepted it. No other worker can send it while the claim is fresh, nor after it is sent.
 //!
-//! One window remains: a crash after the SMTP server accepted an email and before its record commits
-//! sends that email again on redelivery. Closing it would need the mail server to take part in our
-//! transaction, which SMTP cannot do. (For verification emails the repeat carries a fresh link, and the
-//! first link stops working, since only the newest secret's hash is kept.)
+//! One window remains: a worker that dies (or stalls past its lease) after the SMTP server accepted an
+//! email and before the mark commits leaves a claim that expires, and the email is sent again by whoever
+//! takes it over. Closing it would need the mail server to take part in our transaction, which SMTP
+//! cannot do. The repeat carries the same `Message-ID` and `X-StreamBank-Event-Id` ([`crate::mail`]), so
+//! it can be recognised. (For verification emails the repeat carries a fresh link, and the first link
+//! stops working, since only the newest secret's hash is kept.)
 
-use anyhow::Context as _;
 use streambank_events::payload::{
     AccountOpened, MoneyDeposited, TransferCompleted, UserRegistered,
 };
 use streambank_events::{EventType, StreamEntry};
 use streambank_service::Bank;
-use streambank_store::consumers::{self, NotificationRows};
+use streambank_store::consumers::{self, DeliveryClaim, NotificationRows};
 use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::consumer::Delivery;
-use crate::mail::Mailer;
+use crate::failure::{Contended, Poison};
+use crate::mail::{Email, Mailer};
 
 /// The consumer groups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -64,6 +68,10 @@ pub struct Handlers {
     pub bank: Bank,
     pub mailer: Mailer,
     pub public_base_url: String,
+    /// Who this process is when it claims an email delivery (unique per process).
+    pub claimer: String,
+    /// How long a delivery claim holds: longer than an SMTP exchange may take (`WORKER_EMAIL_LEASE`).
+    pub email_lease: std::time::Duration,
 }
 
 fn money(minor: i64, currency: &str) -> String {
@@ -76,7 +84,10 @@ impl Handlers {
     pub async fn handle(&self, group: Group, entry: &StreamEntry) -> anyhow::Result<()> {
         match group {
             Group::EmailVerification => {
-                let event_id: Uuid = entry.event_id.parse().context("event_id is not a UUID")?;
+                let event_id: Uuid = entry
+                    .event_id
+                    .parse()
+                    .map_err(|_| Poison(format!("event_id {:?} is not a UUID", entry.event_id)))?;
                 // Other types, and types this version does not know, concern this group not.
                 if EventType::parse(&entry.event_type) != Some(EventType::UserRegistered) {
                     return Ok(());
@@ -131,7 +142,10 @@ impl Handlers {
 
     /// The notice of an entry for the notification groups: `None` for events nobody is notified of.
     async fn prepare_notification(&self, entry: &StreamEntry) -> anyhow::Result<Option<Notice>> {
-        let event_id: Uuid = entry.event_id.parse().context("event_id is not a UUID")?;
+        let event_id: Uuid = entry
+            .event_id
+            .parse()
+            .map_err(|_| Poison(format!("event_id {:?} is not a UUID", entry.event_id)))?;
         let Some(event_type) = EventType::parse(&entry.event_type) else {
             return Ok(None);
         };
@@ -199,41 +213,125 @@ impl Handlers {
         if consumers::is_processed(pool, group, event_id).await? {
             return Ok(());
         }
-        let contact = consumers::contact(pool, e.user_id).await?;
-        // Nothing to send when the user is gone, already verified, or was already emailed for this event.
-        let recipient = match contact {
-            Some(c)
-                if !c.verified && !consumers::is_delivered(pool, event_id, &c.email).await? =>
-            {
-                Some(c)
-            }
-            _ => None,
-        };
-        if let Some(contact) = recipient {
-            let verification = self
-                .bank
-                .create_email_verification(e.user_id, &contact.email, event_id)
-                .await?;
-            if let Some(verification) = verification {
-                let link = format!(
-                    "{}/v1/users/verify-email?id={}&code={}",
-                    self.public_base_url.trim_end_matches('/'),
-                    verification.id,
-                    verification.code
-                );
-                let body = format!(
-                    "Hello {},\n\nplease confirm your email address for StreamBank by opening this link \
-                     within 24 hours:\n\n{link}\n\nIf you did not sign up, ignore this email.\n",
-                    contact.full_name
-                );
-                self.mailer
-                    .send(&contact.email, "Confirm your email address", body)
-                    .await?;
-                consumers::record_delivery(pool, event_id, &contact.email, "verification").await?;
+        // Nothing to send when the user is gone or already verified.
+        if let Some(contact) = consumers::contact(pool, e.user_id)
+            .await?
+            .filter(|c| !c.verified)
+        {
+            match self.claim(event_id, &contact.email, "verification").await? {
+                Claim::Sent => {}
+                Claim::Mine => {
+                    let sent = self.send_verification_email(event_id, &e, &contact).await;
+                    self.settle_delivery(event_id, &contact.email, sent).await?;
+                }
             }
         }
         consumers::record_processed(pool, group, event_id).await?;
         Ok(())
+    }
+
+    /// Creates the verification secret and mails its link; `Ok(false)` when there was nothing to send
+    /// (the verification was used meanwhile).
+    async fn send_verification_email(
+        &self,
+        event_id: Uuid,
+        e: &UserRegistered,
+        contact: &consumers::Contact,
+    ) -> anyhow::Result<bool> {
+        let Some(verification) = self
+            .bank
+            .create_email_verification(e.user_id, &contact.email, event_id)
+            .await?
+        else {
+            return Ok(false);
+        };
+        let link = format!(
+            "{}/v1/users/verify-email?id={}&code={}",
+            self.public_base_url.trim_end_matches('/'),
+            verification.id,
+            verification.code
+        );
+        let body = format!(
+            "Hello {},\n\nplease confirm your email address for StreamBank by opening this link \
+             within 24 hours:\n\n{link}\n\nIf you did not sign up, ignore this email.\n",
+            contact.full_name
+        );
+        self.mailer
+            .send(Email {
+                event_id,
+                kind: "verification",
+                to: &contact.email,
+                subject: "Confirm your email address",
+                body: &body,
+            })
+            .await?;
+        Ok(true)
+    }
+
+    /// Claims the email for (event, recipient): [`Claim::Mine`] to send it now, [`Claim::Sent`] when it
+    /// went out already; an error ([`Contended`]) while another worker holds it.
+    async fn claim(&self, event_id: Uuid, recipient: &str, kind: &str) -> anyhow::Result<Claim> {
+        let claim = consumers::claim_delivery(
+            self.bank.pool(),
+            event_id,
+            recipient,
+            kind,
+            &self.claimer,
+            self.email_lease.as_secs_f64(),
+        )
+        .await?;
+        match claim {
+            DeliveryClaim::Claimed { .. } => Ok(Claim::Mine),
+            DeliveryClaim::Sent => Ok(Claim::Sent),
+            DeliveryClaim::HeldBy { claimer } => Err(Contended { claimer }.into()),
+        }
+    }
+
+    /// After the SMTP exchange of a claimed delivery: marks it sent (`Ok(true)`), or releases the claim
+    /// so that a retry may claim it again (nothing was sent, or the exchange failed). The mark is
+    /// retried for a while if Postgres is unreachable: until it commits, the claim's lease is all that
+    /// stops another worker from sending the email again.
+    async fn settle_delivery(
+        &self,
+        event_id: Uuid,
+        recipient: &str,
+        sent: anyhow::Result<bool>,
+    ) -> anyhow::Result<()> {
+        let pool = self.bank.pool();
+        match sent {
+            Ok(true) => {
+                let deadline = tokio::time::Instant::now() + self.email_lease / 2;
+                let mut wait = std::time::Duration::from_millis(50);
+                loop {
+                    match consumers::mark_sent(pool, event_id, recipient, &self.claimer).await {
+                        Ok(true) => return Ok(()),
+                        Ok(false) => {
+                            tracing::warn!(%event_id, "an email's claim expired before it was marked sent; whoever took it over may send it again (same Message-ID)");
+                            return Ok(());
+                        }
+                        Err(e) if tokio::time::Instant::now() + wait < deadline => {
+                            tracing::warn!(%event_id, error = %e, "cannot mark an email sent yet; retrying");
+                            tokio::time::sleep(wait).await;
+                            wait = (wait * 2).min(std::time::Duration::from_secs(2));
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+            Ok(false) => {
+                consumers::release_delivery(pool, event_id, recipient, &self.claimer).await?;
+                Ok(())
+            }
+            Err(error) => {
+                if let Err(e) =
+                    consumers::release_delivery(pool, event_id, recipient, &self.claimer).await
+                {
+                    // The lease runs out instead.
+                    tracing::warn!(%event_id, error = %e, "cannot release an email's claim");
+                }
+                Err(error)
+            }
+        }
     }
 
     /// One notification row per recipient of each notice, written with the processed-event records of
@@ -268,27 +366,60 @@ impl Handlers {
         Ok(())
     }
 
-    /// One email per recipient, each recorded once the SMTP server accepted it (group
-    /// `notification-emails`, separate so that a slow mail server never delays the notification rows).
+    /// One email per recipient, each claimed before it is sent and marked once the SMTP server
+    /// accepted it (group `notification-emails`, separate so that a slow mail server never delays the
+    /// notification rows). Every recipient is tried; the event is done once every email is.
     async fn email_notifications(&self, notice: &Notice) -> anyhow::Result<()> {
         let pool = self.bank.pool();
+        let mut first_error = None;
         for (user_id, text) in &notice.recipients {
             let Some(contact) = consumers::contact(pool, *user_id).await? else {
                 continue;
             };
-            if consumers::is_delivered(pool, notice.event_id, &contact.email).await? {
-                continue;
+            let outcome = async {
+                if self
+                    .claim(notice.event_id, &contact.email, notice.kind)
+                    .await?
+                    == Claim::Sent
+                {
+                    return anyhow::Ok(());
+                }
+                let body = format!("Hello {},\n\n{text}\n\nStreamBank\n", contact.full_name);
+                let sent = self
+                    .mailer
+                    .send(Email {
+                        event_id: notice.event_id,
+                        kind: notice.kind,
+                        to: &contact.email,
+                        subject: "StreamBank notification",
+                        body: &body,
+                    })
+                    .await
+                    .map(|()| true);
+                self.settle_delivery(notice.event_id, &contact.email, sent)
+                    .await
             }
-            let body = format!("Hello {},\n\n{text}\n\nStreamBank\n", contact.full_name);
-            self.mailer
-                .send(&contact.email, "StreamBank notification", body)
-                .await?;
-            consumers::record_delivery(pool, notice.event_id, &contact.email, notice.kind).await?;
+            .await;
+            if let Err(e) = outcome {
+                first_error.get_or_insert(e);
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
         }
         consumers::record_processed(pool, Group::NotificationEmails.name(), notice.event_id)
             .await?;
         Ok(())
     }
+}
+
+/// What claiming an email found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Claim {
+    /// Ours to send.
+    Mine,
+    /// Already sent.
+    Sent,
 }
 
 /// What the notification groups make of an event: who is told what.

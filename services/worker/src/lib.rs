@@ -5,22 +5,30 @@
 //! party of an account opening, a deposit or a transfer. Several worker processes share the load: each
 //! consumer name is unique per process.
 //!
-//! Delivery is at least once; [`handlers`] make each effect happen once. A failed entry stays pending and
-//! is retried by this process after an exponential backoff with full jitter; entries left pending by a
-//! consumer that died are taken over by the others with `XAUTOCLAIM` once idle for
-//! [`Config::claim_min_idle`]. An entry delivered [`Config::max_deliveries`] times goes to the
-//! dead-letter stream with its last error and is acknowledged, so one poison event never blocks the rest.
+//! Delivery is at least once; [`handlers`] make each effect happen once (emails are claimed in Postgres
+//! before they are sent). A failed entry stays pending; what happens next depends on why it failed
+//! ([`failure`]): a dependency outage is ridden out (the group stops reading new entries and probes until
+//! the dependency answers, then drains at full speed), anything else is retried after an exponential
+//! backoff with full jitter. Entries left pending by a consumer that died are taken over by the others
+//! once it has been idle for [`Config::claim_min_idle`]. An entry that cannot succeed (a permanent
+//! failure, [`Config::max_deliveries`] unexplained failures, or older than [`Config::dead_letter_after`])
+//! is recorded in the `dead_letters` table, copied to the dead-letter stream and acknowledged, so one
+//! poison event never blocks the rest.
 //!
 //! # Layout
 //!
 //! - [`Config`]: environment variables.
 //! - [`handlers`]: what each group does with an event.
-//! - [`consumer`]: reading, acknowledging, retrying, reclaiming and dead-lettering.
+//! - [`consumer`]: reading, acknowledging, and riding out outages.
+//! - [`failure`]: telling outages, races and poison apart.
+//! - [`pending`]: retries, taking over from dead consumers, dead letters.
 //! - [`mail`]: sending email over SMTP.
 
 pub mod consumer;
+pub mod failure;
 pub mod handlers;
 pub mod mail;
+pub mod pending;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -54,6 +62,12 @@ pub struct Config {
     pub retry_max: Duration,
     /// How often pending entries are examined (`WORKER_SWEEP_INTERVAL_MS`, default 1000).
     pub sweep_interval: Duration,
+    /// An entry still failing this long after it was published is dead-lettered, whatever the reason
+    /// (`WORKER_DEAD_LETTER_AFTER_SECS`, default 86400: a day).
+    pub dead_letter_after: Duration,
+    /// How long a worker's claim on an email delivery holds before another may take it over
+    /// (`WORKER_EMAIL_LEASE_SECS`, default 60; longer than an SMTP exchange may take).
+    pub email_lease: Duration,
 }
 
 impl Config {
@@ -73,6 +87,8 @@ impl Config {
             retry_base: Duration::from_millis(500),
             retry_max: Duration::from_secs(60),
             sweep_interval: Duration::from_millis(1000),
+            dead_letter_after: Duration::from_secs(24 * 3600),
+            email_lease: Duration::from_secs(60),
         }
     }
 
@@ -121,6 +137,14 @@ impl Config {
                 "WORKER_SWEEP_INTERVAL_MS",
                 millis(defaults.sweep_interval),
             )?),
+            dead_letter_after: Duration::from_secs(number(
+                "WORKER_DEAD_LETTER_AFTER_SECS",
+                defaults.dead_letter_after.as_secs(),
+            )?),
+            email_lease: Duration::from_secs(number(
+                "WORKER_EMAIL_LEASE_SECS",
+                defaults.email_lease.as_secs(),
+            )?),
             ..defaults
         })
     }
@@ -140,8 +164,20 @@ impl Config {
             mailer: mail::Mailer::new(&self.smtp_url, &self.mail_from)
                 .context("SMTP_URL / MAIL_FROM")?,
             public_base_url: self.public_base_url.clone(),
+            claimer: claimer_name(),
+            email_lease: self.email_lease,
         })
     }
+}
+
+/// A name for this process's email claims, unique per call: host, process id and a random tag.
+fn claimer_name() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".to_owned());
+    format!(
+        "{host}-{}-{}",
+        std::process::id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
 }
 
 /// Runs a worker until `shutdown` completes.

@@ -1,9 +1,25 @@
 //! Sending email over SMTP (lettre). Development servers (maildev, MailHog) speak plain SMTP without
 //! authentication, which is what `smtp://host:port` means here.
+//!
+//! Every email names the event it was sent for: a `Message-ID` derived from (event, recipient), the same
+//! however often it is sent, and the headers `X-StreamBank-Event-Id` and `X-StreamBank-Kind`. The one
+//! repeat exactly-once sending cannot rule out (a crash between the SMTP server's answer and the record
+//! of it, `docs/events.md`) therefore carries the same `Message-ID` as the first copy, so a receiver, or a
+//! test, can see it for what it is and drop it.
 
 use anyhow::Context as _;
-use lettre::message::header::ContentType;
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::{AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
+use sha2::{Digest as _, Sha256};
+use uuid::Uuid;
+
+/// The header naming the event an email was sent for.
+pub const EVENT_ID_HEADER: &str = "X-StreamBank-Event-Id";
+/// The header naming what kind of email it is (`verification`, or the event type it notifies of).
+pub const KIND_HEADER: &str = "X-StreamBank-Kind";
+
+/// How long the SMTP exchange of one email may take.
+pub const SMTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Clone)]
 pub struct Mailer {
@@ -19,6 +35,16 @@ impl std::fmt::Debug for Mailer {
     }
 }
 
+/// One email about one event, to one recipient.
+#[derive(Debug, Clone, Copy)]
+pub struct Email<'a> {
+    pub event_id: Uuid,
+    pub kind: &'a str,
+    pub to: &'a str,
+    pub subject: &'a str,
+    pub body: &'a str,
+}
+
 impl Mailer {
     /// `smtp_url` is `smtp://host:port`; `from` is a mailbox such as `StreamBank <no-reply@example.com>`.
     pub fn new(smtp_url: &str, from: &str) -> anyhow::Result<Self> {
@@ -31,7 +57,7 @@ impl Mailer {
         };
         let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
             .port(port)
-            .timeout(Some(std::time::Duration::from_secs(10)))
+            .timeout(Some(SMTP_TIMEOUT))
             .build();
         Ok(Self {
             transport,
@@ -39,17 +65,33 @@ impl Mailer {
         })
     }
 
-    /// Sends a plain-text email; returns once the SMTP server has accepted it.
-    #[tracing::instrument(name = "Send an email", skip(self, body), fields(to = %to))]
-    pub async fn send(&self, to: &str, subject: &str, body: String) -> anyhow::Result<()> {
+    /// The `Message-ID` of the email about `event_id` to `recipient`: the same every time it is sent.
+    pub fn message_id(&self, event_id: Uuid, recipient: &str) -> String {
+        let digest = Sha256::digest(recipient.to_ascii_lowercase().as_bytes());
+        let tag: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        format!("<{}.{tag}@{}>", event_id.simple(), self.from.email.domain())
+    }
+
+    /// Sends a plain-text email; returns once the SMTP server has accepted it. An address that is not
+    /// one is a [`lettre::address::AddressError`], which the worker treats as permanent.
+    #[tracing::instrument(name = "Send an email", skip_all, fields(to = %email.to, kind = email.kind, event_id = %email.event_id))]
+    pub async fn send(&self, email: Email<'_>) -> anyhow::Result<()> {
+        let to: lettre::message::Mailbox = email.to.parse()?;
         let message = Message::builder()
             .from(self.from.clone())
-            .to(to
-                .parse()
-                .with_context(|| format!("{to:?} is not an email address"))?)
-            .subject(subject)
+            .to(to)
+            .subject(email.subject)
+            .message_id(Some(self.message_id(email.event_id, email.to)))
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str(EVENT_ID_HEADER),
+                email.event_id.to_string(),
+            ))
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str(KIND_HEADER),
+                email.kind.to_owned(),
+            ))
             .header(ContentType::TEXT_PLAIN)
-            .body(body)?;
+            .body(email.body.to_owned())?;
         self.transport
             .send(message)
             .await

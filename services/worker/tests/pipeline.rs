@@ -90,6 +90,8 @@ impl Env {
             retry_base: Duration::from_millis(20),
             retry_max: Duration::from_millis(100),
             sweep_interval: Duration::from_millis(50),
+            dead_letter_after: Duration::from_secs(24 * 3600),
+            email_lease: Duration::from_secs(60),
         }
     }
 
@@ -653,4 +655,278 @@ async fn an_entry_that_is_not_an_event_is_dead_lettered_and_others_flow() {
         dead[0]["dlq_error"].contains("has no"),
         "the reason names the missing field: {dead:?}"
     );
+}
+
+/// Handlers that fail each entry the first time they see it (an SMTP hiccup, say), then behave.
+#[derive(Debug)]
+struct FailFirstTime {
+    inner: Handlers,
+    seen: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl Handle for FailFirstTime {
+    fn handle<'a>(
+        &'a self,
+        group: Group,
+        entry: &'a StreamEntry,
+    ) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'a>> {
+        Box::pin(async move {
+            let first = self
+                .seen
+                .lock()
+                .expect("lock")
+                .insert(entry.event_id.clone());
+            if first {
+                anyhow::bail!("a hiccup");
+            }
+            self.inner.handle(group, entry).await
+        })
+    }
+}
+
+/// The emails to `address` by their `Message-ID`, checked to name their event.
+fn message_ids(mails: &[Value]) -> Vec<String> {
+    mails
+        .iter()
+        .map(|m| {
+            assert!(
+                m["headers"]["x-streambank-event-id"].is_string(),
+                "every email names its event: {m}"
+            );
+            m["headers"]["message-id"]
+                .as_str()
+                .expect("a Message-ID")
+                .to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn two_workers_racing_on_one_stale_entry_send_one_email() {
+    const USERS: usize = 8;
+    let mut env = Env::new().await;
+    let config = env.config();
+    // Worker A fails each entry once, so its entries wait in its pending list for a retry; worker B
+    // sees them there too.
+    let a = Worker::new(
+        config.clone(),
+        Arc::new(FailFirstTime {
+            inner: config.handlers().expect("handlers"),
+            seen: Default::default(),
+        }),
+    )
+    .expect("worker");
+    let b = env.worker();
+    for i in 0..USERS {
+        env.register(&format!("racer{i}")).await;
+    }
+    env.publish().await;
+    a.drain().await.expect("drain");
+    b.drain()
+        .await
+        .expect("the groups exist; nothing new to read");
+    // Past A's backoff (its retry is due) and past claim_min_idle (A has read nothing since, so B
+    // takes it for dead): A's retry sweep and B's takeover run at the same moment.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let mut conn_a = a.connection().await.expect("redis");
+    let mut conn_b = b.connection().await.expect("redis");
+    let (by_a, by_b) = tokio::join!(
+        a.sweep_once(&mut conn_a, Group::EmailVerification),
+        b.sweep_once(&mut conn_b, Group::EmailVerification)
+    );
+    let (by_a, by_b) = (by_a.expect("sweep"), by_b.expect("sweep"));
+    assert_eq!(by_a + by_b, USERS, "each entry handled by one of them");
+    tokio::time::sleep(Duration::from_millis(300)).await; // room for a duplicate to arrive
+    for i in 0..USERS {
+        let mails = env
+            .wait_for_mails(&env.email(&format!("racer{i}")), 1, Duration::from_secs(5))
+            .await;
+        assert_eq!(message_ids(&mails).len(), 1, "one email for racer{i}");
+    }
+    assert_eq!(
+        env.count("SELECT count(*) FROM email_deliveries WHERE state = 'sent'")
+            .await,
+        USERS as i64
+    );
+}
+
+#[tokio::test]
+async fn two_handlers_sending_the_same_emails_at_once_send_each_once() {
+    const USERS: usize = 6;
+    let mut env = Env::new().await;
+    let config = env.config();
+    let (one, two) = (
+        config.handlers().expect("handlers"),
+        config.handlers().expect("handlers"),
+    );
+    for i in 0..USERS {
+        env.register(&format!("twin{i}")).await;
+    }
+    env.publish().await;
+    let mut conn = env.redis.clone();
+    let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(stream_key(&env.prefix, Stream::Users))
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .expect("XRANGE");
+    let entries: Vec<StreamEntry> = entries
+        .ids
+        .iter()
+        .map(|id| {
+            let fields = id
+                .map
+                .iter()
+                .map(|(k, v)| (k.clone(), redis::from_redis_value(v.clone()).expect("text")))
+                .collect();
+            StreamEntry::from_fields(fields).expect("an event")
+        })
+        .collect();
+    assert_eq!(entries.len(), USERS);
+    // Both workers handle every event at the same moment; whoever loses a claim is told to retry,
+    // and its retry finds the email sent.
+    let race = entries.iter().map(|entry| async {
+        let (x, y) = tokio::join!(
+            one.handle(Group::EmailVerification, entry),
+            two.handle(Group::EmailVerification, entry)
+        );
+        for outcome in [x, y] {
+            if let Err(e) = outcome {
+                assert!(e.to_string().contains("is sending this email now"), "{e:#}");
+                two.handle(Group::EmailVerification, entry)
+                    .await
+                    .expect("the retry finds the email sent");
+            }
+        }
+    });
+    futures_util::future::join_all(race).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for i in 0..USERS {
+        let mails = env
+            .wait_for_mails(&env.email(&format!("twin{i}")), 1, Duration::from_secs(5))
+            .await;
+        assert_eq!(message_ids(&mails).len(), 1, "one email for twin{i}");
+    }
+}
+
+/// A TCP relay to the SMTP catcher that can be cut: while down it closes every connection, open or new.
+struct SmtpSwitch {
+    url: String,
+    up: tokio::sync::watch::Sender<bool>,
+}
+
+impl SmtpSwitch {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("smtp://{}", listener.local_addr().expect("addr"));
+        let (up, state) = tokio::sync::watch::channel(true);
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let mut state = state.clone();
+                if !*state.borrow() {
+                    continue; // dropped: the client sees the connection close
+                }
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect("127.0.0.1:1025").await
+                    else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = state.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+        });
+        Self { url, up }
+    }
+
+    fn set(&self, up: bool) {
+        self.up.send_replace(up);
+    }
+}
+
+#[tokio::test]
+async fn an_smtp_outage_dead_letters_nothing_and_every_email_goes_out_once_after() {
+    // STREAMBANK_OUTAGE_SECS=300 runs the issue's five-minute outage; CI scales it down.
+    let outage = Duration::from_secs(
+        std::env::var("STREAMBANK_OUTAGE_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(6),
+    );
+    const USERS: usize = 40;
+    let mut env = Env::new().await;
+    let smtp = SmtpSwitch::start().await;
+    let config = Config {
+        smtp_url: smtp.url.clone(),
+        retry_max: Duration::from_secs(1),
+        ..env.config()
+    };
+    let worker = config.build().expect("worker");
+    let metrics = worker.metrics().registry.clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(worker.run(async move {
+        let _ = stopped.await;
+    }));
+
+    smtp.set(false);
+    let down_at = Instant::now();
+    for i in 0..USERS {
+        env.register(&format!("patient{i}")).await;
+    }
+    env.publish().await;
+    while down_at.elapsed() < outage {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(
+            env.count("SELECT count(*) FROM dead_letters").await,
+            0,
+            "nothing is dead-lettered during an outage"
+        );
+    }
+    let errors = metrics.render();
+    smtp.set(true);
+    let up_at = Instant::now();
+    for i in 0..USERS {
+        let mails = env
+            .wait_for_mails(
+                &env.email(&format!("patient{i}")),
+                1,
+                Duration::from_secs(30),
+            )
+            .await;
+        assert_eq!(mails.len(), 1, "patient{i} is mailed after the outage");
+    }
+    let drained = up_at.elapsed();
+    eprintln!(
+        "SMTP down {outage:?}: {USERS} emails delivered {drained:?} after it returned \
+         ({:.0} emails/s including the first probe)",
+        USERS as f64 / drained.as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await; // room for a duplicate to arrive
+    for i in 0..USERS {
+        let mails = env.mails(&env.email(&format!("patient{i}"))).await;
+        assert_eq!(
+            message_ids(&mails).len(),
+            1,
+            "exactly one email for patient{i}"
+        );
+    }
+    assert_eq!(env.count("SELECT count(*) FROM dead_letters").await, 0);
+    let failed: u64 = errors
+        .lines()
+        .find(|l| {
+            l.starts_with("worker_events_total{group=\"email-verification\",outcome=\"error\"}")
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        failed < USERS as u64,
+        "the worker stopped reading while SMTP was down instead of failing every entry ({failed} failures)"
+    );
+    let _ = stop.send(());
+    running.await.expect("join").expect("worker");
 }

@@ -110,34 +110,117 @@ pub async fn write_notifications(
     .await
 }
 
-/// Whether the email for (event, recipient) was already accepted by the SMTP server.
-#[tracing::instrument(name = "Check whether an email was sent", skip(db))]
-pub async fn is_delivered(
-    db: impl PgExecutor<'_>,
-    event_id: Uuid,
-    recipient: &str,
-) -> sqlx::Result<bool> {
-    sqlx::query_scalar!(
-        r#"SELECT EXISTS (SELECT 1 FROM email_deliveries WHERE event_id = $1 AND recipient = $2) AS "exists!""#,
-        event_id,
-        recipient
-    )
-    .fetch_one(db)
-    .await
+/// What [`claim_delivery`] found for an (event, recipient) email.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryClaim {
+    /// The delivery is ours until the lease ends: send, then [`mark_sent`] (or [`release_delivery`]).
+    /// `attempt` counts the claims of this delivery, 1 for the first.
+    Claimed { attempt: i32 },
+    /// The SMTP server already accepted this email: nothing to do.
+    Sent,
+    /// Another worker holds a fresh claim (it is sending now, or died less than a lease ago).
+    HeldBy { claimer: String },
 }
 
-#[tracing::instrument(name = "Record an email delivery", skip(db))]
-pub async fn record_delivery(
-    db: impl PgExecutor<'_>,
+/// Claims the email for (event, recipient) for `claimer` for `lease_secs`, in one statement: a new
+/// delivery, or one whose claim has expired (its claimer died or hung), or one this claimer already
+/// holds. A delivery that was sent, or that another claimer holds with a fresh lease, is not claimed, so
+/// no two workers ever talk to SMTP about the same email at once.
+#[tracing::instrument(name = "Claim an email delivery", skip(db))]
+pub async fn claim_delivery(
+    db: impl PgExecutor<'_> + Copy,
     event_id: Uuid,
     recipient: &str,
     kind: &str,
-) -> sqlx::Result<()> {
-    sqlx::query!(
-        "INSERT INTO email_deliveries (event_id, recipient, kind) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+    claimer: &str,
+    lease_secs: f64,
+) -> sqlx::Result<DeliveryClaim> {
+    let claimed = sqlx::query_scalar!(
+        r#"
+        INSERT INTO email_deliveries AS d (event_id, recipient, kind, state, claimed_by, lease_until)
+        VALUES ($1, $2, $3, 'sending', $4, now() + make_interval(secs => $5))
+        ON CONFLICT (event_id, recipient) DO UPDATE
+            SET claimed_by = EXCLUDED.claimed_by,
+                lease_until = EXCLUDED.lease_until,
+                attempts = d.attempts + 1
+            WHERE d.state = 'sending'
+              AND (d.lease_until < now() OR d.claimed_by = EXCLUDED.claimed_by)
+        RETURNING attempts
+        "#,
         event_id,
         recipient,
-        kind
+        kind,
+        claimer,
+        lease_secs
+    )
+    .fetch_optional(db)
+    .await?;
+    if let Some(attempt) = claimed {
+        return Ok(DeliveryClaim::Claimed { attempt });
+    }
+    // A separate statement: it sees the row that made the INSERT conflict, even one committed while
+    // the INSERT waited for it.
+    let row = sqlx::query!(
+        r#"SELECT state, claimed_by FROM email_deliveries WHERE event_id = $1 AND recipient = $2"#,
+        event_id,
+        recipient
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(match row {
+        Some(row) if row.state == "sent" => DeliveryClaim::Sent,
+        Some(row) => DeliveryClaim::HeldBy {
+            claimer: row.claimed_by.unwrap_or_default(),
+        },
+        // Released between the two statements: someone else will claim it, or we do on the retry.
+        None => DeliveryClaim::HeldBy {
+            claimer: String::new(),
+        },
+    })
+}
+
+/// Marks a claimed delivery sent (the SMTP server accepted it). `false` when `claimer` no longer held
+/// the claim: its lease expired and another worker took the delivery over, which may send it again
+/// (the one window `docs/events.md` describes).
+#[tracing::instrument(name = "Mark an email sent", skip(db))]
+pub async fn mark_sent(
+    db: impl PgExecutor<'_>,
+    event_id: Uuid,
+    recipient: &str,
+    claimer: &str,
+) -> sqlx::Result<bool> {
+    let marked = sqlx::query!(
+        r#"
+        UPDATE email_deliveries
+        SET state = 'sent', sent_at = now(), lease_until = NULL
+        WHERE event_id = $1 AND recipient = $2 AND state = 'sending' AND claimed_by = $3
+        "#,
+        event_id,
+        recipient,
+        claimer
+    )
+    .execute(db)
+    .await?;
+    Ok(marked.rows_affected() == 1)
+}
+
+/// Gives up a claim whose email was not sent (the SMTP exchange failed), so the delivery can be claimed
+/// again at once, by this worker's retry or another's.
+#[tracing::instrument(name = "Release an email delivery", skip(db))]
+pub async fn release_delivery(
+    db: impl PgExecutor<'_>,
+    event_id: Uuid,
+    recipient: &str,
+    claimer: &str,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        r#"
+        DELETE FROM email_deliveries
+        WHERE event_id = $1 AND recipient = $2 AND state = 'sending' AND claimed_by = $3
+        "#,
+        event_id,
+        recipient,
+        claimer
     )
     .execute(db)
     .await

@@ -14,3 +14,22 @@ pub fn constraint_name(err: &sqlx::Error) -> Option<&str> {
 pub fn is_retryable(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("40001" | "40P01")))
 }
+
+/// True for failures of the connection rather than of the statement: the server is unreachable, went
+/// away, or ended this session (`pg_terminate_backend` is 57P01), or the pool had no connection to give.
+/// Such a statement never reached the point of committing unless it was the commit itself, so what is
+/// safe to run again depends on the caller.
+pub fn is_connection_error(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
+    }
+}

@@ -19,10 +19,12 @@
 //! - [`notifications`]: what users are told about their money.
 //! - [`relay`]: claiming, publishing and retaining outbox rows.
 //! - [`consumers`]: processed events, notifications and email deliveries (effects exactly once).
+//! - [`dead_letters`]: stream entries a consumer group gave up on.
 //! - [`errors`]: telling constraint violations apart by constraint name.
 
 pub mod accounts;
 pub mod consumers;
+pub mod dead_letters;
 pub mod errors;
 pub mod idempotency;
 pub mod ledger;
@@ -33,7 +35,7 @@ pub mod sessions;
 pub mod users;
 pub mod verifications;
 
-pub use errors::{constraint_name, is_retryable};
+pub use errors::{constraint_name, is_connection_error, is_retryable};
 pub use outbox::EventMeta;
 
 /// The timestamp type of every `timestamptz` column.
