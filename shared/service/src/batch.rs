@@ -172,7 +172,15 @@ async fn run(pool: &PgPool, stats: &Stats, jobs: Vec<Job>) {
                 }
                 return;
             }
-            Err(e) if streambank_store::is_retryable(&e) && attempt < MAX_ATTEMPTS => {
+            // A dropped connection: the batch's transaction rolled back, unless the connection died
+            // in its commit. Running it again is safe either way: the batch's outbox rows keep their
+            // event ids, so a batch that did commit fails on `outbox_pkey` instead of moving money
+            // twice (and its callers get an error, not a second transfer).
+            Err(e)
+                if (streambank_store::is_retryable(&e)
+                    || streambank_store::is_connection_error(&e))
+                    && attempt < MAX_ATTEMPTS =>
+            {
                 stats.count_transfer_retry();
                 tracing::warn!(attempt, error = %e, "transfer batch hit a transient failure; retrying");
                 let backoff = rand::rng().random_range(1..=(5u64 << attempt));
@@ -182,7 +190,7 @@ async fn run(pool: &PgPool, stats: &Stats, jobs: Vec<Job>) {
             Err(e) => break e,
         }
     };
-    if streambank_store::is_retryable(&failure) {
+    if streambank_store::is_retryable(&failure) || streambank_store::is_connection_error(&failure) {
         tracing::error!(attempt, error = %failure, "transfer batch kept failing transiently; giving up");
         for job in jobs {
             let _ = job.reply.send(Err(Error::Busy));

@@ -119,48 +119,42 @@ impl Bank {
             "transfer\n{}\n{}\n{}\n{}",
             new.from_account_id, new.to_account_id, new.amount, new.currency
         ));
-        let claim = idempotency::claim(
-            &self.pool,
-            caller.user_id,
-            key,
-            &fingerprint,
-            ABANDONED_CLAIM_SECS,
-        )
-        .await
-        .map_err(Error::db)?;
-        match claim {
-            Claim::Existing {
-                fingerprint: stored,
-                ..
-            } if stored[..] != fingerprint[..] => {
-                return Err(Error::IdempotencyKeyReused);
-            }
-            Claim::Existing { status: None, .. } => return Err(Error::IdempotencyInProgress),
-            Claim::Existing {
-                body: Some(body), ..
-            } => {
-                return serde_json::from_value(body).map_err(|e| {
-                    Error::Internal(anyhow::anyhow!(
-                        "stored idempotent response does not parse: {e}"
-                    ))
-                });
-            }
-            Claim::Existing { body: None, .. } => {
-                return Err(Error::Internal(anyhow::anyhow!(
-                    "completed idempotency key without a body"
-                )));
-            }
-            Claim::Started => {}
+        // Drawn per request: a request whose connection dies can claim its own key again.
+        let claimer = uuid::Uuid::new_v4();
+        let claim_key = || {
+            idempotency::claim(
+                &self.pool,
+                caller.user_id,
+                key,
+                &fingerprint,
+                ABANDONED_CLAIM_SECS,
+                claimer,
+            )
+        };
+        let claim = on_fresh_connection(claim_key).await.map_err(Error::db)?;
+        if let Some(done) = stored_outcome(claim, &fingerprint) {
+            return done;
         }
 
         let event = Self::event_meta();
         let mut attempt = 1;
+        let mut reconnects = 0;
         let outcome = loop {
             match self
                 .transfer_and_complete(caller.user_id, key, new, &event)
                 .await
             {
                 Ok(outcome) => break outcome,
+                Err(e) if streambank_store::is_connection_error(&e) && reconnects < 10 => {
+                    // The connection died: the transfer and the key's answer committed together, or
+                    // neither did. The key says which.
+                    reconnects += 1;
+                    tracing::warn!(error = %e, "the database connection failed mid-transfer; checking the key on a fresh one");
+                    let claim = on_fresh_connection(claim_key).await.map_err(Error::db)?;
+                    if let Some(done) = stored_outcome(claim, &fingerprint) {
+                        return done;
+                    }
+                }
                 Err(e) => {
                     if let Err(fatal) = self.after_transfer_failure(e, &mut attempt).await {
                         break Err(fatal);
@@ -169,7 +163,7 @@ impl Bank {
             }
         };
         if outcome.is_err() {
-            idempotency::release(&self.pool, caller.user_id, key)
+            on_fresh_connection(|| idempotency::release(&self.pool, caller.user_id, key))
                 .await
                 .map_err(Error::db)?;
         }
@@ -224,6 +218,49 @@ impl Bank {
             return Err(Error::InsufficientFunds);
         }
         Err(Error::db(e))
+    }
+}
+
+/// What a claim that found an existing key means for this request: `None` when the key is ours to run.
+fn stored_outcome(claim: Claim, fingerprint: &[u8]) -> Option<Result<TransferResult>> {
+    match claim {
+        Claim::Started => None,
+        Claim::Existing {
+            fingerprint: stored,
+            ..
+        } if stored[..] != fingerprint[..] => Some(Err(Error::IdempotencyKeyReused)),
+        Claim::Existing { status: None, .. } => Some(Err(Error::IdempotencyInProgress)),
+        Claim::Existing {
+            body: Some(body), ..
+        } => Some(serde_json::from_value(body).map_err(|e| {
+            Error::Internal(anyhow::anyhow!(
+                "stored idempotent response does not parse: {e}"
+            ))
+        })),
+        Claim::Existing { body: None, .. } => Some(Err(Error::Internal(anyhow::anyhow!(
+            "completed idempotency key without a body"
+        )))),
+    }
+}
+
+/// Runs a statement again, on another pooled connection, when the connection it ran on failed (the
+/// server ended the session, as `pg_terminate_backend` or a restart does):
+/// up to five tries, 10 to 80 ms apart. Only for statements that are safe to repeat.
+pub(crate) async fn on_fresh_connection<T, F, Fut>(statement: F) -> sqlx::Result<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = sqlx::Result<T>>,
+{
+    let mut tries: u64 = 1;
+    loop {
+        match statement().await {
+            Err(e) if streambank_store::is_connection_error(&e) && tries < 5 => {
+                tracing::warn!(error = %e, "a database connection failed; running the statement again on another");
+                tokio::time::sleep(Duration::from_millis(10 << (tries - 1))).await;
+                tries += 1;
+            }
+            outcome => return outcome,
+        }
     }
 }
 

@@ -148,3 +148,105 @@ async fn concurrent_transfers_never_overdraw_lose_or_invent_money() {
         batched as f64 / batches as f64
     );
 }
+
+/// The server ends every connection of the bank's database every 500 ms (`pg_terminate_backend`, what a
+/// failover or an operator does) while callers transfer with idempotency keys: no caller sees an error
+/// that is not about its own request, and each acknowledged key moved money exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idempotent_transfers_ride_out_terminated_connections() {
+    const CALLERS: usize = 12;
+    const TRANSFERS: usize = 40;
+    let t = TestBank::with_max_connections(16).await;
+    let mut accounts: Vec<(Caller, i64)> = Vec::new();
+    for i in 0..4 {
+        let owner = t.customer(&format!("steady_{i}")).await;
+        accounts.push((owner, t.account(owner, "USD", OPENING_BALANCE).await.id));
+    }
+    let before: i64 = sqlx::query_scalar("SELECT sum(balance)::bigint FROM accounts")
+        .fetch_one(&t.db.pool)
+        .await
+        .expect("sum");
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let killer = {
+        let url = t.db.url.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            use sqlx::Connection as _;
+            let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
+            let mut killed = 0i64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let n: i64 = sqlx::query_scalar(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                     WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                )
+                .fetch_one(&mut conn)
+                .await
+                .expect("terminate");
+                killed += n;
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            killed
+        })
+    };
+
+    let mut tasks = JoinSet::new();
+    for task in 0..CALLERS {
+        let bank = t.bank.clone();
+        let accounts = accounts.clone();
+        tasks.spawn(async move {
+            let mut moved = 0i64;
+            for n in 0..TRANSFERS {
+                let (from, to) = {
+                    let mut rng = rand::rng();
+                    let pair: Vec<_> = accounts.choose_multiple(&mut rng, 2).collect();
+                    (*pair[0], *pair[1])
+                };
+                let key = format!("steady-{task}-{n}");
+                let request = TransferRequest {
+                    from_account_id: from.1,
+                    to_account_id: to.1,
+                    amount: 1,
+                    currency: "USD",
+                };
+                let first = bank.transfer_idempotent(from.0, &key, request).await;
+                let result = first.unwrap_or_else(|e| panic!("transfer {key}: {e:?}"));
+                // The client retries (its answer could have been lost): the same transfer, not a new one.
+                let again = bank
+                    .transfer_idempotent(from.0, &key, request)
+                    .await
+                    .unwrap_or_else(|e| panic!("retry of {key}: {e:?}"));
+                assert_eq!(again.transfer.id, result.transfer.id);
+                moved += 1;
+            }
+            moved
+        });
+    }
+    let mut acknowledged = 0;
+    while let Some(done) = tasks.join_next().await {
+        acknowledged += done.expect("caller");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let killed = killer.await.expect("killer");
+    assert!(killed > 0, "the test terminated no connection");
+
+    let transfers: i64 = sqlx::query_scalar("SELECT count(*) FROM transfers")
+        .fetch_one(&t.db.pool)
+        .await
+        .expect("count");
+    assert_eq!(
+        transfers, acknowledged,
+        "each acknowledged key moved money once"
+    );
+    let after: i64 = sqlx::query_scalar("SELECT sum(balance)::bigint FROM accounts")
+        .fetch_one(&t.db.pool)
+        .await
+        .expect("sum");
+    assert_eq!(after, before, "money is conserved");
+    let open_claims: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM idempotency_keys WHERE response_status IS NULL")
+            .fetch_one(&t.db.pool)
+            .await
+            .expect("count");
+    assert_eq!(open_claims, 0, "no key is left claimed");
+}

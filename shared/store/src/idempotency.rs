@@ -15,8 +15,10 @@ pub enum Claim {
     },
 }
 
-/// Claims `key` for a request with `fingerprint`, or reports the existing record. A claim whose request
-/// never completed (its process died) is taken over after `abandon_after_secs`.
+/// Claims `key` for a request with `fingerprint` on behalf of `claimer` (a token the request drew), or
+/// reports the existing record. A claim whose request never completed is taken over after
+/// `abandon_after_secs` (its process died), or at once by the same claimer (its connection died, and it
+/// cannot know whether its first claim committed).
 #[tracing::instrument(name = "Claim an idempotency key", skip(db, fingerprint))]
 pub async fn claim(
     db: impl PgExecutor<'_> + Copy,
@@ -24,21 +26,26 @@ pub async fn claim(
     key: &str,
     fingerprint: &[u8],
     abandon_after_secs: f64,
+    claimer: uuid::Uuid,
 ) -> sqlx::Result<Claim> {
     let started = sqlx::query_scalar!(
         r#"
-        INSERT INTO idempotency_keys AS k (user_id, key, request_fingerprint)
-        VALUES ($1, $2, $3)
+        INSERT INTO idempotency_keys AS k (user_id, key, request_fingerprint, claimed_by)
+        VALUES ($1, $2, $3, $5)
         ON CONFLICT (user_id, key) DO UPDATE
-            SET request_fingerprint = EXCLUDED.request_fingerprint, created_at = now()
+            SET request_fingerprint = EXCLUDED.request_fingerprint, created_at = now(),
+                claimed_by = EXCLUDED.claimed_by
             WHERE k.response_status IS NULL
-              AND k.created_at < now() - make_interval(secs => $4)
+              AND (k.created_at < now() - make_interval(secs => $4)
+                   OR (k.claimed_by = EXCLUDED.claimed_by
+                       AND k.request_fingerprint = EXCLUDED.request_fingerprint))
         RETURNING true AS "started!"
         "#,
         user_id,
         key,
         fingerprint,
-        abandon_after_secs
+        abandon_after_secs,
+        claimer
     )
     .fetch_optional(db)
     .await?;
