@@ -12,6 +12,8 @@
 //! - `src/bin/api_bench.rs`: REST transfers and reads against the service layer; what authentication costs.
 //! - `src/bin/relay_bench.rs`: the outbox relay's drain against redis-benchmark; commit-to-XADD and
 //!   commit-to-notification latency.
+//! - `src/bin/drain_bench.rs`: a worker draining the backlog an outage leaves, against Postgres and the
+//!   SMTP catcher alone.
 //! - `src/bin/transport_bench.rs`: REST, gRPC and the gateway side by side, with the SVG chart.
 
 pub mod ledger;
