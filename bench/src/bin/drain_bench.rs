@@ -32,7 +32,9 @@ use streambank_worker::mail::{Email, Mailer};
 use streambank_worker::{Config, Group, Handlers, Worker};
 
 #[derive(Debug, Parser)]
-#[command(about = "Worker drain after an outage: notification rows and emails, against Postgres and the SMTP catcher alone")]
+#[command(
+    about = "Worker drain after an outage: notification rows and emails, against Postgres and the SMTP catcher alone"
+)]
 struct Args {
     #[arg(
         long,
@@ -157,7 +159,9 @@ async fn drain_unread(worker: &Worker, group: Group, events: i64) -> anyhow::Res
     let started = Instant::now();
     let mut read = 0;
     loop {
-        let n = worker.read_once(&mut reader, &mut conn, group, None).await?;
+        let n = worker
+            .read_once(&mut reader, &mut conn, group, None)
+            .await?;
         read += n;
         if n == 0 {
             break;
@@ -190,7 +194,12 @@ async fn main() -> anyhow::Result<()> {
         for (i, event) in chunk.iter().enumerate() {
             let from = ((n * 64 + i) % 1000 + 1) as i64;
             rows.push(from, *event, "transfer.completed", "You sent 1.00 USD.");
-            rows.push(from % 1000 + 1, *event, "transfer.completed", "You received 1.00 USD.");
+            rows.push(
+                from % 1000 + 1,
+                *event,
+                "transfer.completed",
+                "You received 1.00 USD.",
+            );
         }
         consumers::write_notifications(&pool, "reference", chunk, &rows).await?;
     }
@@ -198,7 +207,11 @@ async fn main() -> anyhow::Result<()> {
 
     // 1. Unread backlog, notification rows.
     let prefix = backlog(&pool, &mut redis, args.events).await?;
-    let w = worker(&args, &prefix, handlers(&args, &prefix, Group::Notifications)?)?;
+    let w = worker(
+        &args,
+        &prefix,
+        handlers(&args, &prefix, Group::Notifications)?,
+    )?;
     let unread_rate = drain_unread(&w, Group::Notifications, args.events).await?;
 
     // 2. Pending backlog: a consumer reads everything, fails it, and is gone; another takes it over.
@@ -213,7 +226,11 @@ async fn main() -> anyhow::Result<()> {
         > 0
     {}
     tokio::time::sleep(Duration::from_millis(200)).await; // past claim_min_idle: it is dead
-    let w2 = worker(&args, &prefix2, handlers(&args, &prefix2, Group::Notifications)?)?;
+    let w2 = worker(
+        &args,
+        &prefix2,
+        handlers(&args, &prefix2, Group::Notifications)?,
+    )?;
     let mut conn2 = w2.connection().await?;
     let started = Instant::now();
     let mut handled = 0;
@@ -253,16 +270,27 @@ async fn main() -> anyhow::Result<()> {
 
     // 3. Unread backlog, notification emails.
     let prefix3 = backlog(&pool, &mut redis, args.email_events).await?;
-    let w3 = worker(&args, &prefix3, handlers(&args, &prefix3, Group::NotificationEmails)?)?;
+    let w3 = worker(
+        &args,
+        &prefix3,
+        handlers(&args, &prefix3, Group::NotificationEmails)?,
+    )?;
     let email_events_rate = drain_unread(&w3, Group::NotificationEmails, args.email_events).await?;
     let email_rate = email_events_rate * 2.0;
-    let delivered: i64 = sqlx::query_scalar("SELECT count(*) FROM email_deliveries WHERE state = 'sent'")
-        .fetch_one(&pool)
-        .await?;
-    anyhow::ensure!(delivered as usize == emails, "{delivered} of {emails} emails marked sent");
+    let delivered: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM email_deliveries WHERE state = 'sent'")
+            .fetch_one(&pool)
+            .await?;
+    anyhow::ensure!(
+        delivered as usize == emails,
+        "{delivered} of {emails} emails marked sent"
+    );
 
     for p in [&prefix, &prefix2, &prefix3] {
-        let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{p}:*")).query_async(&mut redis).await?;
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{p}:*"))
+            .query_async(&mut redis)
+            .await?;
         if !keys.is_empty() {
             let _: i64 = redis::cmd("DEL").arg(&keys).query_async(&mut redis).await?;
         }

@@ -12,12 +12,10 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use futures_util::StreamExt as _;
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamId, StreamReadReply};
@@ -25,167 +23,12 @@ use sqlx::PgPool;
 use sqlx::postgres::PgConnectOptions;
 use streambank_events::{StreamEntry, stream_key};
 use tokio::time::Instant;
-use tracing::Instrument as _;
 
 use crate::Config;
 use crate::failure::{Failure, Poison};
-use crate::handlers::{Group, Handlers};
-
-/// Entries one group handles at the same time.
-const HANDLERS_IN_FLIGHT: usize = 16;
-
-/// A stream entry as read, with the span of its handling (which continues the trace of the request that
-/// caused the event).
-#[derive(Debug)]
-pub struct Delivery {
-    pub entry: StreamEntry,
-    pub span: tracing::Span,
-}
-
-impl Delivery {
-    pub fn new(group: Group, entry: StreamEntry) -> Self {
-        let span = tracing::info_span!("handle event", group = group.name(), event_type = %entry.event_type, event_id = %entry.event_id);
-        streambank_telemetry::continue_trace(&span, &entry.traceparent);
-        Self { entry, span }
-    }
-}
-
-type Outcome<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Something that handles events (the real [`Handlers`], or a test double wrapping them).
-pub trait Handle: Send + Sync + std::fmt::Debug {
-    /// Handles one entry: `Ok` means done, `Err` means try again later.
-    fn handle<'a>(
-        &'a self,
-        group: Group,
-        entry: &'a StreamEntry,
-    ) -> Outcome<'a, anyhow::Result<()>>;
-
-    /// Handles the entries of one read; one outcome per entry, in their order. By default each entry is
-    /// handled on its own, up to [`HANDLERS_IN_FLIGHT`] at once.
-    fn handle_many<'a>(
-        &'a self,
-        group: Group,
-        deliveries: &'a [Delivery],
-    ) -> Outcome<'a, Vec<anyhow::Result<()>>> {
-        Box::pin(handle_each(self, group, deliveries))
-    }
-}
-
-/// Handles each delivery with [`Handle::handle`], concurrently: each event has its own effects and
-/// records, so their order does not matter, and one slow SMTP exchange must not hold up the rest. Copies
-/// of one event (the relay may publish twice) are handled one after the other, so that the second sees
-/// what the first recorded.
-pub async fn handle_each<H: Handle + ?Sized>(
-    handler: &H,
-    group: Group,
-    deliveries: &[Delivery],
-) -> Vec<anyhow::Result<()>> {
-    let mut buckets: Vec<Vec<usize>> = Vec::new();
-    let mut bucket_of_event: HashMap<&str, usize> = HashMap::new();
-    for (i, delivery) in deliveries.iter().enumerate() {
-        let next = buckets.len();
-        let bucket = *bucket_of_event
-            .entry(delivery.entry.event_id.as_str())
-            .or_insert(next);
-        if bucket == next {
-            buckets.push(Vec::new());
-        }
-        buckets[bucket].push(i);
-    }
-    let done: Vec<Vec<(usize, anyhow::Result<()>)>> = futures_util::stream::iter(buckets)
-        .map(|bucket| async move {
-            let mut outcomes = Vec::with_capacity(bucket.len());
-            for i in bucket {
-                let Delivery { entry, span } = &deliveries[i];
-                let outcome = handler.handle(group, entry).instrument(span.clone()).await;
-                outcomes.push((i, outcome));
-            }
-            outcomes
-        })
-        .buffer_unordered(HANDLERS_IN_FLIGHT)
-        .collect()
-        .await;
-    let mut outcomes: Vec<Option<anyhow::Result<()>>> = deliveries.iter().map(|_| None).collect();
-    for (i, outcome) in done.into_iter().flatten() {
-        outcomes[i] = Some(outcome);
-    }
-    outcomes
-        .into_iter()
-        .map(|o| o.unwrap_or_else(|| Err(anyhow::anyhow!("not handled"))))
-        .collect()
-}
-
-impl Handle for Handlers {
-    fn handle<'a>(
-        &'a self,
-        group: Group,
-        entry: &'a StreamEntry,
-    ) -> Outcome<'a, anyhow::Result<()>> {
-        Box::pin(Handlers::handle(self, group, entry))
-    }
-
-    fn handle_many<'a>(
-        &'a self,
-        group: Group,
-        deliveries: &'a [Delivery],
-    ) -> Outcome<'a, Vec<anyhow::Result<()>>> {
-        Box::pin(async move {
-            if group == Group::Notifications {
-                self.notify_many(deliveries).await
-            } else {
-                handle_each(self, group, deliveries).await
-            }
-        })
-    }
-}
-
-/// The worker's Prometheus metrics (served at `/metrics` on `HEALTH_ADDR`).
-#[derive(Debug, Clone)]
-pub struct WorkerMetrics {
-    pub registry: streambank_telemetry::metrics::Registry,
-    pub(crate) processed: streambank_telemetry::metrics::Counter,
-    pub(crate) retried: streambank_telemetry::metrics::Counter,
-    pub(crate) dead_lettered: streambank_telemetry::metrics::Counter,
-    pub(crate) handling: streambank_telemetry::metrics::Histogram,
-    pub(crate) pending: streambank_telemetry::metrics::Gauge,
-}
-
-impl Default for WorkerMetrics {
-    fn default() -> Self {
-        use streambank_telemetry::metrics::{LATENCY_BUCKETS, Registry};
-        let registry = Registry::default();
-        Self {
-            processed: registry.counter(
-                "worker_events_total",
-                "Entries handled, by group and outcome (ok or error).",
-                &["group", "outcome"],
-            ),
-            retried: registry.counter(
-                "worker_retries_total",
-                "Failed entries claimed again for a retry, by group.",
-                &["group"],
-            ),
-            dead_lettered: registry.counter(
-                "worker_dead_lettered_total",
-                "Entries moved to the dead-letter stream, by group.",
-                &["group"],
-            ),
-            handling: registry.histogram(
-                "worker_handling_seconds",
-                "Time from reading an entry to its outcome (entries of one read are handled together), by group.",
-                &["group"],
-                &LATENCY_BUCKETS,
-            ),
-            pending: registry.gauges(
-                "worker_pending_entries",
-                "Entries delivered and not yet acknowledged, by group and stream, as of this process's last sweep.",
-                &["group", "stream"],
-            ),
-            registry,
-        }
-    }
-}
+use crate::group::Group;
+pub use crate::handle::{Delivery, Handle, handle_each};
+pub use crate::metrics::WorkerMetrics;
 
 /// Why an entry of this process last failed, for its retry and its dead-letter record.
 #[derive(Debug, Clone)]

@@ -22,45 +22,10 @@ use streambank_store::consumers::{self, DeliveryClaim, NotificationRows};
 use tracing::Instrument as _;
 use uuid::Uuid;
 
-use crate::consumer::Delivery;
 use crate::failure::{Contended, Poison};
+use crate::group::Group;
+use crate::handle::{Delivery, Handle, Outcome, handle_each};
 use crate::mail::{Email, Mailer};
-
-/// The consumer groups.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Group {
-    EmailVerification,
-    /// Notification rows (what `GET /v1/notifications` lists).
-    Notifications,
-    /// The emails that go with them, in a group of their own so that mail never delays the rows.
-    NotificationEmails,
-}
-
-impl Group {
-    pub const ALL: [Group; 3] = [
-        Group::EmailVerification,
-        Group::Notifications,
-        Group::NotificationEmails,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Group::EmailVerification => "email-verification",
-            Group::Notifications => "notifications",
-            Group::NotificationEmails => "notification-emails",
-        }
-    }
-
-    pub fn streams(self) -> &'static [streambank_events::Stream] {
-        use streambank_events::Stream;
-        match self {
-            Group::EmailVerification => &[Stream::Users],
-            Group::Notifications | Group::NotificationEmails => {
-                &[Stream::Accounts, Stream::Transfers]
-            }
-        }
-    }
-}
 
 /// What handlers need.
 #[derive(Debug, Clone)]
@@ -430,4 +395,28 @@ pub struct Notice {
     occurred_at: String,
     kind: &'static str,
     recipients: Vec<(i64, String)>,
+}
+
+impl Handle for Handlers {
+    fn handle<'a>(
+        &'a self,
+        group: Group,
+        entry: &'a StreamEntry,
+    ) -> Outcome<'a, anyhow::Result<()>> {
+        Box::pin(Handlers::handle(self, group, entry))
+    }
+
+    fn handle_many<'a>(
+        &'a self,
+        group: Group,
+        deliveries: &'a [Delivery],
+    ) -> Outcome<'a, Vec<anyhow::Result<()>>> {
+        Box::pin(async move {
+            if group == Group::Notifications {
+                self.notify_many(deliveries).await
+            } else {
+                handle_each(self, group, deliveries).await
+            }
+        })
+    }
 }

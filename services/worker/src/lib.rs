@@ -18,16 +18,22 @@
 //! # Layout
 //!
 //! - [`Config`]: environment variables.
+//! - [`group`]: the consumer groups and their streams.
 //! - [`handlers`]: what each group does with an event.
+//! - [`handle`]: the trait the consumer machinery hands entries to.
 //! - [`consumer`]: reading, acknowledging, and riding out outages.
 //! - [`failure`]: telling outages, races and poison apart.
 //! - [`pending`]: retries, taking over from dead consumers, dead letters.
 //! - [`mail`]: sending email over SMTP.
+//! - [`metrics`]: the worker's Prometheus metrics.
 
 pub mod consumer;
 pub mod failure;
+pub mod group;
+pub mod handle;
 pub mod handlers;
 pub mod mail;
+pub mod metrics;
 pub mod pending;
 
 use std::future::Future;
@@ -40,7 +46,8 @@ use sqlx::postgres::PgConnectOptions;
 use streambank_service::Bank;
 
 pub use consumer::Worker;
-pub use handlers::{Group, Handlers};
+pub use group::Group;
+pub use handlers::Handlers;
 
 #[derive(Debug, Clone)]
 pub struct Config {

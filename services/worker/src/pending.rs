@@ -26,7 +26,7 @@ use streambank_store::dead_letters::{self, NewDeadLetter};
 
 use crate::consumer::{FailureRecord, Held, PROBE_COUNT, Worker, fields};
 use crate::failure::Failure;
-use crate::handlers::Group;
+use crate::group::Group;
 
 /// Pending entries examined per stream and sweep (this process's own, or one dead consumer's).
 const SWEEP_PAGE: usize = 512;
