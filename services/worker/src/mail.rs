@@ -8,7 +8,8 @@
 //! test, can see it for what it is and drop it.
 
 use anyhow::Context as _;
-use lettre::message::header::{ContentType, HeaderName, HeaderValue};
+use lettre::message::MultiPart;
+use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::{AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
 use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
@@ -72,7 +73,8 @@ impl Mailer {
         format!("<{}.{tag}@{}>", event_id.simple(), self.from.email.domain())
     }
 
-    /// Sends a plain-text email; returns once the SMTP server has accepted it. An address that is not
+    /// Sends an email as plain text with an HTML alternative (the same words, its links clickable);
+    /// returns once the SMTP server has accepted it. An address that is not
     /// one is a [`lettre::address::AddressError`], which the worker treats as permanent.
     #[tracing::instrument(name = "Send an email", skip_all, fields(to = %email.to, kind = email.kind, event_id = %email.event_id))]
     pub async fn send(&self, email: Email<'_>) -> anyhow::Result<()> {
@@ -90,12 +92,70 @@ impl Mailer {
                 HeaderName::new_from_ascii_str(KIND_HEADER),
                 email.kind.to_owned(),
             ))
-            .header(ContentType::TEXT_PLAIN)
-            .body(email.body.to_owned())?;
+            .multipart(MultiPart::alternative_plain_html(
+                email.body.to_owned(),
+                html(email.body),
+            ))?;
         self.transport
             .send(message)
             .await
             .context("the SMTP server did not accept the email")?;
         Ok(())
+    }
+}
+
+/// The HTML form of a plain-text body: every character escaped, paragraphs kept, and each `http://` or
+/// `https://` word made a link.
+pub fn html(text: &str) -> String {
+    let escape = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    let paragraphs: Vec<String> = text
+        .trim_end()
+        .split("\n\n")
+        .map(|paragraph| {
+            let lines: Vec<String> = paragraph
+                .lines()
+                .map(|line| {
+                    line.split(' ')
+                        .map(|word| {
+                            if word.starts_with("http://") || word.starts_with("https://") {
+                                let url = escape(word);
+                                format!("<a href=\"{url}\">{url}</a>")
+                            } else {
+                                escape(word)
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .collect();
+            format!("<p>{}</p>", lines.join("<br>\n"))
+        })
+        .collect();
+    format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"></head><body>\n{}\n</body></html>\n",
+        paragraphs.join("\n")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn html_escapes_and_links() {
+        let html = super::html(
+            "Hello <Ann & Bob>,\n\nopen http://localhost:8080/v1/users/verify-email?id=1&code=ab\nnow.\n",
+        );
+        assert!(html.contains("<p>Hello &lt;Ann &amp; Bob&gt;,</p>"), "{html}");
+        assert!(
+            html.contains(
+                "<a href=\"http://localhost:8080/v1/users/verify-email?id=1&amp;code=ab\">"
+            ),
+            "{html}"
+        );
+        assert!(html.contains("<br>\nnow.</p>"), "{html}");
     }
 }

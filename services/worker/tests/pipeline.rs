@@ -188,10 +188,17 @@ impl Env {
 
 fn link_in(mail: &Value) -> String {
     let text = mail["text"].as_str().expect("text body");
-    text.split_whitespace()
+    let link = text
+        .split_whitespace()
         .find(|w| w.contains("/v1/users/verify-email?"))
         .expect("a verification link")
-        .to_owned()
+        .to_owned();
+    let html = mail["html"].as_str().expect("an HTML alternative");
+    assert!(
+        html.contains(&format!("<a href=\"{}\">", link.replace('&', "&amp;"))),
+        "the link can be clicked: {html}"
+    );
+    link
 }
 
 /// Registers and verifies through the emailed link; returns an access token.
