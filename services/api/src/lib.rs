@@ -1,6 +1,7 @@
 //! `streambank-api`: StreamBank's three transports over one service layer: the REST listener (axum,
 //! `HTTP_ADDR`), the gRPC server (tonic, `GRPC_ADDR`) and the HTTP/JSON gateway (`GATEWAY_ADDR`), which
-//! transcodes to gRPC and calls `GATEWAY_UPSTREAM` over a real connection.
+//! transcodes to gRPC and calls `GATEWAY_UPSTREAM` over a real connection; and `/metrics` on a listener
+//! of its own (`METRICS_ADDR`), for the scraper only.
 //!
 //! `main.rs` is thin: it reads [`Config`], starts logging and calls [`Api::bind`] then [`Api::run`].
 //! Tests do the same on port 0 and talk to the server over real sockets.
@@ -43,6 +44,8 @@ pub struct Api {
     grpc_routes: tonic::service::Routes,
     gateway: TcpListener,
     gateway_router: axum::Router,
+    metrics: TcpListener,
+    metrics_router: axum::Router,
     sessions: Sessions,
 }
 
@@ -74,6 +77,7 @@ impl Api {
             metrics: rest::metrics::ApiMetrics::default(),
         };
         let router = rest::router(state.clone(), config);
+        let metrics_router = rest::metrics::router(state.metrics.clone());
         let grpc_server = grpc::Grpc::new(state, config);
         let grpc_routes = grpc_server
             .routes()
@@ -88,6 +92,9 @@ impl Api {
         let gateway = TcpListener::bind(config.gateway_addr)
             .await
             .with_context(|| format!("cannot listen on GATEWAY_ADDR {}", config.gateway_addr))?;
+        let metrics = TcpListener::bind(config.metrics_addr)
+            .await
+            .with_context(|| format!("cannot listen on METRICS_ADDR {}", config.metrics_addr))?;
         let upstream = match &config.gateway_upstream {
             Some(url) => url.clone(),
             // This process's own gRPC listener, over loopback when it listens on every address.
@@ -120,6 +127,8 @@ impl Api {
             grpc_routes,
             gateway,
             gateway_router,
+            metrics,
+            metrics_router,
             sessions,
         })
     }
@@ -160,8 +169,12 @@ impl Api {
         self.gateway.local_addr()
     }
 
-    /// Serves all three listeners until `shutdown` completes; then each stops accepting, lets its
-    /// in-flight requests finish, and `run` returns when all three have.
+    pub fn metrics_addr(&self) -> std::io::Result<SocketAddr> {
+        self.metrics.local_addr()
+    }
+
+    /// Serves all four listeners until `shutdown` completes; then each stops accepting, lets its
+    /// in-flight requests finish, and `run` returns when all have.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -190,13 +203,16 @@ impl Api {
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(signal());
+        let metrics =
+            axum::serve(self.metrics, self.metrics_router).with_graceful_shutdown(signal());
         let grpc = self
             .grpc_server
             .serve(self.grpc, self.grpc_routes, signal());
-        let (rest, gateway, grpc) = tokio::join!(rest, gateway, grpc);
+        let (rest, gateway, grpc, metrics) = tokio::join!(rest, gateway, grpc, metrics);
         rest.context("REST listener")?;
         gateway.context("gateway listener")?;
         grpc.context("gRPC listener")?;
+        metrics.context("metrics listener")?;
         Ok(())
     }
 }

@@ -61,7 +61,6 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .merge(notifications::router())
         .merge(health::router())
         .merge(openapi::router())
-        .merge(metrics::router(state.metrics.clone()))
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::middleware::from_fn_with_state(
