@@ -9,6 +9,7 @@
 //! # Layout
 //!
 //! - [`config`]: environment variables, checked at start.
+//! - [`conn`]: what every listener bounds: open connections, idle time, the time to send a head.
 //! - [`state`]: what handlers share (the service layer, sessions, Redis for readiness).
 //! - [`rest`]: the router, one module per resource, the error shape and the extractors.
 //! - [`grpc`]: the four gRPC services, one module each, and the layers every call passes through
@@ -17,6 +18,7 @@
 //!   descriptor set, and its OpenAPI document.
 
 pub mod config;
+pub mod conn;
 pub mod gateway;
 pub mod grpc;
 pub mod rest;
@@ -37,6 +39,7 @@ use state::AppState;
 /// A bound, not yet serving, API process.
 #[derive(Debug)]
 pub struct Api {
+    connections: conn::ConnectionLimits,
     http: TcpListener,
     router: axum::Router,
     grpc: TcpListener,
@@ -120,6 +123,7 @@ impl Api {
         )
         .context("building the gateway from the descriptor set")?;
         Ok(Self {
+            connections: config.connections,
             http,
             router,
             grpc,
@@ -191,23 +195,23 @@ impl Api {
             }
         };
 
-        let rest = axum::serve(
-            self.http,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(signal());
-        let gateway = axum::serve(
-            self.gateway,
-            self.gateway_router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(signal());
-        let metrics =
-            axum::serve(self.metrics, self.metrics_router).with_graceful_shutdown(signal());
-        let grpc = self
-            .grpc_server
-            .serve(self.grpc, self.grpc_routes, signal());
+        let limited = |listener, name| conn::LimitedListener::new(listener, self.connections, name);
+        let rest = conn::serve_http(limited(self.http, "rest"), self.router, signal());
+        let gateway = conn::serve_http(
+            limited(self.gateway, "gateway"),
+            self.gateway_router,
+            signal(),
+        );
+        let metrics = conn::serve_http(
+            limited(self.metrics, "metrics"),
+            self.metrics_router,
+            signal(),
+        );
+        let grpc = self.grpc_server.serve(
+            limited(self.grpc, "grpc").incoming(),
+            self.grpc_routes,
+            signal(),
+        );
         let (rest, gateway, grpc, metrics) = tokio::join!(rest, gateway, grpc, metrics);
         rest.context("REST listener")?;
         gateway.context("gateway listener")?;

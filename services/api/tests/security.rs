@@ -2,8 +2,12 @@
 
 mod common;
 
+use std::time::{Duration, Instant};
+
 use common::TestApp;
 use reqwest::{Method, StatusCode};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
 
 /// The number of series (sample lines) `/metrics` holds.
 fn series(metrics: &str) -> usize {
@@ -94,4 +98,212 @@ async fn metrics_are_not_served_on_the_public_listeners() {
             .await
             .contains("# TYPE http_requests_total counter")
     );
+}
+
+/// Reads one HTTP/1.1 response (head and a `Content-Length` body) from `stream`, within `within`.
+async fn read_response(stream: &mut TcpStream, within: Duration) -> String {
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let text = String::from_utf8_lossy(&got).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|line| {
+                    let (name, value) = line.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse::<usize>().ok())
+                        .flatten()
+                })
+                .unwrap_or(0);
+            if got.len() >= end + 4 + length {
+                return text;
+            }
+        }
+        let n = tokio::time::timeout_at(deadline, stream.read(&mut chunk))
+            .await
+            .unwrap_or_else(|_| panic!("no whole response within {within:?}; so far: {text:?}"))
+            .expect("read");
+        assert!(n > 0, "closed before a whole response: {text:?}");
+        got.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// How long until the server closes `stream` (end of file or reset), waiting at most `within`.
+async fn closed_after(stream: &mut TcpStream, within: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    let mut chunk = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(
+            within.saturating_sub(started.elapsed()),
+            stream.read(&mut chunk),
+        )
+        .await
+        {
+            Err(_) => return None,
+            Ok(Ok(0) | Err(_)) => return Some(started.elapsed()),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+const LIMITS: [(&str, &str); 3] = [
+    ("HEADER_READ_TIMEOUT", "1s"),
+    ("IDLE_TIMEOUT", "2s"),
+    ("MAX_CONNECTIONS", "4"),
+];
+
+/// A connection that sends half a request head is closed once the header-read timeout (HTTP/1.1) or
+/// the idle timeout (HTTP/2, gRPC) has passed; one that sends nothing, once the idle timeout has; on
+/// every listener.
+#[tokio::test]
+async fn connections_that_never_finish_a_request_are_closed() {
+    let app = TestApp::spawn_with(&LIMITS).await;
+    let rest = app.rest_base.trim_start_matches("http://").to_owned();
+    let gateway = app.gateway_base.trim_start_matches("http://").to_owned();
+    let grpc = app.grpc_addr.to_string();
+    let half_head: &'static [u8] = b"GET /healthz HTTP/1.1\r\nHost: x\r\n";
+    let (header_read, idle) = (Duration::from_secs(1), Duration::from_secs(2));
+    let cases: Vec<(&str, String, &'static [u8], Duration)> = vec![
+        ("REST, half a head", rest.clone(), half_head, header_read),
+        (
+            "gateway, half a head",
+            gateway.clone(),
+            half_head,
+            header_read,
+        ),
+        (
+            "gRPC, half the preface",
+            grpc.clone(),
+            b"PRI * HTTP/2.0\r\n",
+            idle,
+        ),
+        ("REST, nothing", rest, b"", idle),
+        ("gateway, nothing", gateway, b"", idle),
+        ("gRPC, nothing", grpc, b"", idle),
+    ];
+    let mut waits = Vec::new();
+    for (name, addr, sent, timeout) in cases {
+        waits.push(async move {
+            let mut stream = TcpStream::connect(addr).await.expect("connect");
+            stream.write_all(sent).await.expect("write");
+            let closed = closed_after(&mut stream, Duration::from_secs(10)).await;
+            (name, timeout, closed)
+        });
+    }
+    for (name, timeout, closed) in futures_join_all(waits).await {
+        let closed = closed.unwrap_or_else(|| panic!("{name}: still open after 10 s"));
+        assert!(
+            closed >= timeout.mul_f32(0.9) && closed < timeout + Duration::from_secs(3),
+            "{name}: closed after {closed:?}, the timeout being {timeout:?}"
+        );
+    }
+}
+
+/// Runs the futures at once and returns their outputs in order.
+async fn futures_join_all<F: std::future::Future + Send + 'static>(
+    futures: Vec<F>,
+) -> Vec<F::Output>
+where
+    F::Output: Send,
+{
+    let tasks: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut outputs = Vec::new();
+    for task in tasks {
+        outputs.push(task.await.expect("task"));
+    }
+    outputs
+}
+
+/// Beyond `MAX_CONNECTIONS` a listener closes new connections at once, while the ones it holds go on
+/// being served; a closed one frees its place.
+#[tokio::test]
+async fn each_listener_holds_at_most_max_connections() {
+    let app = TestApp::spawn_with(&LIMITS).await;
+    for base in [&app.rest_base, &app.gateway_base] {
+        let addr = base.trim_start_matches("http://");
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            held.push(TcpStream::connect(addr).await.expect("connect"));
+        }
+        // A fifth is accepted by the kernel and closed by the server without a word.
+        let mut refused = TcpStream::connect(addr).await.expect("connect");
+        let _ = refused
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await;
+        let closed = closed_after(&mut refused, Duration::from_millis(900)).await;
+        assert!(closed.is_some(), "{base}: a fifth connection was served");
+        // The four it holds are served (a 404 in the contract's shape, from either listener).
+        for stream in &mut held {
+            stream
+                .write_all(b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .expect("write");
+            let response = read_response(stream, Duration::from_secs(5)).await;
+            assert!(response.starts_with("HTTP/1.1 404"), "{base}: {response}");
+        }
+        // One closes; a new one takes its place.
+        drop(held.pop());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut again = TcpStream::connect(addr).await.expect("connect");
+        again
+            .write_all(b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("write");
+        let response = read_response(&mut again, Duration::from_secs(5)).await;
+        assert!(response.starts_with("HTTP/1.1 404"), "{base}: {response}");
+    }
+
+    // gRPC: four held (a health check over each), a fifth closed.
+    let mut channels = Vec::new();
+    for _ in 0..4 {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", app.grpc_addr))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect");
+        channels.push(channel);
+    }
+    let mut refused = TcpStream::connect(app.grpc_addr).await.expect("connect");
+    let _ = refused.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await;
+    assert!(
+        closed_after(&mut refused, Duration::from_millis(900))
+            .await
+            .is_some(),
+        "a fifth gRPC connection was served"
+    );
+    for channel in channels {
+        let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+        let answer = health
+            .check(tonic_health::pb::HealthCheckRequest::default())
+            .await
+            .expect("a held connection is served");
+        assert_eq!(answer.into_inner().status, 1, "SERVING");
+    }
+}
+
+/// A declared `Content-Length` over the body limit is answered 413 at once, in the contract's shape,
+/// without waiting for the body (it used to wait for the request timeout and answer 503).
+#[tokio::test]
+async fn a_declared_body_over_the_limit_is_refused_at_once() {
+    let app = TestApp::spawn("paseto").await;
+    for base in [&app.rest_base, &app.gateway_base] {
+        let mut stream = TcpStream::connect(base.trim_start_matches("http://"))
+            .await
+            .expect("connect");
+        stream
+            .write_all(
+                b"POST /v1/users HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                  Content-Length: 10000000\r\n\r\n{\"username\":",
+            )
+            .await
+            .expect("write");
+        let response = read_response(&mut stream, Duration::from_secs(2)).await;
+        assert!(response.starts_with("HTTP/1.1 413"), "{base}: {response}");
+        let body = &response[response.find("\r\n\r\n").expect("head") + 4..];
+        let body: serde_json::Value = serde_json::from_str(body).expect("a JSON body");
+        assert_eq!(body["error"]["code"], "invalid_argument", "{body}");
+        assert_eq!(body["error"]["reason"], "BODY_TOO_LARGE", "{body}");
+    }
 }

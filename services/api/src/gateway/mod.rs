@@ -112,6 +112,10 @@ pub fn router(
             }))
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))
             .layer(axum::middleware::from_fn(crate::rest::header_limit))
+            .layer(axum::middleware::from_fn_with_state(
+                options.body_limit_bytes,
+                crate::rest::declared_body_limit,
+            ))
             .layer(cors(&options.cors_allowed_origins, methods))
             .layer(HandleErrorLayer::new(|_: tower::BoxError| async { ApiError::Timeout }))
             .timeout(options.request_timeout),

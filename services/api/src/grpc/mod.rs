@@ -45,10 +45,8 @@ use streambank_proto::v1::account_service_server::AccountServiceServer;
 use streambank_proto::v1::notification_service_server::NotificationServiceServer;
 use streambank_proto::v1::transfer_service_server::TransferServiceServer;
 use streambank_proto::v1::user_service_server::UserServiceServer;
-use tokio::net::TcpListener;
 use tonic::Status;
 use tonic::service::Routes;
-use tonic::transport::server::TcpIncoming;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -142,7 +140,9 @@ impl Grpc {
     /// Serves `routes` behind the layers until `shutdown` completes, then lets in-flight calls finish.
     pub async fn serve(
         self,
-        listener: TcpListener,
+        incoming: tokio_stream::wrappers::ReceiverStream<
+            std::io::Result<crate::conn::Guarded<tokio::net::TcpStream>>,
+        >,
         routes: Routes,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), tonic::transport::Error> {
@@ -190,10 +190,7 @@ impl Grpc {
             .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
             .layer(layers)
             .add_routes(routes)
-            .serve_with_incoming_shutdown(
-                TcpIncoming::from(listener).with_nodelay(Some(true)),
-                shutdown,
-            )
+            .serve_with_incoming_shutdown(incoming, shutdown)
             .await
     }
 }

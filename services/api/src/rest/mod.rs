@@ -84,6 +84,10 @@ pub fn router(state: AppState, config: &Config) -> Router {
             }))
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))
             .layer(axum::middleware::from_fn(header_limit))
+            .layer(axum::middleware::from_fn_with_state(
+                config.body_limit_bytes,
+                declared_body_limit,
+            ))
             .layer(cors(&config.cors_allowed_origins))
             .layer(HandleErrorLayer::new(|_: tower::BoxError| async { ApiError::Timeout }))
             .timeout(config.request_timeout),
@@ -112,6 +116,26 @@ pub async fn header_limit(
             limit: MAX_HEADER_BYTES,
         }
         .into_response();
+    }
+    next.run(request).await
+}
+
+/// Refuses a request whose declared `Content-Length` exceeds the body limit with a 413 at once,
+/// before reading any of the body (otherwise the server would wait for a body it will refuse until
+/// the request timed out). A body without a declared length is still cut off at the limit as it is
+/// read. (REST and the gateway both run it.)
+pub async fn declared_body_limit(
+    axum::extract::State(limit): axum::extract::State<usize>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return ApiError::BodyTooLarge { limit }.into_response();
     }
     next.run(request).await
 }
