@@ -307,3 +307,191 @@ async fn a_declared_body_over_the_limit_is_refused_at_once() {
         assert_eq!(body["error"]["reason"], "BODY_TOO_LARGE", "{body}");
     }
 }
+
+/// Two customers with USD accounts (Ann's funded with 1,000), and Bob's EUR account.
+struct Parties {
+    ann: common::Session,
+    bob: common::Session,
+    ann_usd: i64,
+    bob_usd: i64,
+    bob_eur: i64,
+}
+
+async fn parties(app: &TestApp) -> Parties {
+    let banker = app.banker("banker").await;
+    let ann = app.customer("ann").await;
+    let bob = app.customer("bob").await;
+    let ann_usd = app.open_account(&ann, "USD").await;
+    let bob_usd = app.open_account(&bob, "USD").await;
+    let bob_eur = app.open_account(&bob, "EUR").await;
+    app.deposit(&banker, ann_usd, 1_000, "USD").await;
+    app.deposit(&banker, bob_usd, 777_777, "USD").await;
+    Parties {
+        ann,
+        bob,
+        ann_usd,
+        bob_usd,
+        bob_eur,
+    }
+}
+
+/// A transfer's answer, on REST, the gateway and gRPC, shows the transfer and the caller's own account
+/// and entry; nothing of the destination's owner or balance.
+#[tokio::test]
+async fn a_transfer_answer_shows_only_the_callers_data() {
+    let app = TestApp::spawn("paseto").await;
+    let p = parties(&app).await;
+    for base in [&app.rest_base, &app.gateway_base] {
+        let response = app
+            .client
+            .post(format!("{base}/v1/transfers"))
+            .bearer_auth(&p.ann.access)
+            .json(&serde_json::json!({"from_account_id": p.ann_usd, "to_account_id": p.bob_usd, "amount": 10, "currency": "USD"}))
+            .send()
+            .await
+            .expect("transfer");
+        assert_eq!(response.status(), StatusCode::CREATED, "{base}");
+        let body: serde_json::Value = response.json().await.expect("json");
+        let keys: Vec<&str> = body
+            .as_object()
+            .expect("an object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            ["from_account", "from_entry", "transfer"],
+            "{base}: {body}"
+        );
+        assert_eq!(body["from_account"]["owner_id"], p.ann.user_id, "{body}");
+        assert_eq!(body["transfer"]["to_account_id"], p.bob_usd, "{body}");
+        let text = body.to_string();
+        assert!(
+            !text.contains("777") && !text.contains(&format!("\"owner_id\":{}", p.bob.user_id)),
+            "{base}: Bob's balance or id in {text}"
+        );
+    }
+
+    let mut transfers = streambank_proto::v1::transfer_service_client::TransferServiceClient::new(
+        tonic::transport::Channel::from_shared(format!("http://{}", app.grpc_addr))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect"),
+    );
+    let mut request = tonic::Request::new(streambank_proto::v1::CreateTransferRequest {
+        from_account_id: p.ann_usd,
+        to_account_id: p.bob_usd,
+        amount: 10,
+        currency: "USD".into(),
+    });
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", p.ann.access).parse().expect("ascii"),
+    );
+    let answer = transfers
+        .create_transfer(request)
+        .await
+        .expect("gRPC transfer")
+        .into_inner();
+    assert_eq!(answer.from_account.as_ref().expect("from").balance, 970);
+    // Fields 3 and 5 (the destination's account and entry) are reserved: nothing else is sent.
+    let bytes = prost::Message::encode_to_vec(&answer);
+    let decoded = prost_reflect::DynamicMessage::decode(
+        streambank_proto::descriptor_pool()
+            .get_message_by_name("streambank.v1.TransferResult")
+            .expect("descriptor"),
+        bytes.as_slice(),
+    )
+    .expect("decode");
+    assert_eq!(decoded.fields().count(), 3, "{decoded:?}");
+}
+
+/// A refusal about the destination is one answer (`CANNOT_RECEIVE`) whether it does not exist or is
+/// in another currency; and the source is checked first, so an unfunded transfer is refused for its
+/// funds whatever the destination. On REST, the gateway and gRPC alike.
+#[tokio::test]
+async fn refusals_reveal_nothing_about_the_destination() {
+    let app = TestApp::spawn("paseto").await;
+    let p = parties(&app).await;
+    let cases = [
+        ("unknown destination", 987_654_321, 10, "CANNOT_RECEIVE"),
+        ("destination in EUR", p.bob_eur, 10, "CANNOT_RECEIVE"),
+        (
+            "unfunded, unknown destination",
+            987_654_321,
+            5_000,
+            "INSUFFICIENT_FUNDS",
+        ),
+        (
+            "unfunded, destination in EUR",
+            p.bob_eur,
+            5_000,
+            "INSUFFICIENT_FUNDS",
+        ),
+        (
+            "unfunded, existing destination",
+            p.bob_usd,
+            5_000,
+            "INSUFFICIENT_FUNDS",
+        ),
+    ];
+    for base in [&app.rest_base, &app.gateway_base] {
+        let mut answers = std::collections::HashMap::new();
+        for (name, to, amount, reason) in cases {
+            let response = app
+                .client
+                .post(format!("{base}/v1/transfers"))
+                .bearer_auth(&p.ann.access)
+                .json(&serde_json::json!({"from_account_id": p.ann_usd, "to_account_id": to, "amount": amount, "currency": "USD"}))
+                .send()
+                .await
+                .expect("transfer");
+            let body = common::expect_error(
+                response,
+                StatusCode::BAD_REQUEST,
+                "failed_precondition",
+                reason,
+            )
+            .await;
+            let text = body.to_string();
+            assert!(
+                !text.contains("EUR") && !text.contains(&to.to_string()),
+                "{base} {name}: {text}"
+            );
+            // Every refusal with the same reason is the same body, byte for byte.
+            if let Some(first) = answers.insert(reason, text.clone()) {
+                assert_eq!(first, text, "{base} {name}");
+            }
+        }
+    }
+
+    let mut transfers = streambank_proto::v1::transfer_service_client::TransferServiceClient::new(
+        tonic::transport::Channel::from_shared(format!("http://{}", app.grpc_addr))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect"),
+    );
+    let mut messages = std::collections::HashMap::new();
+    for (name, to, amount, reason) in cases {
+        let mut request = tonic::Request::new(streambank_proto::v1::CreateTransferRequest {
+            from_account_id: p.ann_usd,
+            to_account_id: to,
+            amount,
+            currency: "USD".into(),
+        });
+        request.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {}", p.ann.access).parse().expect("ascii"),
+        );
+        let status = transfers.create_transfer(request).await.expect_err(name);
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{name}");
+        let info = tonic_types::StatusExt::get_details_error_info(&status).expect("ErrorInfo");
+        assert_eq!(info.reason, reason, "{name}");
+        assert!(!status.message().contains("EUR"), "{name}: {status:?}");
+        if let Some(first) = messages.insert(reason, status.message().to_owned()) {
+            assert_eq!(first, status.message(), "{name}");
+        }
+    }
+}

@@ -45,19 +45,24 @@ pub struct TransferRecord {
     pub to_entry: EntryRow,
 }
 
-/// Why the transfer statement wrote nothing. Checked in this order.
+/// Why the transfer statement wrote nothing. Checked in this order: everything about the source (the
+/// caller's own account) before anything about the destination, so that what a refusal says about the
+/// destination never depends on the source's state (an unfunded source is refused for its funds,
+/// whether the destination exists or not).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TransferRejection {
     SourceNotFound,
     SourceNotOwned,
-    DestinationNotFound,
-    CurrencyMismatch {
+    /// The source's currency is not the transfer's.
+    SourceCurrencyMismatch {
         from: String,
-        to: String,
     },
     InsufficientFunds {
         balance: i64,
     },
+    DestinationNotFound,
+    /// The destination's currency is not the transfer's.
+    DestinationCurrencyMismatch,
     /// The destination's balance would pass `i64::MAX` minor units.
     DestinationBalanceLimit,
 }
@@ -259,15 +264,20 @@ fn outcome(row: OutcomeRow, new: &NewTransfer<'_>) -> Result<TransferRecord, Tra
         match (row.from_owner_id, row.from_currency, row.to_currency) {
             (None, _, _) => TransferRejection::SourceNotFound,
             (Some(owner), _, _) if owner != new.caller_id => TransferRejection::SourceNotOwned,
-            (_, _, None) => TransferRejection::DestinationNotFound,
-            (_, Some(from), Some(to)) if from != new.currency || to != new.currency => {
-                TransferRejection::CurrencyMismatch { from, to }
+            (_, Some(from), _) if from != new.currency => {
+                TransferRejection::SourceCurrencyMismatch { from }
             }
-            _ => match row.from_balance {
+            (_, _, to) => match row.from_balance {
                 Some(balance) if balance < new.amount => {
                     TransferRejection::InsufficientFunds { balance }
                 }
-                _ => TransferRejection::DestinationBalanceLimit,
+                _ => match to {
+                    None => TransferRejection::DestinationNotFound,
+                    Some(to) if to != new.currency => {
+                        TransferRejection::DestinationCurrencyMismatch
+                    }
+                    Some(_) => TransferRejection::DestinationBalanceLimit,
+                },
             },
         },
     )
