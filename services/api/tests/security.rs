@@ -495,3 +495,146 @@ async fn refusals_reveal_nothing_about_the_destination() {
         }
     }
 }
+
+/// How a deposit ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Made,
+    Refused,
+}
+
+/// One deposit of 1 USD into `account`, over `transport` ("rest", "gateway" or "grpc").
+async fn deposit_once(
+    app: &TestApp,
+    grpc: &mut streambank_proto::v1::account_service_client::AccountServiceClient<
+        tonic::transport::Channel,
+    >,
+    transport: &str,
+    token: &str,
+    account: i64,
+) -> Outcome {
+    if transport == "grpc" {
+        let mut request = tonic::Request::new(streambank_proto::v1::DepositRequest {
+            id: account,
+            amount: 1,
+            currency: "USD".into(),
+        });
+        request.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("ascii"),
+        );
+        return match grpc.deposit(request).await {
+            Ok(_) => Outcome::Made,
+            Err(status)
+                if matches!(
+                    status.code(),
+                    tonic::Code::PermissionDenied | tonic::Code::Unauthenticated
+                ) =>
+            {
+                Outcome::Refused
+            }
+            Err(status) => panic!("gRPC deposit: {status:?}"),
+        };
+    }
+    let base = if transport == "rest" {
+        &app.rest_base
+    } else {
+        &app.gateway_base
+    };
+    let response = app
+        .client
+        .post(format!("{base}/v1/accounts/{account}/deposits"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"amount": 1, "currency": "USD"}))
+        .send()
+        .await
+        .expect("deposit");
+    match response.status() {
+        StatusCode::CREATED => Outcome::Made,
+        StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => Outcome::Refused,
+        other => panic!("{transport} deposit: {other} {:?}", response.text().await),
+    }
+}
+
+/// A banker demoted (as `bankctl users grant-role --role customer` does) while deposits stream in on
+/// REST, the gateway and gRPC with the banker's token: once the demotion has committed, no deposit
+/// commits, on any listener (the role is read again, under a lock, by the statement that writes;
+/// the session cache is invalidated only asynchronously).
+#[tokio::test]
+async fn no_deposit_commits_after_the_bankers_demotion() {
+    let app = std::sync::Arc::new(TestApp::spawn("paseto").await);
+    let banker = app.banker("demoted").await;
+    let ann = app.customer("ann").await;
+    let account = app.open_account(&ann, "USD").await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", app.grpc_addr))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+
+    let mut tasks = Vec::new();
+    for transport in ["rest", "gateway", "grpc"] {
+        for _ in 0..4 {
+            let (app, stop, token) = (app.clone(), stop.clone(), banker.access.clone());
+            let mut grpc = streambank_proto::v1::account_service_client::AccountServiceClient::new(
+                channel.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                let mut outcomes = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    outcomes.push(deposit_once(&app, &mut grpc, transport, &token, account).await);
+                }
+                (transport, outcomes)
+            }));
+        }
+    }
+    let entries = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM entries WHERE account_id = $1")
+            .bind(account)
+            .fetch_one(&app.db.pool)
+            .await
+            .expect("count")
+    };
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    app.bank
+        .grant_role("demoted", streambank_service::Role::Customer)
+        .await
+        .expect("demote");
+    let at_demotion = entries().await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+
+    let mut made = 0;
+    for task in tasks {
+        let (transport, outcomes) = task.await.expect("task");
+        assert!(
+            outcomes.contains(&Outcome::Made),
+            "{transport}: no deposit before the demotion"
+        );
+        assert!(
+            outcomes.contains(&Outcome::Refused),
+            "{transport}: no deposit after the demotion"
+        );
+        // Made until the demotion, refused after: never made again once refused.
+        let first_refusal = outcomes
+            .iter()
+            .position(|o| *o == Outcome::Refused)
+            .expect("a refusal");
+        assert!(
+            !outcomes[first_refusal..].contains(&Outcome::Made),
+            "{transport}: {outcomes:?}"
+        );
+        made += outcomes.iter().filter(|o| **o == Outcome::Made).count();
+    }
+    let at_end = entries().await;
+    assert_eq!(
+        at_end, at_demotion,
+        "deposits committed after the demotion had"
+    );
+    assert_eq!(
+        i64::try_from(made).expect("count"),
+        at_end,
+        "every deposit answered 201 is in the ledger, and only those"
+    );
+}

@@ -52,6 +52,10 @@ fn money(amount: i64, currency: &str, mut v: Violations) -> Result<(Amount, Curr
 impl Bank {
     /// Credits `amount` to an account. Only a banker may deposit; the currency must be the account's.
     /// Writes the entry and a `money.deposited` event with the balance change.
+    ///
+    /// The caller's role is checked twice: here, from the token's session (cheap, and enough to turn
+    /// a customer away), and again by the statement that writes, from the database under a row lock,
+    /// so that a banker demoted a moment ago cannot deposit on a stale session.
     #[tracing::instrument(name = "Deposit", skip(self))]
     pub async fn deposit(
         &self,
@@ -75,6 +79,7 @@ impl Bank {
         .await
         .map_err(Error::db)?;
         outcome.map_err(|rejection| match rejection {
+            DepositRejection::NotBanker => Error::BankerOnly,
             DepositRejection::AccountNotFound => Error::AccountNotFound(account_id),
             DepositRejection::CurrencyMismatch { account } => Error::CurrencyMismatch {
                 account,
