@@ -78,6 +78,7 @@ impl Api {
             trusted_proxies: config.trusted_proxies.clone(),
             body_limit_bytes: config.body_limit_bytes,
             metrics: rest::metrics::ApiMetrics::default(),
+            auth_limiter: state::AuthRateLimiter::new(config.auth_rate_limit_per_minute),
         };
         let router = rest::router(state.clone(), config);
         let metrics_router = rest::metrics::router(state.metrics.clone());

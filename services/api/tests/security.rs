@@ -638,3 +638,56 @@ async fn no_deposit_commits_after_the_bankers_demotion() {
         "every deposit answered 201 is in the ledger, and only those"
     );
 }
+
+/// One client address has one budget of logins and registrations across REST, gRPC and the gateway
+/// (it used to be one per transport: 30 + 30 guesses a minute).
+#[tokio::test]
+async fn one_login_budget_per_address_across_transports() {
+    let app = TestApp::spawn_with(&[("AUTH_RATE_LIMIT_PER_MINUTE", "4")]).await;
+    let wrong = serde_json::json!({"username": "nobody", "password": "wrong password!"});
+    let mut users = streambank_proto::v1::user_service_client::UserServiceClient::new(
+        tonic::transport::Channel::from_shared(format!("http://{}", app.grpc_addr))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect"),
+    );
+    let grpc_login = || streambank_proto::v1::LoginRequest {
+        username: "nobody".into(),
+        password: "wrong password!".into(),
+        ..Default::default()
+    };
+    // Two guesses over REST and two over gRPC spend the budget of four...
+    for _ in 0..2 {
+        let response = app
+            .client
+            .post(format!("{}/v1/sessions", app.rest_base))
+            .json(&wrong)
+            .send()
+            .await
+            .expect("login");
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        let status = users.login(grpc_login()).await.expect_err("wrong password");
+        assert_eq!(status.code(), tonic::Code::Unauthenticated);
+    }
+    // ...so the fifth is refused on every transport.
+    for base in [&app.rest_base, &app.gateway_base] {
+        let response = app
+            .client
+            .post(format!("{base}/v1/sessions"))
+            .json(&wrong)
+            .send()
+            .await
+            .expect("login");
+        assert!(response.headers().contains_key("retry-after"), "{base}");
+        common::expect_error(
+            response,
+            StatusCode::TOO_MANY_REQUESTS,
+            "resource_exhausted",
+            "RATE_LIMITED",
+        )
+        .await;
+    }
+    let status = users.login(grpc_login()).await.expect_err("limited");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+}

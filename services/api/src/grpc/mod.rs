@@ -12,8 +12,8 @@
 //! 5. metrics: every call counted by method and code, and timed ([`layers::MetricsLayer`]);
 //! 6. the call's time limit: `REQUEST_TIMEOUT`, or the caller's `grpc-timeout` when sooner
 //!    ([`layers::DeadlineLayer`]), inside the metrics so that they count a call cut short;
-//! 7. per-client-IP rate limits on `CreateUser` and `Login` ([`layers::RateLimitLayer`]), the client
-//!    being the gateway's caller on the gateway's calls;
+//! 7. per-client-IP rate limits on `CreateUser` and `Login` ([`layers::RateLimitLayer`]; one budget
+//!    per address, shared with REST's), the client being the gateway's caller on the gateway's calls;
 //! 8. authentication of every method not in [`layers::PUBLIC_METHODS`] ([`layers::AuthLayer`]);
 //! 9. tonic's own answers to a request it cannot read or route, restated in the contract's shape
 //!    ([`layers::UnreadableRequestLayer`]).
@@ -68,7 +68,6 @@ pub const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
 pub struct Grpc {
     state: AppState,
     gateway: peer::GatewayConnections,
-    auth_rate_limit_per_minute: u32,
     request_timeout: Duration,
 }
 
@@ -77,7 +76,6 @@ impl Grpc {
         Self {
             state,
             gateway: peer::GatewayConnections::default(),
-            auth_rate_limit_per_minute: config.auth_rate_limit_per_minute,
             request_timeout: config.request_timeout,
         }
     }
@@ -179,7 +177,7 @@ impl Grpc {
             .layer(layers::MetricsLayer::new(self.state.metrics.clone()))
             .layer(layers::DeadlineLayer::new(self.request_timeout))
             .layer(layers::RateLimitLayer::new(
-                self.auth_rate_limit_per_minute,
+                self.state.auth_limiter.clone(),
                 &self.state.trusted_proxies,
             ))
             .layer(layers::AuthLayer::new(self.state.sessions.clone()))

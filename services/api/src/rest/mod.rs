@@ -3,7 +3,8 @@
 //! Handlers decode, call the service layer, and encode; every rule lives in `streambank-service`.
 //! Cross-cutting behaviour is layered once, here: request ids (`x-request-id`, generated when absent,
 //! echoed, and recorded on the request's span), tracing, header and body size limits, a request timeout,
-//! CORS, and per-client-IP rate limits on login and registration.
+//! CORS, and per-client-IP rate limits on login and registration (one budget per address, shared with
+//! the gRPC server and so with the gateway: [`crate::state::AuthRateLimiter`]).
 
 pub mod accounts;
 pub mod dto;
@@ -17,8 +18,6 @@ pub mod sessions;
 pub mod transfers;
 pub mod users;
 
-use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -26,13 +25,8 @@ use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, Request, header};
 use axum::response::IntoResponse;
-use governor::clock::QuantaInstant;
-use governor::middleware::NoOpMiddleware;
 use streambank_domain::PageRequest;
 use tower::ServiceBuilder;
-use tower_governor::GovernorLayer;
-use tower_governor::governor::GovernorConfigBuilder;
-use tower_governor::key_extractor::KeyExtractor;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -47,9 +41,9 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn router(state: AppState, config: &Config) -> Router {
     let limited = users::limited_router()
         .merge(sessions::limited_router())
-        .route_layer(rate_limit(
-            config.auth_rate_limit_per_minute,
-            state.trusted_proxies.clone(),
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit,
         ));
 
     let api = Router::new()
@@ -160,48 +154,23 @@ fn cors(origins: &[String]) -> CorsLayer {
         .max_age(Duration::from_secs(600))
 }
 
-/// The rate-limit key: the client IP, computed exactly as sessions record it.
-#[derive(Debug, Clone)]
-struct ClientIpKey {
-    trusted_proxies: Arc<[IpAddr]>,
-}
-
-impl KeyExtractor for ClientIpKey {
-    type Key = IpAddr;
-
-    fn extract<T>(&self, req: &Request<T>) -> Result<Self::Key, tower_governor::GovernorError> {
-        extract::client_ip(
-            extract::peer_ip(req.extensions()),
-            req.headers(),
-            &self.trusted_proxies,
-        )
-        .ok_or(tower_governor::GovernorError::UnableToExtractKey)
+/// Counts a login or registration against the client's budget, which REST, gRPC and the gateway
+/// share ([`crate::state::AuthRateLimiter`]); over it, `429 RATE_LIMITED` with `Retry-After`. The
+/// client is the address sessions record ([`extract::client_ip`]).
+async fn rate_limit(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let ip = extract::client_ip(
+        extract::peer_ip(request.extensions()),
+        request.headers(),
+        &state.trusted_proxies,
+    );
+    if let Some(ip) = ip
+        && let Err(retry_after_secs) = state.auth_limiter.check(ip)
+    {
+        return ApiError::RateLimited { retry_after_secs }.into_response();
     }
-}
-
-/// `per_minute` requests per client IP per minute, with bursts of up to the same number.
-fn rate_limit(
-    per_minute: u32,
-    trusted_proxies: Vec<IpAddr>,
-) -> GovernorLayer<ClientIpKey, NoOpMiddleware<QuantaInstant>, axum::body::Body> {
-    let config = GovernorConfigBuilder::default()
-        .key_extractor(ClientIpKey {
-            trusted_proxies: trusted_proxies.into(),
-        })
-        .period(Duration::from_nanos(
-            60_000_000_000 / u64::from(per_minute.max(1)),
-        ))
-        .burst_size(per_minute.max(1))
-        .finish()
-        .expect("a positive period and burst make a valid rate limit (checked at start-up)");
-    GovernorLayer::new(config).error_handler(|e| match e {
-        tower_governor::GovernorError::TooManyRequests { wait_time, .. } => ApiError::RateLimited {
-            retry_after_secs: wait_time.max(1),
-        }
-        .into_response(),
-        _ => ApiError::Service(streambank_service::Error::Internal(anyhow::anyhow!(
-            "rate limiter: {e}"
-        )))
-        .into_response(),
-    })
+    next.run(request).await
 }
