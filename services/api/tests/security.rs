@@ -691,3 +691,92 @@ async fn one_login_budget_per_address_across_transports() {
     let status = users.login(grpc_login()).await.expect_err("limited");
     assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
 }
+
+/// Every answer on REST and the gateway, tokens above all, is `Cache-Control: no-store` and
+/// `nosniff` (with `X-Frame-Options`, a `frame-ancestors` policy and `Referrer-Policy`); a `405`
+/// names the methods the path has in `Allow`.
+#[tokio::test]
+async fn answers_carry_the_headers_a_json_api_should() {
+    let app = TestApp::spawn("paseto").await;
+    let ann = app.customer("ann").await;
+    for base in [&app.rest_base, &app.gateway_base] {
+        let login = app
+            .client
+            .post(format!("{base}/v1/sessions"))
+            .json(&serde_json::json!({"username": "ann", "password": common::PASSWORD}))
+            .send()
+            .await
+            .expect("login");
+        let login_headers = login.headers().clone();
+        let login_status = login.status();
+        let tokens: serde_json::Value = login.json().await.expect("tokens");
+        let refresh = app
+            .client
+            .post(format!("{base}/v1/sessions/refresh"))
+            .json(&serde_json::json!({"refresh_token": tokens["refresh_token"]}))
+            .send()
+            .await
+            .expect("refresh");
+        let missing = app
+            .client
+            .get(format!("{base}/v1/nothing"))
+            .send()
+            .await
+            .expect("404");
+        for (name, headers, got, status) in [
+            ("login", &login_headers, login_status, StatusCode::CREATED),
+            (
+                "refresh",
+                refresh.headers(),
+                refresh.status(),
+                StatusCode::OK,
+            ),
+            (
+                "unknown route",
+                missing.headers(),
+                missing.status(),
+                StatusCode::NOT_FOUND,
+            ),
+        ] {
+            assert_eq!(got, status, "{base} {name}");
+            for (header, value) in [
+                ("cache-control", "no-store"),
+                ("x-content-type-options", "nosniff"),
+                ("x-frame-options", "DENY"),
+                ("content-security-policy", "frame-ancestors 'none'"),
+                ("referrer-policy", "no-referrer"),
+            ] {
+                assert_eq!(
+                    headers.get(header).and_then(|v| v.to_str().ok()),
+                    Some(value),
+                    "{base} {name}: {header}"
+                );
+            }
+        }
+
+        let not_allowed = app
+            .client
+            .put(format!("{base}/v1/accounts"))
+            .bearer_auth(&ann.access)
+            .send()
+            .await
+            .expect("405");
+        assert_eq!(
+            not_allowed.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{base}"
+        );
+        let allow = not_allowed
+            .headers()
+            .get("allow")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_else(|| panic!("{base}: a 405 without Allow"))
+            .to_owned();
+        let mut methods: Vec<&str> = allow.split(',').map(str::trim).collect();
+        methods.sort_unstable();
+        assert!(
+            methods.contains(&"GET") && methods.contains(&"POST") && !methods.contains(&"PUT"),
+            "{base}: Allow: {allow}"
+        );
+    }
+}

@@ -67,6 +67,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
     api.layer(
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+            .layer(axum::middleware::from_fn(security_headers))
             .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
                 let request_id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default();
                 let span = tracing::info_span!("http request", method = %request.method(), uri = %request.uri(), request_id);
@@ -86,6 +87,31 @@ pub fn router(state: AppState, config: &Config) -> Router {
             .layer(HandleErrorLayer::new(|_: tower::BoxError| async { ApiError::Timeout }))
             .timeout(config.request_timeout),
     )
+}
+
+/// Headers every answer carries, on REST and the gateway (unless a handler set its own): an API that
+/// answers JSON, some of it tokens and balances, is cached nowhere, sniffed as nothing else, framed
+/// by no page, and sends no `Referer` onwards (the verification page's URL holds its code).
+/// `Strict-Transport-Security` belongs to whatever terminates TLS (the ingress), not to this
+/// cleartext listener.
+pub async fn security_headers(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::CACHE_CONTROL, "no-store"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::CONTENT_SECURITY_POLICY, "frame-ancestors 'none'"),
+        (header::REFERRER_POLICY, "no-referrer"),
+    ] {
+        headers
+            .entry(name)
+            .or_insert(HeaderValue::from_static(value));
+    }
+    response
 }
 
 /// The most a request's headers may come to, counted as HTTP/2 counts a header list (RFC 7541 §4.1:
