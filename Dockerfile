@@ -71,7 +71,7 @@ USER 10001:10001
 WORKDIR /
 # No ENV here: configuration (and every secret) comes from the environment at run time
 # (docs/architecture.md §3), so the binaries' own defaults apply unless compose or Kubernetes say otherwise.
-EXPOSE 8080 8081 9090 9101 9102
+EXPOSE 8080 8081 9090 9100 9101 9102
 LABEL org.opencontainers.image.title="streambank" \
       org.opencontainers.image.description="StreamBank: streambank-api, streambank-relay, streambank-worker and bankctl" \
       org.opencontainers.image.licenses="MIT OR Apache-2.0"

@@ -281,6 +281,7 @@ prove_api() {
     --security-opt no-new-privileges \
     -e DATABASE_URL="${PG_URL}/${CHECK_DB}" -e REDIS_URL="${REDIS_URL}" \
     -e HTTP_ADDR=127.0.0.1:18080 -e GRPC_ADDR=127.0.0.1:19090 -e GATEWAY_ADDR=127.0.0.1:18081 \
+    -e METRICS_ADDR=127.0.0.1:19100 \
     -e GATEWAY_UPSTREAM=http://127.0.0.1:19090 -e STREAM_PREFIX="imagecheck$$" \
     "${image}" streambank-api >/dev/null
   for i in $(seq 1 60); do

@@ -22,6 +22,7 @@ export DATABASE_URL="${SERVER}/${DB_NAME}"
 HTTP_PORT=18180
 GRPC_PORT=19190
 GATEWAY_PORT=18181
+METRICS_PORT=19100
 GRPC="127.0.0.1:${GRPC_PORT}"
 PASSWORD="smoke test passphrase"
 
@@ -64,6 +65,7 @@ start_api() {
   psql "${SERVER}/postgres" -qc "DROP DATABASE IF EXISTS ${DB_NAME} WITH (FORCE)" >/dev/null
   "${bin}/bankctl" migrate
   HTTP_ADDR="127.0.0.1:${HTTP_PORT}" GRPC_ADDR="${GRPC}" GATEWAY_ADDR="127.0.0.1:${GATEWAY_PORT}" \
+    METRICS_ADDR="127.0.0.1:${METRICS_PORT}" \
     RUST_LOG=warn "${bin}/streambank-api" >/tmp/streambank-smoke-api.log 2>&1 &
   api_pid=$!
   for _ in $(seq 1 100); do

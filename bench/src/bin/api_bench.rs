@@ -69,6 +69,7 @@ async fn main() -> anyhow::Result<()> {
         ("HTTP_ADDR", "127.0.0.1:0".to_owned()),
         ("GRPC_ADDR", "127.0.0.1:0".to_owned()),
         ("GATEWAY_ADDR", "127.0.0.1:0".to_owned()),
+        ("METRICS_ADDR", "127.0.0.1:0".to_owned()),
         ("TOKEN_SYMMETRIC_KEY", KEY.to_owned()),
         ("AUTH_RATE_LIMIT_PER_MINUTE", "1000000".to_owned()),
         ("DATABASE_MAX_CONNECTIONS", args.connections.to_string()),

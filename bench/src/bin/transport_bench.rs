@@ -649,6 +649,7 @@ async fn run(args: Args, load: tokio::runtime::Handle) -> anyhow::Result<()> {
         ("HTTP_ADDR", "127.0.0.1:0".to_owned()),
         ("GRPC_ADDR", "127.0.0.1:0".to_owned()),
         ("GATEWAY_ADDR", "127.0.0.1:0".to_owned()),
+        ("METRICS_ADDR", "127.0.0.1:0".to_owned()),
         ("TOKEN_SYMMETRIC_KEY", KEY.to_owned()),
         ("AUTH_RATE_LIMIT_PER_MINUTE", "1000000".to_owned()),
         ("DATABASE_MAX_CONNECTIONS", args.concurrency.to_string()),

@@ -20,6 +20,8 @@ pub struct Config {
     pub http_addr: SocketAddr,
     pub grpc_addr: SocketAddr,
     pub gateway_addr: SocketAddr,
+    /// Where `/metrics` is served (`METRICS_ADDR`), apart from the public listeners.
+    pub metrics_addr: SocketAddr,
     /// The gRPC server the gateway calls (`GATEWAY_UPSTREAM`). Unset: this process's own gRPC
     /// listener, which with the default `GRPC_ADDR` is the contract's default `http://127.0.0.1:9090`.
     pub gateway_upstream: Option<String>,
@@ -36,6 +38,8 @@ pub struct Config {
     pub auth_rate_limit_per_minute: u32,
     pub request_timeout: Duration,
     pub body_limit_bytes: usize,
+    /// Bounds on each listener's connections (`HEADER_READ_TIMEOUT`, `IDLE_TIMEOUT`, `MAX_CONNECTIONS`).
+    pub connections: crate::conn::ConnectionLimits,
     /// Set when the development key is in use, so that `main` can warn loudly.
     pub using_development_key: bool,
 }
@@ -90,6 +94,16 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
         }
     };
     Ok(Duration::from_secs(secs))
+}
+
+fn positive_duration(raw: &str) -> Result<Duration, String> {
+    parse_duration(raw).and_then(|d| {
+        if d.is_zero() {
+            Err(format!("must be longer than zero, got {raw:?}"))
+        } else {
+            Ok(d)
+        }
+    })
 }
 
 fn list(raw: &str) -> Vec<String> {
@@ -177,6 +191,10 @@ impl Config {
                 raw.parse()
                     .map_err(|_| format!("must be an address such as 0.0.0.0:8081, got {raw:?}"))
             })?,
+            metrics_addr: src.parse("METRICS_ADDR", "0.0.0.0:9100", |raw| {
+                raw.parse()
+                    .map_err(|_| format!("must be an address such as 0.0.0.0:9100, got {raw:?}"))
+            })?,
             gateway_upstream: match src.var("GATEWAY_UPSTREAM") {
                 None => None,
                 Some(raw) => Some(src.parse("GATEWAY_UPSTREAM", "", |_| {
@@ -219,6 +237,16 @@ impl Config {
                     .filter(|n| *n > 0)
                     .ok_or_else(|| format!("must be a positive number of bytes, got {raw:?}"))
             })?,
+            connections: crate::conn::ConnectionLimits {
+                header_read_timeout: src.parse("HEADER_READ_TIMEOUT", "10s", positive_duration)?,
+                idle_timeout: src.parse("IDLE_TIMEOUT", "60s", positive_duration)?,
+                max_connections: src.parse("MAX_CONNECTIONS", "2048", |raw| {
+                    raw.parse()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| format!("must be a positive number, got {raw:?}"))
+                })?,
+            },
             app_env,
             using_development_key,
         })
@@ -243,6 +271,14 @@ mod tests {
         assert_eq!(defaults.http_addr.port(), 8080);
         assert_eq!(defaults.grpc_addr.port(), 9090);
         assert_eq!(defaults.gateway_addr.port(), 8081);
+        assert_eq!(defaults.metrics_addr.port(), 9100);
+        assert_eq!(defaults.connections.max_connections, 2048);
+        assert_eq!(defaults.connections.idle_timeout, Duration::from_secs(60));
+        let idle = config(&[("IDLE_TIMEOUT", "0s")]).expect_err("zero idle timeout");
+        assert!(
+            idle.to_string().starts_with("IDLE_TIMEOUT must be longer"),
+            "{idle}"
+        );
         assert_eq!(defaults.gateway_upstream, None);
         let upstream = config(&[("GATEWAY_UPSTREAM", "localhost:9090")]).expect_err("upstream");
         assert!(

@@ -1,6 +1,7 @@
 //! `streambank-api`: StreamBank's three transports over one service layer: the REST listener (axum,
 //! `HTTP_ADDR`), the gRPC server (tonic, `GRPC_ADDR`) and the HTTP/JSON gateway (`GATEWAY_ADDR`), which
-//! transcodes to gRPC and calls `GATEWAY_UPSTREAM` over a real connection.
+//! transcodes to gRPC and calls `GATEWAY_UPSTREAM` over a real connection; and `/metrics` on a listener
+//! of its own (`METRICS_ADDR`), for the scraper only.
 //!
 //! `main.rs` is thin: it reads [`Config`], starts logging and calls [`Api::bind`] then [`Api::run`].
 //! Tests do the same on port 0 and talk to the server over real sockets.
@@ -8,6 +9,7 @@
 //! # Layout
 //!
 //! - [`config`]: environment variables, checked at start.
+//! - [`conn`]: what every listener bounds: open connections, idle time, the time to send a head.
 //! - [`state`]: what handlers share (the service layer, sessions, Redis for readiness).
 //! - [`rest`]: the router, one module per resource, the error shape and the extractors.
 //! - [`grpc`]: the four gRPC services, one module each, and the layers every call passes through
@@ -16,6 +18,7 @@
 //!   descriptor set, and its OpenAPI document.
 
 pub mod config;
+pub mod conn;
 pub mod gateway;
 pub mod grpc;
 pub mod rest;
@@ -36,6 +39,7 @@ use state::AppState;
 /// A bound, not yet serving, API process.
 #[derive(Debug)]
 pub struct Api {
+    connections: conn::ConnectionLimits,
     http: TcpListener,
     router: axum::Router,
     grpc: TcpListener,
@@ -43,6 +47,8 @@ pub struct Api {
     grpc_routes: tonic::service::Routes,
     gateway: TcpListener,
     gateway_router: axum::Router,
+    metrics: TcpListener,
+    metrics_router: axum::Router,
     sessions: Sessions,
 }
 
@@ -72,8 +78,10 @@ impl Api {
             trusted_proxies: config.trusted_proxies.clone(),
             body_limit_bytes: config.body_limit_bytes,
             metrics: rest::metrics::ApiMetrics::default(),
+            auth_limiter: state::AuthRateLimiter::new(config.auth_rate_limit_per_minute),
         };
         let router = rest::router(state.clone(), config);
+        let metrics_router = rest::metrics::router(state.metrics.clone());
         let grpc_server = grpc::Grpc::new(state, config);
         let grpc_routes = grpc_server
             .routes()
@@ -88,6 +96,9 @@ impl Api {
         let gateway = TcpListener::bind(config.gateway_addr)
             .await
             .with_context(|| format!("cannot listen on GATEWAY_ADDR {}", config.gateway_addr))?;
+        let metrics = TcpListener::bind(config.metrics_addr)
+            .await
+            .with_context(|| format!("cannot listen on METRICS_ADDR {}", config.metrics_addr))?;
         let upstream = match &config.gateway_upstream {
             Some(url) => url.clone(),
             // This process's own gRPC listener, over loopback when it listens on every address.
@@ -113,6 +124,7 @@ impl Api {
         )
         .context("building the gateway from the descriptor set")?;
         Ok(Self {
+            connections: config.connections,
             http,
             router,
             grpc,
@@ -120,6 +132,8 @@ impl Api {
             grpc_routes,
             gateway,
             gateway_router,
+            metrics,
+            metrics_router,
             sessions,
         })
     }
@@ -160,8 +174,12 @@ impl Api {
         self.gateway.local_addr()
     }
 
-    /// Serves all three listeners until `shutdown` completes; then each stops accepting, lets its
-    /// in-flight requests finish, and `run` returns when all three have.
+    pub fn metrics_addr(&self) -> std::io::Result<SocketAddr> {
+        self.metrics.local_addr()
+    }
+
+    /// Serves all four listeners until `shutdown` completes; then each stops accepting, lets its
+    /// in-flight requests finish, and `run` returns when all have.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -178,25 +196,28 @@ impl Api {
             }
         };
 
-        let rest = axum::serve(
-            self.http,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(signal());
-        let gateway = axum::serve(
-            self.gateway,
-            self.gateway_router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(signal());
-        let grpc = self
-            .grpc_server
-            .serve(self.grpc, self.grpc_routes, signal());
-        let (rest, gateway, grpc) = tokio::join!(rest, gateway, grpc);
+        let limited = |listener, name| conn::LimitedListener::new(listener, self.connections, name);
+        let rest = conn::serve_http(limited(self.http, "rest"), self.router, signal());
+        let gateway = conn::serve_http(
+            limited(self.gateway, "gateway"),
+            self.gateway_router,
+            signal(),
+        );
+        let metrics = conn::serve_http(
+            limited(self.metrics, "metrics"),
+            self.metrics_router,
+            signal(),
+        );
+        let grpc = self.grpc_server.serve(
+            limited(self.grpc, "grpc").incoming(),
+            self.grpc_routes,
+            signal(),
+        );
+        let (rest, gateway, grpc, metrics) = tokio::join!(rest, gateway, grpc, metrics);
         rest.context("REST listener")?;
         gateway.context("gateway listener")?;
         grpc.context("gRPC listener")?;
+        metrics.context("metrics listener")?;
         Ok(())
     }
 }

@@ -606,12 +606,7 @@ async fn grpc_calls_are_counted_by_method_and_code_on_the_metrics_endpoint() {
         let unknown = call_raw(&channel, path, None).await.expect_err("unknown");
         assert_eq!(unknown.code(), code, "{path}");
     }
-    let metrics = reqwest::get(format!("{}/metrics", app.rest_base))
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = app.metrics().await;
     for line in [
         "grpc_requests_total{method=\"/streambank.v1.UserService/CreateUser\",code=\"Ok\"} 1\n",
         "grpc_requests_total{method=\"/streambank.v1.UserService/GetMe\",code=\"Unauthenticated\"} 2\n",
@@ -841,12 +836,7 @@ async fn the_servers_time_limit_is_unavailable_and_the_callers_deadline_is_deadl
     assert_eq!(reason(&status), "DEADLINE_EXCEEDED");
 
     // Both were counted, by code.
-    let metrics = reqwest::get(format!("{}/metrics", app.rest_base))
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = app.metrics().await;
     for code in ["Unavailable", "DeadlineExceeded"] {
         assert!(
             metrics.contains(&format!(

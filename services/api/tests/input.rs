@@ -510,15 +510,7 @@ async fn health_request_ids_and_the_openapi_document() {
     ] {
         assert!(served["paths"][path].is_object(), "{path} is documented");
     }
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("GET")
-        .text()
-        .await
-        .expect("text");
+    let metrics = app.metrics().await;
     assert!(
         metrics
             .contains("http_requests_total{route=\"/healthz\",method=\"GET\",status=\"200\"} 3\n"),

@@ -107,7 +107,10 @@ async fn journey(transport: Transport, token_kind: &str) {
     assert_eq!(transfer.status(), StatusCode::CREATED);
     let transfer: Value = transfer.json().await.expect("json");
     assert_eq!(transfer["from_account"]["balance"], 7_500);
-    assert_eq!(transfer["to_account"]["balance"], 2_500);
+    assert!(
+        transfer.get("to_account").is_none(),
+        "the destination is not the caller's: {transfer}"
+    );
     assert_eq!(transfer["from_entry"]["amount"], -2_500);
     let transfer_id = transfer["transfer"]["id"].as_i64().expect("id");
 

@@ -51,6 +51,7 @@ async fn sigterm_stops_accepting_and_exits_zero() {
         .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
         .env("GRPC_ADDR", format!("127.0.0.1:{}", free_port()))
         .env("GATEWAY_ADDR", format!("127.0.0.1:{}", free_port()))
+        .env("METRICS_ADDR", format!("127.0.0.1:{}", free_port()))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -48,6 +48,7 @@ impl Env {
             ("HTTP_ADDR", "127.0.0.1:0".to_owned()),
             ("GRPC_ADDR", "127.0.0.1:0".to_owned()),
             ("GATEWAY_ADDR", "127.0.0.1:0".to_owned()),
+            ("METRICS_ADDR", "127.0.0.1:0".to_owned()),
             (
                 "TOKEN_SYMMETRIC_KEY",
                 "pipeline-key-0123456789-abcdefgh".to_owned(),

@@ -168,7 +168,11 @@ async fn run(pool: &PgPool, stats: &Stats, jobs: Vec<Job>) {
         match written {
             Ok(outcomes) => {
                 for (job, outcome) in jobs.into_iter().zip(outcomes) {
-                    let _ = job.reply.send(outcome.map_err(|r| rejection(&job.new, r)));
+                    let _ = job.reply.send(
+                        outcome
+                            .map(TransferResult::from)
+                            .map_err(|r| rejection(&job.new, r)),
+                    );
                 }
                 return;
             }
@@ -201,7 +205,9 @@ async fn run(pool: &PgPool, stats: &Stats, jobs: Vec<Job>) {
     tracing::warn!(error = %failure, "transfer batch failed; running its transfers one by one");
     for job in jobs {
         let outcome = match ledger::transfer(pool, job.new, &job.event).await {
-            Ok(outcome) => outcome.map_err(|r| rejection(&job.new, r)),
+            Ok(outcome) => outcome
+                .map(TransferResult::from)
+                .map_err(|r| rejection(&job.new, r)),
             Err(e)
                 if streambank_store::constraint_name(&e)
                     == Some("accounts_balance_nonnegative") =>

@@ -51,8 +51,12 @@ pub enum Error {
     CurrencyMismatch { account: String, requested: String },
     #[error("the source account's balance is too low for this transfer")]
     InsufficientFunds,
-    #[error("the destination balance would exceed the largest amount an account can hold")]
+    #[error("the balance would exceed the largest amount an account can hold")]
     BalanceLimit,
+    /// A transfer's destination is missing, in another currency, or full: one answer for all, so
+    /// that a refusal reveals nothing about an account that is not the caller's.
+    #[error("the destination account cannot receive this transfer")]
+    CannotReceive,
     #[error("the bank is busy; try again")]
     Busy,
     #[error("the username, email or password is wrong")]
@@ -89,9 +93,10 @@ impl Error {
                 Code::AlreadyExists
             }
             Error::BankerOnly => Code::PermissionDenied,
-            Error::CurrencyMismatch { .. } | Error::InsufficientFunds | Error::BalanceLimit => {
-                Code::FailedPrecondition
-            }
+            Error::CurrencyMismatch { .. }
+            | Error::InsufficientFunds
+            | Error::BalanceLimit
+            | Error::CannotReceive => Code::FailedPrecondition,
             Error::Busy => Code::Unavailable,
             Error::InvalidCredentials
             | Error::TokenInvalid
@@ -121,6 +126,7 @@ impl Error {
             Error::CurrencyMismatch { .. } => "CURRENCY_MISMATCH",
             Error::InsufficientFunds => "INSUFFICIENT_FUNDS",
             Error::BalanceLimit => "BALANCE_LIMIT",
+            Error::CannotReceive => "CANNOT_RECEIVE",
             Error::Busy => "BUSY",
             Error::InvalidCredentials => "INVALID_CREDENTIALS",
             Error::EmailNotVerified => "EMAIL_NOT_VERIFIED",

@@ -32,14 +32,13 @@ pub mod verification;
 pub use bank::{Bank, Caller, Stats, page_request};
 pub use batch::BatchOptions;
 pub use error::{Code, Error};
-pub use money::TransferRequest;
+pub use money::{TransferRequest, TransferResult};
 pub use sessions::{Authenticated, ClientMeta, Sessions};
 pub use streambank_domain::{Page, PageRequest, Role};
 pub use streambank_store::Timestamp;
 pub use streambank_store::accounts::AccountRow as Account;
 pub use streambank_store::ledger::{
-    DepositRecord as Deposit, EntryRow as Entry, TransferRecord as TransferResult,
-    TransferRow as Transfer,
+    DepositRecord as Deposit, EntryRow as Entry, TransferRow as Transfer,
 };
 pub use streambank_store::notifications::NotificationRow as Notification;
 pub use users::{RegisterUser, User, UserOptions};

@@ -10,10 +10,13 @@ use std::time::Duration;
 use rand::Rng as _;
 use sha2::{Digest as _, Sha256};
 use streambank_domain::{Amount, Currency, Violations};
+use streambank_store::accounts::AccountRow;
 use streambank_store::idempotency::{self, Claim};
-use streambank_store::ledger::{self, DepositRejection, NewTransfer, TransferRejection};
+use streambank_store::ledger::{
+    self, DepositRejection, EntryRow, NewTransfer, TransferRecord, TransferRejection, TransferRow,
+};
 
-use crate::{Bank, Caller, Deposit, Error, Result, TransferResult};
+use crate::{Bank, Caller, Deposit, Error, Result};
 
 /// How many times a transfer runs before a transient failure is reported as [`Error::Busy`].
 pub(crate) const MAX_ATTEMPTS: u32 = 5;
@@ -49,6 +52,10 @@ fn money(amount: i64, currency: &str, mut v: Violations) -> Result<(Amount, Curr
 impl Bank {
     /// Credits `amount` to an account. Only a banker may deposit; the currency must be the account's.
     /// Writes the entry and a `money.deposited` event with the balance change.
+    ///
+    /// The caller's role is checked twice: here, from the token's session (cheap, and enough to turn
+    /// a customer away), and again by the statement that writes, from the database under a row lock,
+    /// so that a banker demoted a moment ago cannot deposit on a stale session.
     #[tracing::instrument(name = "Deposit", skip(self))]
     pub async fn deposit(
         &self,
@@ -72,6 +79,7 @@ impl Bank {
         .await
         .map_err(Error::db)?;
         outcome.map_err(|rejection| match rejection {
+            DepositRejection::NotBanker => Error::BankerOnly,
             DepositRejection::AccountNotFound => Error::AccountNotFound(account_id),
             DepositRejection::CurrencyMismatch { account } => Error::CurrencyMismatch {
                 account,
@@ -189,7 +197,7 @@ impl Bank {
     ) -> std::result::Result<Result<TransferResult>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let result = match ledger::transfer(&mut *tx, new, event).await? {
-            Ok(record) => record,
+            Ok(record) => TransferResult::from(record),
             Err(r) => return Ok(Err(rejection(&new, r))),
         };
         let body = serde_json::to_value(&result).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
@@ -289,16 +297,41 @@ fn validate_transfer<'a>(
     })
 }
 
+/// What the caller is told about a refused transfer. About the source (the caller's own account) it
+/// says what is wrong; about the destination (someone else's) one thing only, whatever the cause, so
+/// that a refusal reveals neither the destination's existence, nor its currency, nor its balance:
+/// [`Error::CannotReceive`].
 pub(crate) fn rejection(new: &NewTransfer<'_>, rejection: TransferRejection) -> Error {
     match rejection {
         TransferRejection::SourceNotFound => Error::AccountNotFound(new.from_account_id),
         TransferRejection::SourceNotOwned => Error::SourceNotOwned(new.from_account_id),
-        TransferRejection::DestinationNotFound => Error::AccountNotFound(new.to_account_id),
-        TransferRejection::CurrencyMismatch { from, to } => Error::CurrencyMismatch {
-            account: if from == new.currency { to } else { from },
+        TransferRejection::SourceCurrencyMismatch { from } => Error::CurrencyMismatch {
+            account: from,
             requested: new.currency.to_owned(),
         },
         TransferRejection::InsufficientFunds { .. } => Error::InsufficientFunds,
-        TransferRejection::DestinationBalanceLimit => Error::BalanceLimit,
+        TransferRejection::DestinationNotFound
+        | TransferRejection::DestinationCurrencyMismatch
+        | TransferRejection::DestinationBalanceLimit => Error::CannotReceive,
+    }
+}
+
+/// What the caller of a transfer is shown: the transfer, and the caller's own account and entry as they
+/// are after it. The destination is someone else's account: its owner and balance are not the
+/// caller's to see, so they are not in the answer (issue 22); its id is in `transfer`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TransferResult {
+    pub transfer: TransferRow,
+    pub from_account: AccountRow,
+    pub from_entry: EntryRow,
+}
+
+impl From<TransferRecord> for TransferResult {
+    fn from(record: TransferRecord) -> Self {
+        Self {
+            transfer: record.transfer,
+            from_account: record.from_account,
+            from_entry: record.from_entry,
+        }
     }
 }

@@ -217,16 +217,16 @@ async fn a_transfer_moves_money_and_writes_entries_and_one_event() {
         currency: "USD",
     };
     let result = t.bank.transfer(ann, request).await.expect("transfer");
-    assert_eq!(
-        (result.from_account.balance, result.to_account.balance),
-        (700, 300)
-    );
-    assert_eq!(
-        (result.from_entry.amount, result.to_entry.amount),
-        (-300, 300)
-    );
-    assert_eq!(result.to_account.owner_id, bob.user_id);
+    assert_eq!(result.from_account.balance, 700);
+    assert_eq!(t.balance(to.id).await, 300);
+    assert_eq!(result.from_entry.amount, -300);
     assert_eq!(result.transfer.amount, 300);
+    // The answer is the caller's: the destination's owner and balance are not in it.
+    let answer = serde_json::to_value(&result).expect("json");
+    assert!(
+        answer.get("to_account").is_none() && answer.get("to_entry").is_none(),
+        "{answer}"
+    );
 
     let completed: TransferCompleted =
         serde_json::from_value(events(&t, EventType::TransferCompleted).await[0].clone())
@@ -313,14 +313,14 @@ async fn bad_transfers_get_their_own_error_and_write_nothing() {
             |e| matches!(e, Error::Validation(_)),
         ),
         (
-            "currency mismatch",
+            "currency mismatch with the caller's own account",
             request(ann_usd.id, bob_usd.id, 10, "EUR"),
-            |e| matches!(e, Error::CurrencyMismatch { .. }),
+            |e| matches!(e, Error::CurrencyMismatch { account, .. } if account == "USD"),
         ),
         (
-            "cross-currency accounts",
+            "a destination in another currency: the one uniform refusal",
             request(ann_eur.id, bob_usd.id, 10, "EUR"),
-            |e| matches!(e, Error::CurrencyMismatch { account, .. } if account == "USD"),
+            |e| matches!(e, Error::CannotReceive),
         ),
         (
             "unknown source",
@@ -328,9 +328,9 @@ async fn bad_transfers_get_their_own_error_and_write_nothing() {
             |e| matches!(e, Error::AccountNotFound(424_242)),
         ),
         (
-            "unknown destination",
+            "unknown destination: the same refusal",
             request(ann_usd.id, 424_242, 10, "USD"),
-            |e| matches!(e, Error::AccountNotFound(424_242)),
+            |e| matches!(e, Error::CannotReceive),
         ),
         (
             "someone else's source",
@@ -340,6 +340,18 @@ async fn bad_transfers_get_their_own_error_and_write_nothing() {
         (
             "overdraft",
             request(ann_usd.id, bob_usd.id, 501, "USD"),
+            |e| matches!(e, Error::InsufficientFunds),
+        ),
+        // The source is checked before the destination: an overdraft says the same whether the
+        // destination exists or not, so it cannot be used to probe for accounts.
+        (
+            "overdraft to an unknown destination",
+            request(ann_usd.id, 424_242, 501, "USD"),
+            |e| matches!(e, Error::InsufficientFunds),
+        ),
+        (
+            "overdraft to a destination in another currency",
+            request(ann_eur.id, bob_usd.id, 501, "EUR"),
             |e| matches!(e, Error::InsufficientFunds),
         ),
     ];
@@ -476,10 +488,10 @@ async fn a_batch_decides_each_transfer_on_its_own_in_order() {
         outcomes[1].as_ref().err(),
         Some(&TransferRejection::InsufficientFunds { balance: 40 })
     );
-    assert!(matches!(
+    assert_eq!(
         outcomes[4].as_ref().err(),
-        Some(TransferRejection::CurrencyMismatch { .. })
-    ));
+        Some(&TransferRejection::DestinationCurrencyMismatch)
+    );
     assert_eq!(
         outcomes[5].as_ref().err(),
         Some(&TransferRejection::SourceNotFound)

@@ -45,19 +45,24 @@ pub struct TransferRecord {
     pub to_entry: EntryRow,
 }
 
-/// Why the transfer statement wrote nothing. Checked in this order.
+/// Why the transfer statement wrote nothing. Checked in this order: everything about the source (the
+/// caller's own account) before anything about the destination, so that what a refusal says about the
+/// destination never depends on the source's state (an unfunded source is refused for its funds,
+/// whether the destination exists or not).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TransferRejection {
     SourceNotFound,
     SourceNotOwned,
-    DestinationNotFound,
-    CurrencyMismatch {
+    /// The source's currency is not the transfer's.
+    SourceCurrencyMismatch {
         from: String,
-        to: String,
     },
     InsufficientFunds {
         balance: i64,
     },
+    DestinationNotFound,
+    /// The destination's currency is not the transfer's.
+    DestinationCurrencyMismatch,
     /// The destination's balance would pass `i64::MAX` minor units.
     DestinationBalanceLimit,
 }
@@ -259,15 +264,20 @@ fn outcome(row: OutcomeRow, new: &NewTransfer<'_>) -> Result<TransferRecord, Tra
         match (row.from_owner_id, row.from_currency, row.to_currency) {
             (None, _, _) => TransferRejection::SourceNotFound,
             (Some(owner), _, _) if owner != new.caller_id => TransferRejection::SourceNotOwned,
-            (_, _, None) => TransferRejection::DestinationNotFound,
-            (_, Some(from), Some(to)) if from != new.currency || to != new.currency => {
-                TransferRejection::CurrencyMismatch { from, to }
+            (_, Some(from), _) if from != new.currency => {
+                TransferRejection::SourceCurrencyMismatch { from }
             }
-            _ => match row.from_balance {
+            (_, _, to) => match row.from_balance {
                 Some(balance) if balance < new.amount => {
                     TransferRejection::InsufficientFunds { balance }
                 }
-                _ => TransferRejection::DestinationBalanceLimit,
+                _ => match to {
+                    None => TransferRejection::DestinationNotFound,
+                    Some(to) if to != new.currency => {
+                        TransferRejection::DestinationCurrencyMismatch
+                    }
+                    Some(_) => TransferRejection::DestinationBalanceLimit,
+                },
             },
         },
     )
@@ -283,6 +293,9 @@ pub struct DepositRecord {
 /// Why the deposit statement wrote nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DepositRejection {
+    /// The depositor is not a banker, as of the statement itself (a token may be older than a
+    /// demotion; the role is read again, and locked, where the money is written).
+    NotBanker,
     AccountNotFound,
     CurrencyMismatch {
         account: String,
@@ -291,7 +304,14 @@ pub enum DepositRejection {
     BalanceLimit,
 }
 
-/// Credits an account and writes its entry and `money.deposited` event, in one statement.
+/// Credits an account and writes its entry and `money.deposited` event, in one statement, if
+/// `by_user_id` is a banker.
+///
+/// The role is checked in the statement that writes, under a `FOR SHARE` lock on the user's row: a
+/// role change (an `UPDATE` of that row) either commits first, and then this statement sees it and
+/// writes nothing, or waits until this statement has committed. So no deposit commits after the
+/// demotion of its banker has committed, whichever API replica serves it and however fresh its
+/// session cache is (issue 22).
 #[tracing::instrument(name = "Run the deposit statement", skip(db, event), fields(event_id = %event.id))]
 pub async fn deposit(
     db: impl PgExecutor<'_>,
@@ -304,9 +324,12 @@ pub async fn deposit(
     let event_type = EventType::MoneyDeposited;
     let row = sqlx::query!(
         r#"
-        WITH credited AS (
+        WITH banker AS MATERIALIZED (
+            SELECT id FROM users WHERE id = $4 AND role = 'banker' FOR SHARE
+        ), credited AS (
             UPDATE accounts SET balance = balance + $2::bigint
             WHERE id = $1 AND currency = $3 AND balance <= 9223372036854775807 - $2::bigint
+              AND EXISTS (SELECT 1 FROM banker)
             RETURNING id, owner_id, currency, balance, created_at
         ), entry AS (
             INSERT INTO entries (account_id, amount, deposited_by)
@@ -320,7 +343,8 @@ pub async fn deposit(
                    $8
             FROM credited c
         )
-        SELECT a.currency AS "account_currency?",
+        SELECT EXISTS (SELECT 1 FROM banker) AS "banker!",
+               a.currency AS "account_currency?",
                c.owner_id AS "owner_id?", c.balance AS "balance?", c.created_at AS "account_created_at?",
                e.id AS "entry_id?", e.created_at AS "entry_created_at?"
         FROM (SELECT 1) AS one
@@ -370,6 +394,9 @@ pub async fn deposit(
                 created_at: entry_created_at,
             },
         }));
+    }
+    if !row.banker {
+        return Ok(Err(DepositRejection::NotBanker));
     }
     Ok(Err(match row.account_currency {
         None => DepositRejection::AccountNotFound,

@@ -102,6 +102,7 @@ pub fn router(
     Ok(app.layer(
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+            .layer(axum::middleware::from_fn(crate::rest::security_headers))
             .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
                 let request_id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default();
                 let span = tracing::info_span!("gateway request", method = %request.method(), uri = %request.uri(), request_id);
@@ -112,6 +113,10 @@ pub fn router(
             }))
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))
             .layer(axum::middleware::from_fn(crate::rest::header_limit))
+            .layer(axum::middleware::from_fn_with_state(
+                options.body_limit_bytes,
+                crate::rest::declared_body_limit,
+            ))
             .layer(cors(&options.cors_allowed_origins, methods))
             .layer(HandleErrorLayer::new(|_: tower::BoxError| async { ApiError::Timeout }))
             .timeout(options.request_timeout),

@@ -57,7 +57,15 @@ impl Gateway {
     async fn call(&self, request: Request) -> Result<Response, GatewayError> {
         let (route, captures) = match self.routes.lookup(request.method(), request.uri().path()) {
             Lookup::Found(route, captures) => (route, captures),
-            Lookup::MethodNotAllowed => return Err(ApiError::MethodNotAllowed.into()),
+            Lookup::MethodNotAllowed(allow) => {
+                let mut response = ApiError::MethodNotAllowed.into_response();
+                if let Ok(allow) = axum::http::HeaderValue::from_str(&allow) {
+                    response
+                        .headers_mut()
+                        .insert(axum::http::header::ALLOW, allow);
+                }
+                return Ok(response);
+            }
             Lookup::NotFound => return Err(ApiError::RouteNotFound.into()),
         };
         tracing::Span::current().record("rpc.method", route.grpc_path.as_str());

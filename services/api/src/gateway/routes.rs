@@ -85,7 +85,9 @@ impl Route {
 pub enum Lookup<'a> {
     /// The route, with each path variable's dotted field path and decoded value.
     Found(&'a Route, Captures),
-    MethodNotAllowed,
+    /// The path is a resource, but not for this method; the `Allow` header's value lists the
+    /// methods it is (RFC 9110 §15.5.6).
+    MethodNotAllowed(String),
     NotFound,
 }
 
@@ -176,6 +178,7 @@ impl RouteTable {
         // Routes are sorted most specific first. The first template that matches picks the resource;
         // rules with an equally specific template that also matches are the same resource.
         let mut resource: Option<&Specificity> = None;
+        let mut allowed: Vec<&str> = Vec::new();
         for route in &self.routes {
             if resource.is_some_and(|rank| *rank != route.rank) {
                 break;
@@ -185,10 +188,16 @@ impl RouteTable {
                     return Lookup::Found(route, captures);
                 }
                 resource = Some(&route.rank);
+                allowed.push(route.http_method.as_str());
+                if route.http_method == Method::GET {
+                    allowed.push(Method::HEAD.as_str());
+                }
             }
         }
         if resource.is_some() {
-            Lookup::MethodNotAllowed
+            allowed.sort_unstable();
+            allowed.dedup();
+            Lookup::MethodNotAllowed(allowed.join(", "))
         } else {
             Lookup::NotFound
         }
@@ -410,7 +419,7 @@ mod tests {
 
         assert!(matches!(
             table.lookup(&Method::PUT, "/v1/accounts"),
-            Lookup::MethodNotAllowed
+            Lookup::MethodNotAllowed(allow) if allow == "GET, HEAD, POST"
         ));
         assert!(matches!(
             table.lookup(&Method::GET, "/v1/nothing"),
@@ -462,7 +471,7 @@ mod tests {
         // The literal path decides the resource: POST /v1/users/me is 405, not the template's.
         assert!(matches!(
             table.lookup(&Method::POST, "/v1/users/me"),
-            Lookup::MethodNotAllowed
+            Lookup::MethodNotAllowed(allow) if allow == "GET, HEAD"
         ));
     }
 

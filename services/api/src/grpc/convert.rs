@@ -59,9 +59,7 @@ pub fn transfer_result(r: service::TransferResult) -> pb::TransferResult {
     pb::TransferResult {
         transfer: Some(transfer(r.transfer)),
         from_account: Some(account(r.from_account)),
-        to_account: Some(account(r.to_account)),
         from_entry: Some(entry(r.from_entry)),
-        to_entry: Some(entry(r.to_entry)),
     }
 }
 

@@ -8,15 +8,12 @@
 
 use std::future::Future;
 use std::net::IpAddr;
-use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::http::{HeaderMap, Request, Response};
-use governor::clock::{Clock as _, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use streambank_domain::FieldViolation;
 use streambank_service::{Authenticated, Error, Sessions};
 use tonic::Status;
@@ -154,18 +151,18 @@ async fn authenticate(sessions: &Sessions, headers: &HeaderMap) -> Result<Authen
     sessions.authenticate(token).await.map_err(error::status)
 }
 
-/// `per_minute` calls per client IP per minute (bursts of the same size) on [`RATE_LIMITED_METHODS`].
+/// Counts [`RATE_LIMITED_METHODS`] calls against the client's budget, the one REST draws on too
+/// ([`crate::state::AuthRateLimiter`]).
 #[derive(Debug, Clone)]
 pub struct RateLimitLayer {
-    limiter: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    limiter: crate::state::AuthRateLimiter,
     trusted_proxies: Arc<[IpAddr]>,
 }
 
 impl RateLimitLayer {
-    pub fn new(per_minute: u32, trusted_proxies: &[IpAddr]) -> Self {
-        let per_minute = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
+    pub fn new(limiter: crate::state::AuthRateLimiter, trusted_proxies: &[IpAddr]) -> Self {
         Self {
-            limiter: Arc::new(RateLimiter::keyed(Quota::per_minute(per_minute))),
+            limiter,
             trusted_proxies: trusted_proxies.into(),
         }
     }
@@ -211,12 +208,8 @@ where
                 &self.layer.trusted_proxies,
             );
             if let Some(ip) = ip
-                && let Err(not_until) = self.layer.limiter.check_key(&ip)
+                && let Err(wait) = self.layer.limiter.check(ip)
             {
-                let wait = not_until
-                    .wait_time_from(DefaultClock::default().now())
-                    .as_secs()
-                    .max(1);
                 let mut response: Response<R> = error::with_reason(
                     tonic::Code::ResourceExhausted,
                     format!("too many requests; retry after {wait} s"),

@@ -12,8 +12,8 @@
 //! 5. metrics: every call counted by method and code, and timed ([`layers::MetricsLayer`]);
 //! 6. the call's time limit: `REQUEST_TIMEOUT`, or the caller's `grpc-timeout` when sooner
 //!    ([`layers::DeadlineLayer`]), inside the metrics so that they count a call cut short;
-//! 7. per-client-IP rate limits on `CreateUser` and `Login` ([`layers::RateLimitLayer`]), the client
-//!    being the gateway's caller on the gateway's calls;
+//! 7. per-client-IP rate limits on `CreateUser` and `Login` ([`layers::RateLimitLayer`]; one budget
+//!    per address, shared with REST's), the client being the gateway's caller on the gateway's calls;
 //! 8. authentication of every method not in [`layers::PUBLIC_METHODS`] ([`layers::AuthLayer`]);
 //! 9. tonic's own answers to a request it cannot read or route, restated in the contract's shape
 //!    ([`layers::UnreadableRequestLayer`]).
@@ -45,10 +45,8 @@ use streambank_proto::v1::account_service_server::AccountServiceServer;
 use streambank_proto::v1::notification_service_server::NotificationServiceServer;
 use streambank_proto::v1::transfer_service_server::TransferServiceServer;
 use streambank_proto::v1::user_service_server::UserServiceServer;
-use tokio::net::TcpListener;
 use tonic::Status;
 use tonic::service::Routes;
-use tonic::transport::server::TcpIncoming;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -70,7 +68,6 @@ pub const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
 pub struct Grpc {
     state: AppState,
     gateway: peer::GatewayConnections,
-    auth_rate_limit_per_minute: u32,
     request_timeout: Duration,
 }
 
@@ -79,7 +76,6 @@ impl Grpc {
         Self {
             state,
             gateway: peer::GatewayConnections::default(),
-            auth_rate_limit_per_minute: config.auth_rate_limit_per_minute,
             request_timeout: config.request_timeout,
         }
     }
@@ -142,7 +138,9 @@ impl Grpc {
     /// Serves `routes` behind the layers until `shutdown` completes, then lets in-flight calls finish.
     pub async fn serve(
         self,
-        listener: TcpListener,
+        incoming: tokio_stream::wrappers::ReceiverStream<
+            std::io::Result<crate::conn::Guarded<tokio::net::TcpStream>>,
+        >,
         routes: Routes,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), tonic::transport::Error> {
@@ -179,7 +177,7 @@ impl Grpc {
             .layer(layers::MetricsLayer::new(self.state.metrics.clone()))
             .layer(layers::DeadlineLayer::new(self.request_timeout))
             .layer(layers::RateLimitLayer::new(
-                self.auth_rate_limit_per_minute,
+                self.state.auth_limiter.clone(),
                 &self.state.trusted_proxies,
             ))
             .layer(layers::AuthLayer::new(self.state.sessions.clone()))
@@ -190,10 +188,7 @@ impl Grpc {
             .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
             .layer(layers)
             .add_routes(routes)
-            .serve_with_incoming_shutdown(
-                TcpIncoming::from(listener).with_nodelay(Some(true)),
-                shutdown,
-            )
+            .serve_with_incoming_shutdown(incoming, shutdown)
             .await
     }
 }

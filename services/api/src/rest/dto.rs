@@ -102,14 +102,13 @@ impl From<service::Transfer> for Transfer {
     }
 }
 
-/// A completed transfer with both accounts as they are after it and both entries.
+/// A completed transfer, with the caller's own (source) account as it is after it and its entry. The
+/// destination account is not the caller's: it is named in `transfer`, and nothing more is shown.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TransferResult {
     pub transfer: Transfer,
     pub from_account: Account,
-    pub to_account: Account,
     pub from_entry: Entry,
-    pub to_entry: Entry,
 }
 
 impl From<service::TransferResult> for TransferResult {
@@ -117,9 +116,7 @@ impl From<service::TransferResult> for TransferResult {
         Self {
             transfer: r.transfer.into(),
             from_account: r.from_account.into(),
-            to_account: r.to_account.into(),
             from_entry: r.from_entry.into(),
-            to_entry: r.to_entry.into(),
         }
     }
 }

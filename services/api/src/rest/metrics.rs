@@ -1,16 +1,20 @@
 //! `/metrics`: requests by route, method and status, and a latency histogram by route (Prometheus);
 //! the gRPC server records its calls in the same registry (`grpc_requests_total`, by method and code).
+//!
+//! Every label comes from a closed set, so that no request, however strange, adds a series: the route
+//! is the matched template or `unmatched`, the method one of HTTP's nine or `other`, the status one of
+//! the codes the server answers with. `/metrics` itself is served on its own listener (`METRICS_ADDR`),
+//! not on the public REST one, as the relay and the worker serve theirs on `HEALTH_ADDR`.
 
 use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::get;
 use streambank_telemetry::metrics::{Counter, Histogram, LATENCY_BUCKETS, Registry};
-
-use crate::state::AppState;
 
 #[derive(Debug, Clone)]
 pub struct ApiMetrics {
@@ -61,19 +65,37 @@ pub async fn track(State(metrics): State<ApiMetrics>, request: Request, next: Ne
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().to_string();
+    let method = method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
     metrics
         .requests
-        .inc(&[&route, &method, response.status().as_str()]);
+        .inc(&[&route, method, response.status().as_str()]);
     metrics
         .latency
         .observe_duration(&[&route], started.elapsed());
     response
 }
 
-pub fn router(metrics: ApiMetrics) -> Router<AppState> {
+/// The method as a metrics label: one of HTTP's nine standard methods, or `other` (a client may send
+/// any token as a method; each would otherwise be a series of its own).
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
+/// The metrics listener's router (`METRICS_ADDR`): `/metrics` and nothing else.
+pub fn router(metrics: ApiMetrics) -> Router {
     Router::new().route(
         "/metrics",
         get(move || async move { metrics.registry.render() }),

@@ -3,7 +3,8 @@
 //! Handlers decode, call the service layer, and encode; every rule lives in `streambank-service`.
 //! Cross-cutting behaviour is layered once, here: request ids (`x-request-id`, generated when absent,
 //! echoed, and recorded on the request's span), tracing, header and body size limits, a request timeout,
-//! CORS, and per-client-IP rate limits on login and registration.
+//! CORS, and per-client-IP rate limits on login and registration (one budget per address, shared with
+//! the gRPC server and so with the gateway: [`crate::state::AuthRateLimiter`]).
 
 pub mod accounts;
 pub mod dto;
@@ -17,8 +18,6 @@ pub mod sessions;
 pub mod transfers;
 pub mod users;
 
-use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -26,13 +25,8 @@ use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, Request, header};
 use axum::response::IntoResponse;
-use governor::clock::QuantaInstant;
-use governor::middleware::NoOpMiddleware;
 use streambank_domain::PageRequest;
 use tower::ServiceBuilder;
-use tower_governor::GovernorLayer;
-use tower_governor::governor::GovernorConfigBuilder;
-use tower_governor::key_extractor::KeyExtractor;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -47,9 +41,9 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn router(state: AppState, config: &Config) -> Router {
     let limited = users::limited_router()
         .merge(sessions::limited_router())
-        .route_layer(rate_limit(
-            config.auth_rate_limit_per_minute,
-            state.trusted_proxies.clone(),
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit,
         ));
 
     let api = Router::new()
@@ -61,7 +55,6 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .merge(notifications::router())
         .merge(health::router())
         .merge(openapi::router())
-        .merge(metrics::router(state.metrics.clone()))
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::middleware::from_fn_with_state(
@@ -74,6 +67,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
     api.layer(
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+            .layer(axum::middleware::from_fn(security_headers))
             .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
                 let request_id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default();
                 let span = tracing::info_span!("http request", method = %request.method(), uri = %request.uri(), request_id);
@@ -85,10 +79,39 @@ pub fn router(state: AppState, config: &Config) -> Router {
             }))
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))
             .layer(axum::middleware::from_fn(header_limit))
+            .layer(axum::middleware::from_fn_with_state(
+                config.body_limit_bytes,
+                declared_body_limit,
+            ))
             .layer(cors(&config.cors_allowed_origins))
             .layer(HandleErrorLayer::new(|_: tower::BoxError| async { ApiError::Timeout }))
             .timeout(config.request_timeout),
     )
+}
+
+/// Headers every answer carries, on REST and the gateway (unless a handler set its own): an API that
+/// answers JSON, some of it tokens and balances, is cached nowhere, sniffed as nothing else, framed
+/// by no page, and sends no `Referer` onwards (the verification page's URL holds its code).
+/// `Strict-Transport-Security` belongs to whatever terminates TLS (the ingress), not to this
+/// cleartext listener.
+pub async fn security_headers(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::CACHE_CONTROL, "no-store"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::CONTENT_SECURITY_POLICY, "frame-ancestors 'none'"),
+        (header::REFERRER_POLICY, "no-referrer"),
+    ] {
+        headers
+            .entry(name)
+            .or_insert(HeaderValue::from_static(value));
+    }
+    response
 }
 
 /// The most a request's headers may come to, counted as HTTP/2 counts a header list (RFC 7541 §4.1:
@@ -117,6 +140,26 @@ pub async fn header_limit(
     next.run(request).await
 }
 
+/// Refuses a request whose declared `Content-Length` exceeds the body limit with a 413 at once,
+/// before reading any of the body (otherwise the server would wait for a body it will refuse until
+/// the request timed out). A body without a declared length is still cut off at the limit as it is
+/// read. (REST and the gateway both run it.)
+pub async fn declared_body_limit(
+    axum::extract::State(limit): axum::extract::State<usize>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return ApiError::BodyTooLarge { limit }.into_response();
+    }
+    next.run(request).await
+}
+
 /// Parses `page_size` and `page_token`; bad values are validation errors naming the field.
 pub fn page(size: Option<i64>, token: Option<&str>) -> Result<PageRequest, ApiError> {
     Ok(streambank_service::page_request(size, token)?)
@@ -137,48 +180,23 @@ fn cors(origins: &[String]) -> CorsLayer {
         .max_age(Duration::from_secs(600))
 }
 
-/// The rate-limit key: the client IP, computed exactly as sessions record it.
-#[derive(Debug, Clone)]
-struct ClientIpKey {
-    trusted_proxies: Arc<[IpAddr]>,
-}
-
-impl KeyExtractor for ClientIpKey {
-    type Key = IpAddr;
-
-    fn extract<T>(&self, req: &Request<T>) -> Result<Self::Key, tower_governor::GovernorError> {
-        extract::client_ip(
-            extract::peer_ip(req.extensions()),
-            req.headers(),
-            &self.trusted_proxies,
-        )
-        .ok_or(tower_governor::GovernorError::UnableToExtractKey)
+/// Counts a login or registration against the client's budget, which REST, gRPC and the gateway
+/// share ([`crate::state::AuthRateLimiter`]); over it, `429 RATE_LIMITED` with `Retry-After`. The
+/// client is the address sessions record ([`extract::client_ip`]).
+async fn rate_limit(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let ip = extract::client_ip(
+        extract::peer_ip(request.extensions()),
+        request.headers(),
+        &state.trusted_proxies,
+    );
+    if let Some(ip) = ip
+        && let Err(retry_after_secs) = state.auth_limiter.check(ip)
+    {
+        return ApiError::RateLimited { retry_after_secs }.into_response();
     }
-}
-
-/// `per_minute` requests per client IP per minute, with bursts of up to the same number.
-fn rate_limit(
-    per_minute: u32,
-    trusted_proxies: Vec<IpAddr>,
-) -> GovernorLayer<ClientIpKey, NoOpMiddleware<QuantaInstant>, axum::body::Body> {
-    let config = GovernorConfigBuilder::default()
-        .key_extractor(ClientIpKey {
-            trusted_proxies: trusted_proxies.into(),
-        })
-        .period(Duration::from_nanos(
-            60_000_000_000 / u64::from(per_minute.max(1)),
-        ))
-        .burst_size(per_minute.max(1))
-        .finish()
-        .expect("a positive period and burst make a valid rate limit (checked at start-up)");
-    GovernorLayer::new(config).error_handler(|e| match e {
-        tower_governor::GovernorError::TooManyRequests { wait_time, .. } => ApiError::RateLimited {
-            retry_after_secs: wait_time.max(1),
-        }
-        .into_response(),
-        _ => ApiError::Service(streambank_service::Error::Internal(anyhow::anyhow!(
-            "rate limiter: {e}"
-        )))
-        .into_response(),
-    })
+    next.run(request).await
 }

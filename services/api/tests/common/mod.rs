@@ -46,6 +46,8 @@ pub struct TestApp {
     pub base: String,
     pub rest_base: String,
     pub gateway_base: String,
+    /// The metrics listener (`METRICS_ADDR`).
+    pub metrics_base: String,
     pub grpc_addr: std::net::SocketAddr,
     pub config: Config,
     pub sessions: streambank_service::Sessions,
@@ -91,6 +93,7 @@ impl TestApp {
             ("HTTP_ADDR".into(), "127.0.0.1:0".into()),
             ("GRPC_ADDR".into(), "127.0.0.1:0".into()),
             ("GATEWAY_ADDR".into(), "127.0.0.1:0".into()),
+            ("METRICS_ADDR".into(), "127.0.0.1:0".into()),
             ("TOKEN_SYMMETRIC_KEY".into(), TEST_KEY.into()),
             ("AUTH_RATE_LIMIT_PER_MINUTE".into(), "100000".into()),
             ("DATABASE_MAX_CONNECTIONS".into(), "16".into()),
@@ -107,6 +110,7 @@ impl TestApp {
         let sessions = api.sessions();
         let base = format!("http://{}", api.http_addr().expect("address"));
         let gateway_base = format!("http://{}", api.gateway_addr().expect("address"));
+        let metrics_base = format!("http://{}", api.metrics_addr().expect("address"));
         let grpc_addr = api.grpc_addr().expect("address");
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(api.run(async {
@@ -117,6 +121,7 @@ impl TestApp {
             rest_base: base.clone(),
             base,
             gateway_base,
+            metrics_base,
             grpc_addr,
             config,
             sessions,
@@ -179,6 +184,18 @@ impl TestApp {
 
     pub async fn post(&self, path: &str, token: &str, body: Value) -> Response {
         self.call(Method::POST, path, Some(token), Some(body)).await
+    }
+
+    /// The text of `/metrics`, from the metrics listener.
+    pub async fn metrics(&self) -> String {
+        let response = self
+            .client
+            .get(format!("{}/metrics", self.metrics_base))
+            .send()
+            .await
+            .expect("GET /metrics");
+        assert_eq!(response.status(), StatusCode::OK);
+        response.text().await.expect("metrics text")
     }
 
     /// Registers over REST and returns the user's id.
