@@ -149,7 +149,10 @@ mod tests {
         let html = super::html(
             "Hello <Ann & Bob>,\n\nopen http://localhost:8080/v1/users/verify-email?id=1&code=ab\nnow.\n",
         );
-        assert!(html.contains("<p>Hello &lt;Ann &amp; Bob&gt;,</p>"), "{html}");
+        assert!(
+            html.contains("<p>Hello &lt;Ann &amp; Bob&gt;,</p>"),
+            "{html}"
+        );
         assert!(
             html.contains(
                 "<a href=\"http://localhost:8080/v1/users/verify-email?id=1&amp;code=ab\">"

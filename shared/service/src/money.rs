@@ -104,9 +104,11 @@ impl Bank {
     /// [`transfer`](Self::transfer) under an `Idempotency-Key`, scoped to the caller: the first request
     /// with a key runs and its result is stored in the same transaction as the transfer; a repeat with
     /// the same request gets that result again without moving money; a repeat with a different request
-    /// is [`Error::IdempotencyKeyReused`]; a repeat while the first still runs is
-    /// [`Error::IdempotencyInProgress`]. A request that fails moves no money and releases its key, so the
-    /// client may retry it with the same key.
+    /// is [`Error::IdempotencyKeyReused`]; a repeat while the first still runs waits for it and gets its
+    /// result. The key's claim lives in the transfer's own transaction, so a request that fails, or
+    /// whose process dies, leaves the key free at once, and the client may retry with the same key. (A
+    /// claim left by an older version without an answer is [`Error::IdempotencyInProgress`] until it is a
+    /// minute old.)
     #[tracing::instrument(name = "Transfer with an idempotency key", skip(self))]
     pub async fn transfer_idempotent(
         &self,
@@ -127,55 +129,26 @@ impl Bank {
             "transfer\n{}\n{}\n{}\n{}",
             new.from_account_id, new.to_account_id, new.amount, new.currency
         ));
-        // Drawn per request: a request whose connection dies can claim its own key again.
-        let claimer = uuid::Uuid::new_v4();
-        let claim_key = || {
-            idempotency::claim(
-                &self.pool,
-                caller.user_id,
-                key,
-                &fingerprint,
-                ABANDONED_CLAIM_SECS,
-                claimer,
-            )
-        };
-        let claim = on_fresh_connection(claim_key).await.map_err(Error::db)?;
-        if let Some(done) = stored_outcome(claim, &fingerprint) {
-            return done;
-        }
-
         let event = Self::event_meta();
         let mut attempt = 1;
         let mut reconnects = 0;
-        let outcome = loop {
+        loop {
             match self
-                .transfer_and_complete(caller.user_id, key, new, &event)
+                .transfer_keyed(caller.user_id, key, &fingerprint, new, &event)
                 .await
             {
-                Ok(outcome) => break outcome,
+                Ok(outcome) => return outcome,
+                // The connection died: the transaction rolled back, or (if it died in the commit) the
+                // transfer and the key's answer committed together. Running it again finds out: the key
+                // is claimed anew, or its stored answer is returned.
                 Err(e) if streambank_store::is_connection_error(&e) && reconnects < 10 => {
-                    // The connection died: the transfer and the key's answer committed together, or
-                    // neither did. The key says which.
                     reconnects += 1;
-                    tracing::warn!(error = %e, "the database connection failed mid-transfer; checking the key on a fresh one");
-                    let claim = on_fresh_connection(claim_key).await.map_err(Error::db)?;
-                    if let Some(done) = stored_outcome(claim, &fingerprint) {
-                        return done;
-                    }
+                    tracing::warn!(error = %e, "the database connection failed mid-transfer; running it again on another");
+                    tokio::time::sleep(Duration::from_millis(10 << reconnects.min(4))).await;
                 }
-                Err(e) => {
-                    if let Err(fatal) = self.after_transfer_failure(e, &mut attempt).await {
-                        break Err(fatal);
-                    }
-                }
+                Err(e) => self.after_transfer_failure(e, &mut attempt).await?,
             }
-        };
-        if outcome.is_err() {
-            on_fresh_connection(|| idempotency::release(&self.pool, caller.user_id, key))
-                .await
-                .map_err(Error::db)?;
         }
-        outcome
     }
 
     /// Deletes idempotency keys older than [`IDEMPOTENCY_KEY_RETENTION`]; returns how many. The API runs
@@ -187,15 +160,22 @@ impl Bank {
             .map_err(Error::db)
     }
 
-    /// One attempt of an idempotent transfer: the transfer and the key's stored response commit together.
-    async fn transfer_and_complete(
+    /// One attempt of an idempotent transfer, in one transaction: claim the key, move the money, store
+    /// the answer, commit. A refusal rolls back, so the key stays free for a corrected retry.
+    async fn transfer_keyed(
         &self,
         user_id: i64,
         key: &str,
+        fingerprint: &[u8],
         new: NewTransfer<'_>,
         event: &streambank_store::EventMeta,
     ) -> std::result::Result<Result<TransferResult>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
+        let claim =
+            idempotency::claim(&mut tx, user_id, key, fingerprint, ABANDONED_CLAIM_SECS).await?;
+        if let Some(stored) = stored_outcome(claim, fingerprint) {
+            return Ok(stored);
+        }
         let result = match ledger::transfer(&mut *tx, new, event).await? {
             Ok(record) => TransferResult::from(record),
             Err(r) => return Ok(Err(rejection(&new, r))),
@@ -248,27 +228,6 @@ fn stored_outcome(claim: Claim, fingerprint: &[u8]) -> Option<Result<TransferRes
         Claim::Existing { body: None, .. } => Some(Err(Error::Internal(anyhow::anyhow!(
             "completed idempotency key without a body"
         )))),
-    }
-}
-
-/// Runs a statement again, on another pooled connection, when the connection it ran on failed (the
-/// server ended the session, as `pg_terminate_backend` or a restart does):
-/// up to five tries, 10 to 80 ms apart. Only for statements that are safe to repeat.
-pub(crate) async fn on_fresh_connection<T, F, Fut>(statement: F) -> sqlx::Result<T>
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = sqlx::Result<T>>,
-{
-    let mut tries: u64 = 1;
-    loop {
-        match statement().await {
-            Err(e) if streambank_store::is_connection_error(&e) && tries < 5 => {
-                tracing::warn!(error = %e, "a database connection failed; running the statement again on another");
-                tokio::time::sleep(Duration::from_millis(10 << (tries - 1))).await;
-                tries += 1;
-            }
-            outcome => return outcome,
-        }
     }
 }
 

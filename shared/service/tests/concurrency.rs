@@ -250,3 +250,45 @@ async fn idempotent_transfers_ride_out_terminated_connections() {
             .expect("count");
     assert_eq!(open_claims, 0, "no key is left claimed");
 }
+
+/// A request that dies half-way (its future dropped by a timeout, as a `kill -9` or a request timeout
+/// ends it) leaves its idempotency key free: the client's retry with the same key goes through at once
+/// instead of being told for a minute that the first is still in progress.
+#[tokio::test]
+async fn a_request_that_dies_half_way_leaves_its_key_free() {
+    let t = TestBank::new().await;
+    let ann = t.customer("ann").await;
+    let bob = t.customer("bob").await;
+    let from = t.account(ann, "USD", 1_000).await.id;
+    let to = t.account(bob, "USD", 0).await.id;
+    let request = TransferRequest {
+        from_account_id: from,
+        to_account_id: to,
+        amount: 100,
+        currency: "USD",
+    };
+    // Another transaction holds the source account, so the transfer blocks after claiming its key.
+    let mut holder = t.db.pool.begin().await.expect("begin");
+    sqlx::query("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE")
+        .bind(from)
+        .execute(&mut *holder)
+        .await
+        .expect("lock");
+    let first = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        t.bank.transfer_idempotent(ann, "dies-half-way", request),
+    )
+    .await;
+    assert!(first.is_err(), "the first request was cut off while blocked");
+    holder.rollback().await.expect("rollback");
+
+    let retry = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        t.bank.transfer_idempotent(ann, "dies-half-way", request),
+    )
+    .await
+    .expect("the retry is not held up")
+    .expect("the retry goes through");
+    assert_eq!(retry.transfer.amount, 100);
+    assert_eq!(t.balance(from).await, 900, "money moved once");
+}

@@ -15,39 +15,37 @@ pub enum Claim {
     },
 }
 
-/// Claims `key` for a request with `fingerprint` on behalf of `claimer` (a token the request drew), or
-/// reports the existing record. A claim whose request never completed is taken over after
-/// `abandon_after_secs` (its process died), or at once by the same claimer (its connection died, and it
-/// cannot know whether its first claim committed).
-#[tracing::instrument(name = "Claim an idempotency key", skip(db, fingerprint))]
+/// Claims `key` for a request with `fingerprint` inside the caller's transaction, or reports the
+/// existing record. Run it first in the transaction that makes the request's effect and stores its
+/// answer ([`complete`]): the claim then lives exactly as long as that transaction. A concurrent request
+/// with the same key waits at this statement until the first commits (and then finds its answer) or rolls
+/// back (and then claims the key itself); a request whose process or connection dies rolls back and
+/// leaves nothing behind. A claim committed without an answer (by versions before this one) is taken over
+/// once older than `abandon_after_secs`.
+#[tracing::instrument(name = "Claim an idempotency key", skip(conn, fingerprint))]
 pub async fn claim(
-    db: impl PgExecutor<'_> + Copy,
+    conn: &mut sqlx::PgConnection,
     user_id: i64,
     key: &str,
     fingerprint: &[u8],
     abandon_after_secs: f64,
-    claimer: uuid::Uuid,
 ) -> sqlx::Result<Claim> {
     let started = sqlx::query_scalar!(
         r#"
-        INSERT INTO idempotency_keys AS k (user_id, key, request_fingerprint, claimed_by)
-        VALUES ($1, $2, $3, $5)
+        INSERT INTO idempotency_keys AS k (user_id, key, request_fingerprint)
+        VALUES ($1, $2, $3)
         ON CONFLICT (user_id, key) DO UPDATE
-            SET request_fingerprint = EXCLUDED.request_fingerprint, created_at = now(),
-                claimed_by = EXCLUDED.claimed_by
+            SET request_fingerprint = EXCLUDED.request_fingerprint, created_at = now()
             WHERE k.response_status IS NULL
-              AND (k.created_at < now() - make_interval(secs => $4)
-                   OR (k.claimed_by = EXCLUDED.claimed_by
-                       AND k.request_fingerprint = EXCLUDED.request_fingerprint))
+              AND k.created_at < now() - make_interval(secs => $4)
         RETURNING true AS "started!"
         "#,
         user_id,
         key,
         fingerprint,
-        abandon_after_secs,
-        claimer
+        abandon_after_secs
     )
-    .fetch_optional(db)
+    .fetch_optional(&mut *conn)
     .await?;
     if started.is_some() {
         return Ok(Claim::Started);
@@ -62,7 +60,7 @@ pub async fn claim(
         user_id,
         key
     )
-    .fetch_one(db)
+    .fetch_one(&mut *conn)
     .await?;
     Ok(Claim::Existing {
         fingerprint: row.request_fingerprint,
@@ -89,19 +87,6 @@ pub async fn complete(
         key,
         status,
         body
-    )
-    .execute(db)
-    .await
-    .map(|_| ())
-}
-
-/// Gives up a claim whose request failed without an effect, so the client may retry with the same key.
-#[tracing::instrument(name = "Release an idempotency key", skip(db))]
-pub async fn release(db: impl PgExecutor<'_>, user_id: i64, key: &str) -> sqlx::Result<()> {
-    sqlx::query!(
-        "DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND response_status IS NULL",
-        user_id,
-        key
     )
     .execute(db)
     .await
