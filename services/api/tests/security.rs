@@ -155,8 +155,8 @@ const LIMITS: [(&str, &str); 3] = [
 ];
 
 /// A connection that sends half a request head is closed once the header-read timeout (HTTP/1.1) or
-/// the idle timeout (HTTP/2, gRPC) has passed; one that sends nothing, once the idle timeout has; on
-/// every listener.
+/// the idle timeout (HTTP/2, gRPC) has passed; one that sends nothing, once the header-read timeout
+/// has; on every listener.
 #[tokio::test]
 async fn connections_that_never_finish_a_request_are_closed() {
     let app = TestApp::spawn_with(&LIMITS).await;
@@ -179,9 +179,9 @@ async fn connections_that_never_finish_a_request_are_closed() {
             b"PRI * HTTP/2.0\r\n",
             idle,
         ),
-        ("REST, nothing", rest, b"", idle),
-        ("gateway, nothing", gateway, b"", idle),
-        ("gRPC, nothing", grpc, b"", idle),
+        ("REST, nothing", rest, b"", header_read),
+        ("gateway, nothing", gateway, b"", header_read),
+        ("gRPC, nothing", grpc, b"", header_read),
     ];
     let mut waits = Vec::new();
     for (name, addr, sent, timeout) in cases {
