@@ -10,7 +10,9 @@
 //!   past the cap; the connections already open go on being served;
 //! - **an idle timeout** (`IDLE_TIMEOUT`): a connection on which no byte has moved either way for that
 //!   long is closed, HTTP/1.1 or HTTP/2 alike (it is enforced on the socket, below the protocol; a
-//!   request in progress always moves bytes within `REQUEST_TIMEOUT`, which is shorter);
+//!   request in progress always moves bytes within `REQUEST_TIMEOUT`, which is shorter); one that has
+//!   not sent its first byte within `HEADER_READ_TIMEOUT` is closed then, on every listener, so a
+//!   silent connection holds a place for seconds, not for the idle timeout;
 //! - **a header-read timeout** (`HEADER_READ_TIMEOUT`, HTTP/1.1 on REST and the gateway): a request
 //!   head must arrive whole within it, counted from when the server starts waiting for it, so a
 //!   client that trickles a byte at a time is closed too. (hyper starts this clock when it waits for
@@ -104,7 +106,7 @@ impl LimitedListener {
                 continue;
             };
             let _ = stream.set_nodelay(true);
-            return (Guarded::new(stream, permit, self.limits.idle_timeout), addr);
+            return (Guarded::new(stream, permit, self.limits), addr);
         }
     }
 
@@ -135,6 +137,10 @@ impl LimitedListener {
 pub struct Guarded<T> {
     inner: T,
     idle_timeout: Duration,
+    /// How long the client has to send its first byte.
+    first_byte_timeout: Duration,
+    /// Whether the client has sent anything yet.
+    heard_from: bool,
     last_activity: Instant,
     /// Fires at `last_activity + idle_timeout` or earlier; moved on lazily, when it fires, so that a
     /// busy connection does not touch the timer on every read.
@@ -143,13 +149,16 @@ pub struct Guarded<T> {
 }
 
 impl<T> Guarded<T> {
-    fn new(inner: T, permit: OwnedSemaphorePermit, idle_timeout: Duration) -> Self {
+    fn new(inner: T, permit: OwnedSemaphorePermit, limits: ConnectionLimits) -> Self {
         let now = Instant::now();
+        let first_byte_timeout = limits.header_read_timeout.min(limits.idle_timeout);
         Self {
             inner,
-            idle_timeout,
+            idle_timeout: limits.idle_timeout,
+            first_byte_timeout,
+            heard_from: false,
             last_activity: now,
-            idle: Box::pin(tokio::time::sleep_until(now + idle_timeout)),
+            idle: Box::pin(tokio::time::sleep_until(now + first_byte_timeout)),
             _permit: permit,
         }
     }
@@ -160,7 +169,12 @@ impl<T> Guarded<T> {
             if self.idle.as_mut().poll(cx).is_pending() {
                 return false;
             }
-            let deadline = self.last_activity + self.idle_timeout;
+            let timeout = if self.heard_from {
+                self.idle_timeout
+            } else {
+                self.first_byte_timeout
+            };
+            let deadline = self.last_activity + timeout;
             if deadline <= Instant::now() {
                 return true;
             }
@@ -181,6 +195,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
             Poll::Ready(Ok(())) => {
                 if buf.filled().len() > before {
                     this.last_activity = Instant::now();
+                    this.heard_from = true;
                 }
                 Poll::Ready(Ok(()))
             }

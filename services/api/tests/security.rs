@@ -155,8 +155,8 @@ const LIMITS: [(&str, &str); 3] = [
 ];
 
 /// A connection that sends half a request head is closed once the header-read timeout (HTTP/1.1) or
-/// the idle timeout (HTTP/2, gRPC) has passed; one that sends nothing, once the idle timeout has; on
-/// every listener.
+/// the idle timeout (HTTP/2, gRPC) has passed; one that sends nothing, once the header-read timeout
+/// has; on every listener.
 #[tokio::test]
 async fn connections_that_never_finish_a_request_are_closed() {
     let app = TestApp::spawn_with(&LIMITS).await;
@@ -179,9 +179,9 @@ async fn connections_that_never_finish_a_request_are_closed() {
             b"PRI * HTTP/2.0\r\n",
             idle,
         ),
-        ("REST, nothing", rest, b"", idle),
-        ("gateway, nothing", gateway, b"", idle),
-        ("gRPC, nothing", grpc, b"", idle),
+        ("REST, nothing", rest, b"", header_read),
+        ("gateway, nothing", gateway, b"", header_read),
+        ("gRPC, nothing", grpc, b"", header_read),
     ];
     let mut waits = Vec::new();
     for (name, addr, sent, timeout) in cases {
@@ -779,4 +779,264 @@ async fn answers_carry_the_headers_a_json_api_should() {
             "{base}: Allow: {allow}"
         );
     }
+}
+
+/// What a test's log subscriber wrote, as one string.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+impl Captured {
+    /// Installs a subscriber for the whole process with the processes' own filter built from
+    /// `directives` (as `RUST_LOG`), writing here. (nextest runs each test in a process of its own.)
+    fn install(directives: &str) -> Self {
+        let captured = Self::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(captured.clone())
+            .with_env_filter(streambank_telemetry::filter(directives))
+            .finish();
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("the only subscriber of this process: run the tests with cargo nextest");
+        captured
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("log buffer")).into_owned()
+    }
+}
+
+/// A whole journey at `RUST_LOG=trace` (register, verify with a code, log in on REST and gRPC,
+/// calls with the token in a header and in `?access_token=`, refresh, log out, on all three
+/// listeners) leaves no password, hash, token, verification code or key in the logs; the spans carry
+/// route templates, not URIs.
+#[tokio::test]
+async fn no_secret_reaches_the_logs_even_at_trace() {
+    let logs = Captured::install("trace");
+    let app = TestApp::spawn("paseto").await;
+    let password = format!("Pw-{}", uuid::Uuid::new_v4().simple());
+    let code = format!("code{}", uuid::Uuid::new_v4().simple());
+    let mut secrets: Vec<(&str, String)> = vec![
+        ("password", password.clone()),
+        ("verification code", code.clone()),
+        ("token key", common::TEST_KEY.to_owned()),
+    ];
+
+    let register = app
+        .client
+        .post(format!("{}/v1/users", app.rest_base))
+        .json(&serde_json::json!({"username": "sam", "full_name": "Sam Secret", "email": "sam@example.com", "password": password}))
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(register.status(), StatusCode::CREATED);
+    let user_id = register.json::<serde_json::Value>().await.expect("json")["id"]
+        .as_i64()
+        .expect("id");
+    for base in [&app.rest_base, &app.gateway_base] {
+        let verify = app
+            .client
+            .get(format!(
+                "{base}/v1/users/verify-email?id={user_id}&code={code}"
+            ))
+            .send()
+            .await
+            .expect("verify");
+        assert!(verify.status().is_client_error(), "{base}: a made-up code");
+    }
+    app.bank.mark_email_verified(user_id).await.expect("verify");
+
+    for base in [&app.rest_base, &app.gateway_base] {
+        let login: serde_json::Value = app
+            .client
+            .post(format!("{base}/v1/sessions"))
+            .json(&serde_json::json!({"username": "sam", "password": password}))
+            .send()
+            .await
+            .expect("login")
+            .json()
+            .await
+            .expect("tokens");
+        let access = login["access_token"].as_str().expect("access").to_owned();
+        let refresh = login["refresh_token"].as_str().expect("refresh").to_owned();
+        for other in [&app.rest_base, &app.gateway_base] {
+            let me = app
+                .client
+                .get(format!("{other}/v1/users/me"))
+                .bearer_auth(&access)
+                .send()
+                .await
+                .expect("me");
+            assert_eq!(me.status(), StatusCode::OK);
+            let in_query = app
+                .client
+                .get(format!("{other}/v1/users/me?access_token={access}"))
+                .send()
+                .await
+                .expect("me");
+            assert_eq!(in_query.status(), StatusCode::UNAUTHORIZED);
+        }
+        let refreshed: serde_json::Value = app
+            .client
+            .post(format!("{base}/v1/sessions/refresh"))
+            .json(&serde_json::json!({"refresh_token": refresh}))
+            .send()
+            .await
+            .expect("refresh")
+            .json()
+            .await
+            .expect("tokens");
+        secrets.push(("access token", access));
+        secrets.push(("refresh token", refresh));
+        let access = refreshed["access_token"]
+            .as_str()
+            .expect("access")
+            .to_owned();
+        let rotated = refreshed["refresh_token"]
+            .as_str()
+            .expect("refresh")
+            .to_owned();
+        let logout = app
+            .client
+            .delete(format!("{base}/v1/sessions/current"))
+            .bearer_auth(&access)
+            .send()
+            .await
+            .expect("logout");
+        assert!(logout.status().is_success(), "{base}: {}", logout.status());
+        secrets.push(("refreshed access token", access));
+        secrets.push(("rotated refresh token", rotated));
+    }
+
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", app.grpc_addr))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let mut users = streambank_proto::v1::user_service_client::UserServiceClient::new(channel);
+    let login = users
+        .login(streambank_proto::v1::LoginRequest {
+            username: "sam".into(),
+            password: password.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("gRPC login")
+        .into_inner();
+    let mut me = tonic::Request::new(streambank_proto::v1::GetMeRequest::default());
+    me.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", login.access_token)
+            .parse()
+            .expect("ascii"),
+    );
+    users.get_me(me).await.expect("gRPC GetMe");
+    secrets.push(("gRPC access token", login.access_token));
+    secrets.push(("gRPC refresh token", login.refresh_token));
+    let hash: String = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_one(&app.db.pool)
+        .await
+        .expect("hash");
+    secrets.push(("password hash", hash));
+
+    let text = logs.text();
+    assert!(
+        text.lines().filter(|l| l.contains(" DEBUG ")).count() > 20
+            && text.contains("http request{method=\"GET\"")
+            && text.contains("route=\"/v1/users/verify-email\"")
+            && text.contains("gateway request{method=\"GET\"")
+            && text.contains("route=\"/v1/users/me\""),
+        "the logs were not captured at trace, or carry no route:\n{}",
+        &text[..text.len().min(4000)]
+    );
+    for (what, secret) in &secrets {
+        let leaks: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains(secret.as_str()))
+            .collect();
+        assert!(
+            leaks.is_empty(),
+            "the {what} is in {} log line(s), first: {}",
+            leaks.len(),
+            leaks[0]
+        );
+    }
+}
+
+/// Refusals (4xx; gRPC's caller-fault codes) are logged at INFO, on REST, the gateway and gRPC alike,
+/// and none at ERROR: an ERROR line is for an operator to look at.
+#[tokio::test]
+async fn refusals_are_logged_at_info_never_error() {
+    let logs = Captured::install("info");
+    let app = TestApp::spawn("paseto").await;
+    for base in [&app.rest_base, &app.gateway_base] {
+        for (method, path, body) in [
+            (Method::GET, "/v1/users/me", None),
+            (Method::GET, "/v1/nothing", None),
+            (
+                Method::POST,
+                "/v1/users",
+                Some(serde_json::json!({"username": "x"})),
+            ),
+        ] {
+            let mut request = app.client.request(method, format!("{base}{path}"));
+            if let Some(body) = body {
+                request = request.json(&body);
+            }
+            let response = request.send().await.expect("an answer");
+            assert!(response.status().is_client_error(), "{base}{path}");
+        }
+    }
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", app.grpc_addr))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let mut users = streambank_proto::v1::user_service_client::UserServiceClient::new(channel);
+    let status = users
+        .get_me(streambank_proto::v1::GetMeRequest::default())
+        .await
+        .expect_err("no token");
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+    let status = users
+        .create_user(streambank_proto::v1::CreateUserRequest::default())
+        .await
+        .expect_err("invalid");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+
+    let text = logs.text();
+    let errors: Vec<&str> = text.lines().filter(|l| l.contains("ERROR")).collect();
+    assert!(
+        errors.is_empty(),
+        "refusals logged as errors:\n{}",
+        errors.join("\n")
+    );
+    let refused = |span: &str, message: &str| {
+        text.lines()
+            .filter(|l| l.contains(" INFO ") && l.contains(span) && l.contains(message))
+            .count()
+    };
+    assert_eq!(refused("http request{", "request refused"), 3, "{text}");
+    assert_eq!(refused("gateway request{", "request refused"), 3, "{text}");
+    // Two direct calls, and the gateway's: its unauthenticated and invalid calls reach gRPC too.
+    assert!(refused("grpc call{", "call refused") >= 2, "{text}");
 }

@@ -76,8 +76,12 @@ pub fn subscriber(
     default_filter: &str,
     tracer: Option<opentelemetry_sdk::trace::SdkTracer>,
 ) -> impl tracing::Subscriber + Send + Sync {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let filter = filter(
+        &std::env::var("RUST_LOG")
+            .ok()
+            .filter(|f| !f.trim().is_empty())
+            .unwrap_or_else(|| default_filter.to_owned()),
+    );
     let json = std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     let fmt: BoxedLayer = if json {
         Box::new(
@@ -93,6 +97,40 @@ pub fn subscriber(
         layers.push(Box::new(tracing_opentelemetry::layer().with_tracer(tracer)));
     }
     tracing_subscriber::registry().with(layers).with(filter)
+}
+
+/// Dependencies whose debug and trace events print what a request carries (HTTP/2 frames with their
+/// `:path` and headers, HTTP/1 heads, SMTP transcripts with the verification link): capped at `info`
+/// whatever `RUST_LOG` asks for in general, so that no token, password or code reaches a log at any
+/// level. Naming one of them in `RUST_LOG` (`RUST_LOG=info,h2=trace`) lifts its cap, deliberately.
+pub const CAPPED_TARGETS: &[&str] = &[
+    "h2",
+    "hyper",
+    "hyper_util",
+    "tonic",
+    "tower",
+    "tower_http",
+    "reqwest",
+    "lettre",
+];
+
+/// The filter `directives` (`RUST_LOG` syntax) make, with [`CAPPED_TARGETS`] capped at `info` unless
+/// the directives name them. Unparsable directives are skipped, as `EnvFilter` does.
+pub fn filter(directives: &str) -> EnvFilter {
+    let mut filter = EnvFilter::builder().parse_lossy(directives);
+    let named: Vec<&str> = directives
+        .split(',')
+        .filter_map(|d| d.split(['=', '[']).next())
+        .map(|t| t.split("::").next().unwrap_or(t).trim())
+        .collect();
+    for target in CAPPED_TARGETS {
+        if !named.contains(target)
+            && let Ok(directive) = format!("{target}=info").parse()
+        {
+            filter = filter.add_directive(directive);
+        }
+    }
+    filter
 }
 
 /// Makes `span` continue the trace of a W3C `traceparent` (from an outbox row or a stream entry). An

@@ -103,14 +103,33 @@ pub fn router(
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
             .layer(axum::middleware::from_fn(crate::rest::security_headers))
-            .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-                let request_id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default();
-                let span = tracing::info_span!("gateway request", method = %request.method(), uri = %request.uri(), request_id);
-                if let Some(traceparent) = request.headers().get("traceparent").and_then(|v| v.to_str().ok()) {
-                    streambank_telemetry::continue_trace(&span, traceparent);
-                }
-                span
-            }))
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(|request: &Request<_>| {
+                        let request_id = request
+                            .headers()
+                            .get(REQUEST_ID)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default();
+                        // The route template is recorded when the route table has matched it (`proxy`); the
+                        // URI is not, since its query can hold a verification code or a token.
+                        let span = tracing::info_span!(
+                            "gateway request",
+                            method = crate::rest::metrics::method_label(request.method()),
+                            route = tracing::field::Empty,
+                            request_id
+                        );
+                        if let Some(traceparent) = request
+                            .headers()
+                            .get("traceparent")
+                            .and_then(|v| v.to_str().ok())
+                        {
+                            streambank_telemetry::continue_trace(&span, traceparent);
+                        }
+                        span
+                    })
+                    .on_response(crate::rest::log_response),
+            )
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))
             .layer(axum::middleware::from_fn(crate::rest::header_limit))
             .layer(axum::middleware::from_fn_with_state(
@@ -118,7 +137,9 @@ pub fn router(
                 crate::rest::declared_body_limit,
             ))
             .layer(cors(&options.cors_allowed_origins, methods))
-            .layer(HandleErrorLayer::new(|_: tower::BoxError| async { ApiError::Timeout }))
+            .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+                ApiError::Timeout
+            }))
             .timeout(options.request_timeout),
     ))
 }

@@ -54,10 +54,14 @@ impl Gateway {
     }
 
     #[tracing::instrument(name = "Transcoding an HTTP request to a gRPC call", skip_all, fields(rpc.method = tracing::field::Empty))]
-    async fn call(&self, request: Request) -> Result<Response, GatewayError> {
+    async fn call(&self, request: Request, outer: tracing::Span) -> Result<Response, GatewayError> {
         let (route, captures) = match self.routes.lookup(request.method(), request.uri().path()) {
-            Lookup::Found(route, captures) => (route, captures),
+            Lookup::Found(route, captures) => {
+                outer.record("route", route.template.as_str());
+                (route, captures)
+            }
             Lookup::MethodNotAllowed(allow) => {
+                outer.record("route", "unmatched");
                 let mut response = ApiError::MethodNotAllowed.into_response();
                 if let Ok(allow) = axum::http::HeaderValue::from_str(&allow) {
                     response
@@ -66,7 +70,10 @@ impl Gateway {
                 }
                 return Ok(response);
             }
-            Lookup::NotFound => return Err(ApiError::RouteNotFound.into()),
+            Lookup::NotFound => {
+                outer.record("route", "unmatched");
+                return Err(ApiError::RouteNotFound.into());
+            }
         };
         tracing::Span::current().record("rpc.method", route.grpc_path.as_str());
         let mut metadata = metadata(request.headers(), peer_ip(request.extensions()))?;
@@ -128,7 +135,7 @@ impl Gateway {
 
 /// The gateway's only handler (the router's fallback).
 pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
-    match gateway.call(request).await {
+    match gateway.call(request, tracing::Span::current()).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     }

@@ -49,6 +49,7 @@ use tonic::Status;
 use tonic::service::Routes;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::classify::{GrpcCode, GrpcErrorsAsFailures, SharedClassifier};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
@@ -157,7 +158,7 @@ impl Grpc {
             }))
             .layer(peer::PeerLayer::new(self.gateway.clone()))
             .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-            .layer(TraceLayer::new_for_grpc().make_span_with(|request: &Request<_>| {
+            .layer(TraceLayer::new(SharedClassifier::new(refusals_are_not_failures())).on_response(log_call).make_span_with(|request: &Request<_>| {
                 let request_id = request
                     .headers()
                     .get(REQUEST_ID)
@@ -190,6 +191,49 @@ impl Grpc {
             .add_routes(routes)
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await
+    }
+}
+
+/// The codes that say the caller asked for something it may not have (REST's 4xx). A call answered
+/// with one is logged at INFO ([`log_call`]); the others (Unknown, DeadlineExceeded, Internal,
+/// Unavailable, DataLoss: REST's 5xx) stay failures, logged at ERROR by the trace layer (issue 19).
+const REFUSALS: [GrpcCode; 11] = [
+    GrpcCode::Cancelled,
+    GrpcCode::InvalidArgument,
+    GrpcCode::NotFound,
+    GrpcCode::AlreadyExists,
+    GrpcCode::PermissionDenied,
+    GrpcCode::ResourceExhausted,
+    GrpcCode::FailedPrecondition,
+    GrpcCode::Aborted,
+    GrpcCode::OutOfRange,
+    GrpcCode::Unimplemented,
+    GrpcCode::Unauthenticated,
+];
+
+fn refusals_are_not_failures() -> GrpcErrorsAsFailures {
+    REFUSALS.into_iter().fold(
+        GrpcErrorsAsFailures::new(),
+        GrpcErrorsAsFailures::with_success,
+    )
+}
+
+/// How a call is logged when its answer starts: a refusal (its `grpc-status` in the headers, as
+/// tonic answers an error) at INFO, like REST's 4xx; an answer at DEBUG.
+fn log_call<B>(response: &axum::http::Response<B>, latency: Duration, _span: &tracing::Span) {
+    let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+    let code = response
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .map(tonic::Code::from_i32);
+    match code {
+        None | Some(tonic::Code::Ok) => tracing::debug!(latency_ms, "call answered"),
+        Some(code) if REFUSALS.iter().any(|r| *r as i32 == code as i32) => {
+            tracing::info!(code = ?code, latency_ms, "call refused");
+        }
+        Some(_) => {}
     }
 }
 

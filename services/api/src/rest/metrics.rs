@@ -66,6 +66,8 @@ pub async fn track(State(metrics): State<ApiMetrics>, request: Request, next: Ne
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let method = method_label(request.method());
+    // The request's span (made before routing) learns its route here.
+    tracing::Span::current().record("route", route.as_str());
     let started = Instant::now();
     let response = next.run(request).await;
     metrics

@@ -68,15 +68,34 @@ pub fn router(state: AppState, config: &Config) -> Router {
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
             .layer(axum::middleware::from_fn(security_headers))
-            .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-                let request_id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default();
-                let span = tracing::info_span!("http request", method = %request.method(), uri = %request.uri(), request_id);
-                // A caller that is itself traced passes its W3C traceparent; the request continues it.
-                if let Some(traceparent) = request.headers().get("traceparent").and_then(|v| v.to_str().ok()) {
-                    streambank_telemetry::continue_trace(&span, traceparent);
-                }
-                span
-            }))
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(|request: &Request<_>| {
+                        let request_id = request
+                            .headers()
+                            .get(REQUEST_ID)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default();
+                        // The route template is recorded once routing has matched it (`metrics::track`); the
+                        // URI is not, since its query can hold a verification code or a token.
+                        let span = tracing::info_span!(
+                            "http request",
+                            method = metrics::method_label(request.method()),
+                            route = tracing::field::Empty,
+                            request_id
+                        );
+                        // A caller that is itself traced passes its W3C traceparent; the request continues it.
+                        if let Some(traceparent) = request
+                            .headers()
+                            .get("traceparent")
+                            .and_then(|v| v.to_str().ok())
+                        {
+                            streambank_telemetry::continue_trace(&span, traceparent);
+                        }
+                        span
+                    })
+                    .on_response(log_response),
+            )
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))
             .layer(axum::middleware::from_fn(header_limit))
             .layer(axum::middleware::from_fn_with_state(
@@ -84,9 +103,29 @@ pub fn router(state: AppState, config: &Config) -> Router {
                 declared_body_limit,
             ))
             .layer(cors(&config.cors_allowed_origins))
-            .layer(HandleErrorLayer::new(|_: tower::BoxError| async { ApiError::Timeout }))
+            .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+                ApiError::Timeout
+            }))
             .timeout(config.request_timeout),
     )
+}
+
+/// How a finished request is logged, on REST and the gateway alike (the gRPC server does the same
+/// for calls): a refusal (4xx, the caller's doing) at INFO, so that it is seen but pages no one; an
+/// answer at DEBUG. A 5xx is logged at ERROR by the trace layer's `on_failure`: only what an operator
+/// must look at is an error (issue 19).
+pub fn log_response<B>(
+    response: &axum::http::Response<B>,
+    latency: Duration,
+    _span: &tracing::Span,
+) {
+    let status = response.status();
+    let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+    if status.is_client_error() {
+        tracing::info!(status = status.as_u16(), latency_ms, "request refused");
+    } else if !status.is_server_error() {
+        tracing::debug!(status = status.as_u16(), latency_ms, "request answered");
+    }
 }
 
 /// Headers every answer carries, on REST and the gateway (unless a handler set its own): an API that
