@@ -1,0 +1,287 @@
+//! A tiny SMTP server that records every message it accepts: its recipients, the headers the checker
+//! counts by (`X-StreamBank-Event-Id`, `X-StreamBank-Kind`, `Message-ID`, `Subject`) and, for the
+//! verification emails, the body (which holds the link the set-up opens). It speaks what lettre uses:
+//! EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT.
+//!
+//! [`SmtpSink::stop`] closes the listener and every open connection, as a crashed mail server would;
+//! [`SmtpSink::start`] listens on the same port again.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::task::{JoinHandle, JoinSet};
+
+/// One accepted message.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub recipients: Vec<String>,
+    pub subject: String,
+    pub event_id: Option<String>,
+    pub kind: Option<String>,
+    pub message_id: Option<String>,
+    /// The decoded body of verification emails only (the others are not needed).
+    pub body: Option<String>,
+    /// When it was accepted, since the sink was created.
+    pub at: Duration,
+}
+
+impl Mail {
+    pub fn is_verification(&self) -> bool {
+        self.kind.as_deref() == Some("verification")
+            || (self.kind.is_none() && self.subject == VERIFICATION_SUBJECT)
+    }
+}
+
+/// The subject of the verification email (used when the kind header is missing).
+pub const VERIFICATION_SUBJECT: &str = "Confirm your email address";
+
+#[derive(Debug)]
+pub struct SmtpSink {
+    pub addr: SocketAddr,
+    mails: Arc<Mutex<Vec<Mail>>>,
+    created: Instant,
+    server: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl SmtpSink {
+    /// A sink on a free loopback port, listening.
+    pub async fn start_new() -> anyhow::Result<Arc<Self>> {
+        let port = super::procs::free_port()?;
+        let sink = Arc::new(Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            mails: Arc::default(),
+            created: Instant::now(),
+            server: Mutex::new(None),
+        });
+        sink.start()?;
+        Ok(sink)
+    }
+
+    /// Listens (again) on the sink's port.
+    pub fn start(&self) -> anyhow::Result<()> {
+        let socket = TcpSocket::new_v4()?;
+        socket.set_reuseaddr(true)?;
+        socket
+            .bind(self.addr)
+            .with_context(|| format!("SMTP sink: binding {}", self.addr))?;
+        let listener = socket.listen(1024)?;
+        let mails = Arc::clone(&self.mails);
+        let created = self.created;
+        let server = tokio::spawn(async move {
+            // Dropping this set (when the server task is aborted) aborts every connection.
+            let mut sessions = JoinSet::new();
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => {
+                        if let Ok((stream, _)) = accepted {
+                            let mails = Arc::clone(&mails);
+                            sessions.spawn(async move {
+                                let _ = session(stream, mails, created).await;
+                            });
+                        }
+                    }
+                    Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+                }
+            }
+        });
+        *self.lock_server() = Some(server);
+        Ok(())
+    }
+
+    /// Goes down: no listener, every connection closed.
+    pub async fn stop(&self) {
+        let server = self.lock_server().take();
+        if let Some(server) = server {
+            server.abort();
+            let _ = server.await;
+        }
+    }
+
+    fn lock_server(&self) -> std::sync::MutexGuard<'_, Option<JoinHandle<()>>> {
+        self.server
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Every message accepted so far.
+    pub fn mails(&self) -> Vec<Mail> {
+        self.mails
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.mails
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+}
+
+async fn session(
+    stream: TcpStream,
+    mails: Arc<Mutex<Vec<Mail>>>,
+    created: Instant,
+) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut read = BufReader::new(read);
+    write.write_all(b"220 chaos-sink ESMTP\r\n").await?;
+    let mut recipients = Vec::new();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if read.read_until(b'\n', &mut line).await? == 0 {
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(&line).into_owned();
+        let command = text.trim_end().to_ascii_uppercase();
+        let verb = command.split_whitespace().next().unwrap_or("");
+        let reply: &[u8] = match verb {
+            "EHLO" => b"250-chaos-sink\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n",
+            "HELO" => b"250 chaos-sink\r\n",
+            "MAIL" => {
+                recipients.clear();
+                b"250 OK\r\n"
+            }
+            "RCPT" => {
+                recipients.push(address(&text));
+                b"250 OK\r\n"
+            }
+            "RSET" => {
+                recipients.clear();
+                b"250 OK\r\n"
+            }
+            "NOOP" => b"250 OK\r\n",
+            "QUIT" => {
+                write.write_all(b"221 bye\r\n").await?;
+                return Ok(());
+            }
+            "DATA" => {
+                write.write_all(b"354 end with .\r\n").await?;
+                let mut data = Vec::new();
+                loop {
+                    line.clear();
+                    if read.read_until(b'\n', &mut line).await? == 0 {
+                        return Ok(());
+                    }
+                    if line == b".\r\n" || line == b".\n" {
+                        break;
+                    }
+                    // Dot-stuffing: a leading ".." stands for ".".
+                    let start = usize::from(line.starts_with(b".."));
+                    data.extend_from_slice(&line[start..]);
+                }
+                let mail = parse(
+                    &String::from_utf8_lossy(&data),
+                    std::mem::take(&mut recipients),
+                    created.elapsed(),
+                );
+                mails
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(mail);
+                b"250 OK queued\r\n"
+            }
+            _ => b"502 not implemented\r\n",
+        };
+        write.write_all(reply).await?;
+    }
+}
+
+/// The address in `RCPT TO:<a@b>`, lowercased.
+fn address(line: &str) -> String {
+    let inner = match (line.find('<'), line.rfind('>')) {
+        (Some(a), Some(b)) if a < b => &line[a + 1..b],
+        _ => line.split(':').nth(1).unwrap_or("").trim(),
+    };
+    inner.trim().to_ascii_lowercase()
+}
+
+/// Headers (unfolded) and, for verification emails, the decoded body.
+fn parse(data: &str, recipients: Vec<String>, at: Duration) -> Mail {
+    let (head, body) = data
+        .split_once("\r\n\r\n")
+        .or_else(|| data.split_once("\n\n"))
+        .unwrap_or((data, ""));
+    let mut headers: Vec<(String, String)> = Vec::new();
+    for line in head.lines() {
+        if line.starts_with([' ', '\t']) {
+            if let Some((_, value)) = headers.last_mut() {
+                value.push(' ');
+                value.push_str(line.trim());
+            }
+        } else if let Some((name, value)) = line.split_once(':') {
+            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
+        }
+    }
+    let get = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    let mut mail = Mail {
+        recipients,
+        subject: get("subject").unwrap_or_default(),
+        event_id: get("x-streambank-event-id").map(|v| v.to_ascii_lowercase()),
+        kind: get("x-streambank-kind"),
+        message_id: get("message-id"),
+        body: None,
+        at,
+    };
+    if mail.is_verification() {
+        let quoted = get("content-transfer-encoding")
+            .is_some_and(|e| e.eq_ignore_ascii_case("quoted-printable"));
+        mail.body = Some(if quoted {
+            quoted_printable(body)
+        } else {
+            body.to_owned()
+        });
+    }
+    mail
+}
+
+/// Decodes quoted-printable text (soft line breaks and `=XX` escapes).
+fn quoted_printable(text: &str) -> String {
+    let joined = text.replace("=\r\n", "").replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'='
+            && let Some(hex) = joined.get(i + 1..i + 3)
+            && let Ok(byte) = u8::from_str_radix(hex, 16)
+        {
+            out.push(byte);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Headers are found whatever their case, folded values are unfolded, quoted-printable is decoded.
+    #[test]
+    fn parses_headers_and_quoted_printable() {
+        let data = "Subject: Confirm your email address\r\nX-StreamBank-Event-Id: ABC\r\n\
+                    x-streambank-kind: verification\r\nMessage-ID:\r\n <m@x>\r\n\
+                    Content-Transfer-Encoding: quoted-printable\r\n\r\nhttp://h/v?id=3D1&code=\r\n=3Dx\r\n";
+        let mail = parse(data, vec!["a@b".into()], Duration::ZERO);
+        assert_eq!(mail.event_id.as_deref(), Some("abc"));
+        assert_eq!(mail.message_id.as_deref(), Some("<m@x>"));
+        assert!(mail.is_verification());
+        assert_eq!(mail.body.as_deref(), Some("http://h/v?id=1&code=x\r\n"));
+        assert_eq!(address("RCPT TO:<Ann@Example.com>\r\n"), "ann@example.com");
+    }
+}
