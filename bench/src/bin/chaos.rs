@@ -134,6 +134,14 @@ async fn campaign_and_check(
         Arc::clone(&timeline),
         Arc::clone(&stop_sampler),
     ));
+    let dead_letters = Arc::new(quiesce::DeadLetters::default());
+    let dlq_watch = tokio::spawn(quiesce::watch_dead_letters(
+        redis_url.clone(),
+        prefix.clone(),
+        Arc::clone(&dead_letters),
+        Arc::clone(&stop_sampler),
+        Arc::clone(&timeline),
+    ));
     let first_round_done = Arc::new(AtomicBool::new(false));
     let stop_faults = Arc::new(AtomicBool::new(false));
     let campaign = tokio::spawn(
@@ -213,6 +221,7 @@ async fn campaign_and_check(
     stop_sampler.store(true, Ordering::Relaxed);
     let _ = sampler.await;
     let _ = watchdog.await;
+    let _ = dlq_watch.await;
 
     let crashes = crashes.lock().map(|c| c.clone()).unwrap_or_default();
     let evidence = Evidence {
@@ -224,6 +233,7 @@ async fn campaign_and_check(
         quiesced,
         quiesce_took: took,
         crashes,
+        dead_lettered: dead_letters.lock().map(|d| d.clone()).unwrap_or_default(),
     };
     let client = redis::Client::open(redis_url.as_str())?;
     let mut conn = client.get_multiplexed_async_connection().await?;
@@ -239,7 +249,8 @@ async fn campaign_and_check(
             ),
         },
     );
-    let (report, summary) = check::report(&timeline, &record, &checks, &totals, faults);
+    let (mut report, summary) = check::report(&timeline, &record, &checks, &totals, faults);
+    report.insert_str(0, &log_levels(&work_dir.join("logs")));
     println!("{report}\n{summary}");
     std::fs::write(
         work_dir.join("report.txt"),
@@ -247,6 +258,31 @@ async fn campaign_and_check(
     )?;
     eprintln!("(report and logs in {})", work_dir.display());
     Ok(checks.iter().all(|c| c.ok))
+}
+
+/// Lines logged at ERROR by each process: a person reading the logs should find only what an operator
+/// must look at (issue 19 #6), so this is reported (not checked: faults do cause real errors).
+fn log_levels(dir: &std::path::Path) -> String {
+    let mut out = String::from("\n== log lines at ERROR, by process\n");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    let mut counts: Vec<(String, usize)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let text = std::fs::read(e.path()).ok()?;
+            let errors = String::from_utf8_lossy(&text)
+                .lines()
+                .filter(|l| l.contains("ERROR"))
+                .count();
+            Some((e.file_name().to_string_lossy().into_owned(), errors))
+        })
+        .collect();
+    counts.sort();
+    for (name, n) in counts {
+        out.push_str(&format!("{n:>8}  {name}\n"));
+    }
+    out
 }
 
 /// Every second: a process that exited although nobody killed it is a crash; it is recorded and

@@ -38,6 +38,8 @@ pub struct Evidence<'a> {
     pub quiesced: bool,
     pub quiesce_took: Duration,
     pub crashes: Vec<String>,
+    /// Every (event, group) seen in the dead-letter stream during the run, with its error.
+    pub dead_lettered: std::collections::BTreeMap<(String, String), String>,
 }
 
 /// Headline numbers for the summary line.
@@ -377,6 +379,26 @@ pub async fn run(
             tables.iter().map(|t| t.0.as_str()).collect::<Vec<_>>()
         ),
     ));
+    let mut by_group: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for (_, group) in ev.dead_lettered.keys() {
+        *by_group.entry(group.as_str()).or_default() += 1;
+    }
+    checks.push(check(
+        "no event dead-lettered during the run",
+        ev.dead_lettered.is_empty(),
+        format!(
+            "{} (event, group) pair(s) seen in the dead-letter stream: {by_group:?}{}",
+            ev.dead_lettered.len(),
+            ev.dead_lettered
+                .iter()
+                .next()
+                .map(|((e, g), why)| format!(
+                    " (e.g. {g} {e}: {})",
+                    why.chars().take(160).collect::<String>()
+                ))
+                .unwrap_or_default()
+        ),
+    ));
     checks.push(check(
         "no process died on its own",
         ev.crashes.is_empty(),
@@ -412,6 +434,14 @@ pub fn report(
         for (what, n) in statuses.iter() {
             let _ = writeln!(out, "{n:>8}  {what}");
         }
+    }
+    if let Ok(slowest) = record.slowest.lock() {
+        let _ = writeln!(
+            out,
+            "slowest acknowledged transfer: {:.1} s from first attempt to answer (key {})",
+            slowest.0.as_secs_f64(),
+            slowest.1
+        );
     }
     if let Ok(samples) = record.five_xx_samples.lock()
         && !samples.is_empty()

@@ -73,6 +73,8 @@ pub struct Record {
     pub five_xx: AtomicU64,
     pub acked_count: AtomicU64,
     pub attempts: AtomicU64,
+    /// The longest a transfer took from its first attempt to its acknowledgement, and its key.
+    pub slowest: Mutex<(Duration, String)>,
     /// Clients stop when this is set.
     pub stop: AtomicBool,
 }
@@ -204,6 +206,13 @@ impl Client {
                     .await
                 {
                     Attempt::Done(transfer_id) => {
+                        let took = started.elapsed();
+                        {
+                            let mut slowest = lock(&record.slowest);
+                            if took > slowest.0 {
+                                *slowest = (took, key.clone());
+                            }
+                        }
                         lock(&record.acked).push(Ack {
                             user_id: from.user_id,
                             key,

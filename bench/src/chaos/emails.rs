@@ -157,3 +157,67 @@ pub fn check(
     }
     c
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn mail(event: Option<&str>, to: &str, kind: &str, message_id: &str) -> Mail {
+        Mail {
+            recipients: vec![to.into()],
+            subject: String::new(),
+            event_id: event.map(str::to_owned),
+            kind: Some(kind.into()),
+            message_id: Some(message_id.into()),
+            body: None,
+            at: Duration::ZERO,
+        }
+    }
+
+    fn expected() -> Vec<(String, String, String)> {
+        [("e1", "a@x"), ("e1", "b@x"), ("e2", "a@x")]
+            .iter()
+            .map(|(e, r)| ((*e).into(), "transfer.completed".into(), (*r).into()))
+            .collect()
+    }
+
+    /// A repeat with the same Message-ID is droppable, one with another is a duplicate; a pair never
+    /// received is missing.
+    #[test]
+    fn counts_by_event_and_recipient() {
+        let k = "transfer.completed";
+        let mails = [
+            mail(Some("e1"), "a@x", k, "<1>"),
+            mail(Some("e1"), "a@x", k, "<1>"),
+            mail(Some("e1"), "b@x", k, "<2>"),
+            mail(Some("e1"), "b@x", k, "<3>"),
+        ];
+        let c = check(&expected(), &mails, &[]);
+        assert_eq!(
+            (
+                c.duplicates,
+                c.repeats_same_message_id,
+                c.missing,
+                c.unexpected
+            ),
+            (1, 1, 1, 0)
+        );
+        assert!(!c.headers_missing());
+    }
+
+    /// Without the header, counts per recipient still show what does not cancel out.
+    #[test]
+    fn falls_back_to_counts_per_recipient() {
+        let k = "transfer.completed";
+        let mails = [
+            mail(None, "a@x", k, "<1>"),
+            mail(None, "b@x", k, "<2>"),
+            mail(None, "b@x", k, "<3>"),
+        ];
+        let c = check(&expected(), &mails, &[]);
+        assert!(c.headers_missing());
+        assert_eq!((c.duplicates, c.missing), (1, 1));
+    }
+}

@@ -185,3 +185,52 @@ pub async fn wait_idle(
     }
     (last, false, started.elapsed())
 }
+
+/// Every event dead-lettered during the run, by (event id, group), with its error: read from the
+/// dead-letter stream every second, because a Redis that loses its data (a fault of the campaign) loses
+/// its dead letters too, and a republish then hides them.
+pub type DeadLetters = std::sync::Mutex<std::collections::BTreeMap<(String, String), String>>;
+
+/// Watches `{prefix}:dlq` until `stop` is set.
+pub async fn watch_dead_letters(
+    redis_url: String,
+    prefix: String,
+    seen: std::sync::Arc<DeadLetters>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    timeline: std::sync::Arc<Timeline>,
+) {
+    let key = streambank_events::dead_letter_key(&prefix);
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let entries = async {
+            let client = redis::Client::open(redis_url.as_str())?;
+            let mut conn = client.get_multiplexed_async_connection().await?;
+            redis::cmd("XRANGE")
+                .arg(&key)
+                .arg("-")
+                .arg("+")
+                .query_async::<redis::streams::StreamRangeReply>(&mut conn)
+                .await
+        }
+        .await;
+        let Ok(entries) = entries else { continue };
+        let mut new = 0;
+        let mut seen = seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for entry in entries.ids {
+            let get = |f: &str| entry.get::<String>(f).unwrap_or_else(|| "?".into());
+            let id = (get("event_id"), get("dlq_group"));
+            if let std::collections::btree_map::Entry::Vacant(slot) = seen.entry(id) {
+                new += 1;
+                slot.insert(format!("{} {}", get("event_type"), get("dlq_error")));
+            }
+        }
+        if new > 0 {
+            timeline.log(format!(
+                "  {new} event(s) newly dead-lettered ({} so far)",
+                seen.len()
+            ));
+        }
+    }
+}

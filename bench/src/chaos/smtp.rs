@@ -212,7 +212,9 @@ fn parse(data: &str, recipients: Vec<String>, at: Duration) -> Mail {
     for line in head.lines() {
         if line.starts_with([' ', '\t']) {
             if let Some((_, value)) = headers.last_mut() {
-                value.push(' ');
+                if !value.is_empty() {
+                    value.push(' ');
+                }
                 value.push_str(line.trim());
             }
         } else if let Some((name, value)) = line.split_once(':') {
