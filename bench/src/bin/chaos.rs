@@ -144,6 +144,7 @@ async fn campaign_and_check(
     ));
     let first_round_done = Arc::new(AtomicBool::new(false));
     let stop_faults = Arc::new(AtomicBool::new(false));
+    let fault_errors = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let campaign = tokio::spawn(
         Campaign {
             cluster: Arc::clone(&cluster),
@@ -154,6 +155,7 @@ async fn campaign_and_check(
             args: args.clone(),
             first_round_done: Arc::clone(&first_round_done),
             stop: Arc::clone(&stop_faults),
+            errors: Arc::clone(&fault_errors),
         }
         .run(),
     );
@@ -247,6 +249,19 @@ async fn campaign_and_check(
                 "{faults} faults; {} of {} transfers",
                 totals.acked, args.transfers
             ),
+        },
+    );
+    let fault_errors = fault_errors.lock().map(|e| e.clone()).unwrap_or_default();
+    checks.insert(
+        1,
+        Check {
+            name: "every fault injected and undone without error",
+            ok: fault_errors.is_empty(),
+            detail: if fault_errors.is_empty() {
+                "none failed".into()
+            } else {
+                fault_errors.join("; ")
+            },
         },
     );
     let (mut report, summary) = check::report(&timeline, &record, &checks, &totals, faults);

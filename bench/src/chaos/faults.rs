@@ -64,6 +64,8 @@ pub struct Campaign {
     pub first_round_done: Arc<AtomicBool>,
     /// The campaign stops (after the fault in hand) when this is set.
     pub stop: Arc<AtomicBool>,
+    /// Faults that could not be injected or undone (a process that would not start again, ...).
+    pub errors: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Campaign {
@@ -87,7 +89,14 @@ impl Campaign {
                 Fault::ALL[rng.random_range(0..Fault::ALL.len())]
             };
             let outage = Duration::from_millis(rng.random_range(1000..3000));
-            self.inject(fault, outage, &mut rng).await?;
+            if let Err(e) = self.inject(fault, outage, &mut rng).await {
+                let what = format!("{fault:?}: {e:#}");
+                self.timeline.log(format!("FAULT ERROR {what}"));
+                self.errors
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(what);
+            }
             done += 1;
             if done == order.len() {
                 self.timeline.log("every fault kind has run once");
