@@ -204,11 +204,32 @@ fn address(line: &str) -> String {
 
 /// Headers (unfolded) and, for verification emails, the decoded body.
 fn parse(data: &str, recipients: Vec<String>, at: Duration) -> Mail {
+    let (headers, body) = entity(data);
+    let get = |name: &str| header(&headers, name);
+    let mut mail = Mail {
+        recipients,
+        subject: get("subject").unwrap_or_default(),
+        event_id: get("x-streambank-event-id").map(|v| v.to_ascii_lowercase()),
+        kind: get("x-streambank-kind"),
+        message_id: get("message-id"),
+        body: None,
+        at,
+    };
+    if mail.is_verification() {
+        mail.body = Some(text(&headers, body));
+    }
+    mail
+}
+
+type Headers = Vec<(String, String)>;
+
+/// A MIME entity's headers (names lowercased, folded values unfolded) and its raw body.
+fn entity(data: &str) -> (Headers, &str) {
     let (head, body) = data
         .split_once("\r\n\r\n")
         .or_else(|| data.split_once("\n\n"))
         .unwrap_or((data, ""));
-    let mut headers: Vec<(String, String)> = Vec::new();
+    let mut headers: Headers = Vec::new();
     for line in head.lines() {
         if line.starts_with([' ', '\t']) {
             if let Some((_, value)) = headers.last_mut() {
@@ -221,31 +242,73 @@ fn parse(data: &str, recipients: Vec<String>, at: Duration) -> Mail {
             headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
         }
     }
-    let get = |name: &str| {
-        headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
-    };
-    let mut mail = Mail {
-        recipients,
-        subject: get("subject").unwrap_or_default(),
-        event_id: get("x-streambank-event-id").map(|v| v.to_ascii_lowercase()),
-        kind: get("x-streambank-kind"),
-        message_id: get("message-id"),
-        body: None,
-        at,
-    };
-    if mail.is_verification() {
-        let quoted = get("content-transfer-encoding")
-            .is_some_and(|e| e.eq_ignore_ascii_case("quoted-printable"));
-        mail.body = Some(if quoted {
-            quoted_printable(body)
-        } else {
-            body.to_owned()
+    (headers, body)
+}
+
+fn header(headers: &Headers, name: &str) -> Option<String> {
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.clone())
+}
+
+/// The readable text of an entity: its `text/plain` part if it is multipart (else every part's text),
+/// decoded from quoted-printable or base64.
+fn text(headers: &Headers, body: &str) -> String {
+    let content_type = header(headers, "content-type").unwrap_or_default();
+    if content_type.to_ascii_lowercase().starts_with("multipart/")
+        && let Some(boundary) = content_type
+            .split(';')
+            .find_map(|p| p.trim().strip_prefix("boundary="))
+    {
+        let delimiter = format!("--{}", boundary.trim_matches('"'));
+        let parts: Vec<(Headers, &str)> = body
+            .split(delimiter.as_str())
+            .skip(1)
+            .filter(|p| !p.starts_with("--"))
+            .map(|p| entity(p.trim_start_matches(['\r', '\n'])))
+            .collect();
+        let plain = parts.iter().find(|(h, _)| {
+            header(h, "content-type")
+                .is_none_or(|t| t.to_ascii_lowercase().starts_with("text/plain"))
         });
+        return match plain {
+            Some((h, b)) => text(h, b),
+            None => parts.iter().map(|(h, b)| text(h, b)).collect(),
+        };
     }
-    mail
+    match header(headers, "content-transfer-encoding")
+        .map(|e| e.to_ascii_lowercase())
+        .as_deref()
+    {
+        Some("quoted-printable") => quoted_printable(body),
+        Some("base64") => base64(body),
+        _ => body.to_owned(),
+    }
+}
+
+/// Decodes base64 (whitespace ignored).
+fn base64(text: &str) -> String {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0);
+    for sextet in text.bytes().filter_map(value) {
+        acc = (acc << 6) | u32::from(sextet);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Decodes quoted-printable text (soft line breaks and `=XX` escapes).
@@ -285,5 +348,18 @@ mod tests {
         assert!(mail.is_verification());
         assert_eq!(mail.body.as_deref(), Some("http://h/v?id=1&code=x\r\n"));
         assert_eq!(address("RCPT TO:<Ann@Example.com>\r\n"), "ann@example.com");
+    }
+
+    /// A multipart/alternative email (as lettre sends plain text with an HTML alternative): the plain
+    /// part, decoded.
+    #[test]
+    fn reads_the_plain_part_of_a_multipart_email() {
+        let data = "Subject: Confirm your email address\r\n\
+                    Content-Type: multipart/alternative;\r\n boundary=\"XyZ\"\r\n\r\n\
+                    --XyZ\r\nContent-Type: text/plain; charset=utf-8\r\n\
+                    Content-Transfer-Encoding: base64\r\n\r\naHR0cDovL2gvdj9pZD0x\r\n\
+                    --XyZ\r\nContent-Type: text/html\r\n\r\n<a href=x>x</a>\r\n--XyZ--\r\n";
+        let mail = parse(data, vec!["a@b".into()], Duration::ZERO);
+        assert_eq!(mail.body.as_deref(), Some("http://h/v?id=1"));
     }
 }
