@@ -71,6 +71,8 @@ pub fn check(
     }
     // (event, recipient) -> Message-IDs received, in order.
     let mut got: HashMap<(String, String), Vec<Option<String>>> = HashMap::new();
+    // When each copy arrived (seconds since the sink started), for the report's examples.
+    let mut times: HashMap<(String, String), Vec<f64>> = HashMap::new();
     let mut per_recipient: HashMap<&str, usize> = HashMap::new();
     let mut verifications: HashMap<&str, usize> = HashMap::new();
     for mail in mails {
@@ -101,6 +103,10 @@ pub fn check(
                     }
                 }
             }
+            times
+                .entry((event.clone(), rcpt.clone()))
+                .or_default()
+                .push(mail.at.as_secs_f64());
             got.entry((event.clone(), rcpt.clone()))
                 .or_default()
                 .push(mail.message_id.clone());
@@ -113,9 +119,18 @@ pub fn check(
         let repeats = ids.len() - distinct;
         c.duplicates += dup;
         c.repeats_same_message_id += repeats;
-        if dup > 0 && c.examples.len() < 10 {
+        if (dup > 0 || repeats > 0) && c.examples.len() < 10 {
+            let at: Vec<String> = times
+                .get(&(event.clone(), rcpt.clone()))
+                .map(|t| t.iter().map(|t| format!("{t:.1}s")).collect())
+                .unwrap_or_default();
             c.examples.push(format!(
-                "duplicate: event {event} to {rcpt}: {} copies, Message-IDs {ids:?}",
+                "{}: event {event} to {rcpt}: {} copies at {at:?}, Message-IDs {ids:?}",
+                if dup > 0 {
+                    "duplicate"
+                } else {
+                    "repeat (same Message-ID)"
+                },
                 ids.len()
             ));
         }

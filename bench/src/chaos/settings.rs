@@ -14,6 +14,10 @@ pub const WORKER_ENV: &[(&str, &str)] = &[
     ("WORKER_SWEEP_INTERVAL_MS", "500"),
     ("WORKER_RETRY_BASE_MS", "500"),
     ("WORKER_RETRY_MAX_SECS", "10"),
+    // How long a worker's claim on an email lasts before another may take it over (issue 19's email
+    // claims; ignored by workers without them). Kept at its default: shorter would let a takeover
+    // race an SMTP exchange that is slow on a loaded machine.
+    ("WORKER_EMAIL_LEASE_SECS", "60"),
 ];
 
 /// The relay's timings (`streambank_relay::Config::from_env`).
