@@ -255,10 +255,14 @@ impl Campaign {
     }
 
     async fn republish(&self) -> anyhow::Result<()> {
-        let since = self
-            .timeline
-            .started_at
-            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let window = self.args.republish_window_secs;
+        let since = if window == 0 {
+            self.timeline.started_at
+        } else {
+            (chrono::Utc::now() - chrono::Duration::seconds(i64::try_from(window)?))
+                .max(self.timeline.started_at)
+        }
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let cluster = self.cluster.lock().await;
         let out = cluster
             .bankctl(&["outbox", "republish", "--since", &since], &[])

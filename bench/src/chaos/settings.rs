@@ -75,6 +75,10 @@ pub struct Args {
     pub gap_min_secs: u64,
     #[arg(long, default_value_t = 5)]
     pub gap_max_secs: u64,
+    /// After Redis loses its data, republish the events of this many seconds before the loss (0: every
+    /// event since the run started, which also covers any backlog the lost streams held).
+    #[arg(long, default_value_t = 0)]
+    pub republish_window_secs: u64,
     /// A client gives up retrying one transfer after this many seconds (it is then indeterminate).
     #[arg(long, default_value_t = 120)]
     pub give_up_secs: u64,
