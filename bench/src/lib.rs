@@ -15,7 +15,10 @@
 //! - `src/bin/drain_bench.rs`: a worker draining the backlog an outage leaves, against Postgres and the
 //!   SMTP catcher alone.
 //! - `src/bin/transport_bench.rs`: REST, gRPC and the gateway side by side, with the SVG chart.
+//! - [`chaos`] and `src/bin/chaos.rs`: not a benchmark but the chaos harness of issue 19 (real binaries,
+//!   concurrent clients, random faults, then a checker), run by `bench/run-chaos.sh`.
 
+pub mod chaos;
 pub mod ledger;
 pub mod pgbench;
 pub mod stats;
