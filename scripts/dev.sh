@@ -11,6 +11,13 @@ export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
 export SMTP_URL="${SMTP_URL:-smtp://127.0.0.1:1025}"
 export PUBLIC_BASE_URL="${PUBLIC_BASE_URL:-http://localhost:8080}"
 export RUST_LOG="${RUST_LOG:-info}"
+# Every listener on loopback unless told otherwise (BIND_HOST=0.0.0.0 scripts/dev.sh): the development
+# token key is public, so nothing here should be reachable from another machine by default.
+host="${BIND_HOST:-127.0.0.1}"
+export HTTP_ADDR="${HTTP_ADDR:-${host}:8080}"
+export GATEWAY_ADDR="${GATEWAY_ADDR:-${host}:8081}"
+export GRPC_ADDR="${GRPC_ADDR:-${host}:9090}"
+export METRICS_ADDR="${METRICS_ADDR:-${host}:9100}"
 
 pids=()
 cleanup() {
@@ -37,13 +44,17 @@ if ! curl -sf http://127.0.0.1:1080/email >/dev/null 2>&1; then
   pids+=("$!")
 fi
 
+if [ ! -x "${CARGO_TARGET_DIR}/release/streambank-api" ]; then
+  echo "building the release binaries into ${CARGO_TARGET_DIR}: the first build takes several minutes"
+  echo "(10 to 20 on two cores); later runs rebuild only what changed."
+fi
 cargo build --release --locked -p bankctl -p streambank-api -p streambank-relay -p streambank-worker
 bin="${CARGO_TARGET_DIR}/release"
 "$bin/bankctl" migrate
 
 "$bin/streambank-api" & pids+=("$!")
-"$bin/streambank-relay" & pids+=("$!")
-"$bin/streambank-worker" & pids+=("$!")
+HEALTH_ADDR="${host}:9101" "$bin/streambank-relay" & pids+=("$!")
+HEALTH_ADDR="${host}:9102" "$bin/streambank-worker" & pids+=("$!")
 
 cat <<INFO
 
@@ -51,6 +62,7 @@ StreamBank is up:
   REST API      http://localhost:8080        Swagger UI http://localhost:8080/swagger-ui/
   gateway       http://localhost:8081        Swagger UI http://localhost:8081/swagger/
   gRPC          localhost:9090               grpcurl -plaintext localhost:9090 list
+  api metrics   http://localhost:9100/metrics
   relay health  http://localhost:9101/readyz
   worker health http://localhost:9102/readyz
   mail (maildev) http://localhost:1080
