@@ -43,7 +43,7 @@ pub enum Error {
     UsernameTaken,
     #[error("the email address is already registered")]
     EmailTaken,
-    #[error("the caller already has a {currency} account")]
+    #[error("the caller already has an account in {currency}")]
     AccountExists { currency: String },
     #[error("only a banker may do this")]
     BankerOnly,
