@@ -64,7 +64,7 @@ pub fn document(pool: &DescriptorPool, routes: &RouteTable) -> Value {
         })
         .collect();
 
-    json!({
+    let mut document = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "StreamBank HTTP/JSON gateway",
@@ -82,7 +82,11 @@ pub fn document(pool: &DescriptorPool, routes: &RouteTable) -> Value {
             },
         },
         "tags": tags,
-    })
+    });
+    // The constraints the server enforces on ids, amounts, currencies and page sizes (errors are
+    // documented by each operation's `default` answer).
+    crate::rest::constraints::state_constraints(&mut document);
+    document
 }
 
 /// Where a message is used, which decides whether its schema lists required fields.
