@@ -3,9 +3,10 @@
 //! status the shared layers can answer with. Without them, requests valid by the document were
 //! refused and answers were undocumented: schemathesis counted 500+ conformance failures (issue 22).
 //!
-//! The constraints are the service layer's rules restated: ids are positive, amounts are positive
-//! minor units, currencies are the contract's three, page sizes are 1 to 100. They are applied to
-//! parameters and to request bodies only (an entry's `amount` in an answer is signed).
+//! The constraints are the domain's rules restated: ids are positive, amounts are positive minor
+//! units, currencies are the contract's three, page sizes are 1 to 100, a username is 3 to 32 of
+//! `a-z0-9_`, a password 8 to 128 characters, a full name 1 to 100 (`streambank_domain::user`). They
+//! are applied to parameters and to request bodies only (an entry's `amount` in an answer is signed).
 
 use serde_json::{Map, Value, json};
 
@@ -156,6 +157,16 @@ fn constrain(name: &str, schema: &mut Value) {
         object.insert("maximum".into(), json!(100));
     } else if name == "currency" && is_type(object, "string") {
         object.insert("enum".into(), json!(CURRENCIES));
+    } else if name == "username" && is_type(object, "string") {
+        object.insert("pattern".into(), json!("^[a-z0-9_]{3,32}$"));
+    } else if name == "password" && is_type(object, "string") {
+        object.insert("minLength".into(), json!(8));
+        object.insert("maxLength".into(), json!(128));
+    } else if name == "full_name" && is_type(object, "string") {
+        object.insert("minLength".into(), json!(1));
+        object.insert("maxLength".into(), json!(100));
+    } else if name == "email" && is_type(object, "string") {
+        object.insert("format".into(), json!("email"));
     }
 }
 
