@@ -630,16 +630,17 @@ mod tests {
         let params = entries["parameters"].as_array().expect("parameters");
         assert_eq!(params[0]["name"], "id");
         assert_eq!(params[0]["in"], "path");
+        // Ids are positive: the constraint the server enforces is stated.
         assert_eq!(
             params[0]["schema"],
-            json!({"type": "integer", "format": "int64"})
+            json!({"type": "integer", "format": "int64", "minimum": 1})
         );
         assert_eq!(params[1]["name"], "page_size");
         assert_eq!(params[1]["in"], "query");
         assert_eq!(params[1]["description"], "1 to 100; default 20.");
         assert_eq!(
             params[1]["schema"],
-            json!({"type": "integer", "format": "int64"}),
+            json!({"type": "integer", "format": "int64", "minimum": 1, "maximum": 100}),
             "a query parameter is never null"
         );
         assert_eq!(entries["security"], json!([{"bearer": []}]));
