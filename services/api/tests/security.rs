@@ -1040,3 +1040,65 @@ async fn refusals_are_logged_at_info_never_error() {
     // Two direct calls, and the gateway's: its unauthenticated and invalid calls reach gRPC too.
     assert!(refused("grpc call{", "call refused") >= 2, "{text}");
 }
+
+/// Both OpenAPI documents state the constraints the server enforces (ids and amounts >= 1, the three
+/// currencies, page sizes 1 to 100), and REST's every error status its shared layers answer with
+/// (401 where a token is needed, 400 with parameters or a body, 413 with a body, 429 where limited).
+#[test]
+fn the_documents_state_statuses_and_constraints() {
+    let rest: serde_json::Value =
+        serde_json::from_str(&streambank_api::rest::openapi::document_json()).expect("REST");
+    let gateway: serde_json::Value = serde_json::from_str(
+        &streambank_api::gateway::openapi::document_json(&streambank_proto::descriptor_pool())
+            .expect("gateway"),
+    )
+    .expect("gateway JSON");
+    for (path, item) in rest["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("item") {
+            let responses = &op["responses"];
+            let needs = |status: &str| responses[status].is_object();
+            for status in ["431", "500", "503"] {
+                assert!(needs(status), "{method} {path}: no {status}");
+            }
+            if op["security"].as_array().is_some_and(|s| !s.is_empty()) {
+                assert!(needs("401"), "{method} {path}: no 401");
+            }
+            if op["requestBody"].is_object() {
+                assert!(needs("400") && needs("413"), "{method} {path}: no 400/413");
+            }
+        }
+    }
+    assert!(rest["paths"]["/v1/sessions"]["post"]["responses"]["429"].is_object());
+    assert!(rest["paths"]["/v1/accounts"]["get"]["responses"]["400"].is_object());
+    assert!(
+        rest["paths"]["/v1/users/verify-email"]["get"]["responses"]["200"]["content"]["text/html"]
+            .is_object()
+    );
+    for (name, document, transfer) in [
+        ("REST", &rest, "TransferRequest"),
+        ("gateway", &gateway, "CreateTransferRequest"),
+    ] {
+        let id = &document["paths"]["/v1/accounts/{id}"]["get"]["parameters"][0]["schema"];
+        assert_eq!(id["minimum"], 1, "{name}: {id}");
+        let page_size = document["paths"]["/v1/accounts"]["get"]["parameters"]
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .find(|p| p["name"] == "page_size")
+            .expect("page_size")["schema"]
+            .clone();
+        assert_eq!(
+            (page_size["minimum"].clone(), page_size["maximum"].clone()),
+            (serde_json::json!(1), serde_json::json!(100)),
+            "{name}: {page_size}"
+        );
+        let body = &document["components"]["schemas"][transfer]["properties"];
+        assert_eq!(body["amount"]["minimum"], 1, "{name}: {body}");
+        assert_eq!(body["to_account_id"]["minimum"], 1, "{name}: {body}");
+        assert_eq!(
+            body["currency"]["enum"],
+            serde_json::json!(["USD", "EUR", "CAD"]),
+            "{name}: {body}"
+        );
+    }
+}

@@ -26,7 +26,8 @@
 //! - [`response`]: the response message as REST's JSON, and the success status.
 //! - [`json`]: the response's protobuf bytes written straight out as that JSON.
 //! - [`error`]: gRPC statuses and local failures as the contract's error body.
-//! - [`openapi`]: the OpenAPI document generated from the same descriptors, and Swagger UI.
+//! - [`openapi`]: the OpenAPI document generated from the same descriptors, and Swagger UI (with the
+//!   constraints of [`crate::rest::constraints`]).
 
 pub mod codec;
 pub mod error;

@@ -64,7 +64,7 @@ pub fn document(pool: &DescriptorPool, routes: &RouteTable) -> Value {
         })
         .collect();
 
-    json!({
+    let mut document = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "StreamBank HTTP/JSON gateway",
@@ -82,7 +82,11 @@ pub fn document(pool: &DescriptorPool, routes: &RouteTable) -> Value {
             },
         },
         "tags": tags,
-    })
+    });
+    // The constraints the server enforces on ids, amounts, currencies and page sizes (errors are
+    // documented by each operation's `default` answer).
+    crate::rest::constraints::state_constraints(&mut document);
+    document
 }
 
 /// Where a message is used, which decides whether its schema lists required fields.
@@ -626,16 +630,17 @@ mod tests {
         let params = entries["parameters"].as_array().expect("parameters");
         assert_eq!(params[0]["name"], "id");
         assert_eq!(params[0]["in"], "path");
+        // Ids are positive: the constraint the server enforces is stated.
         assert_eq!(
             params[0]["schema"],
-            json!({"type": "integer", "format": "int64"})
+            json!({"type": "integer", "format": "int64", "minimum": 1})
         );
         assert_eq!(params[1]["name"], "page_size");
         assert_eq!(params[1]["in"], "query");
         assert_eq!(params[1]["description"], "1 to 100; default 20.");
         assert_eq!(
             params[1]["schema"],
-            json!({"type": "integer", "format": "int64"}),
+            json!({"type": "integer", "format": "int64", "minimum": 1, "maximum": 100}),
             "a query parameter is never null"
         );
         assert_eq!(entries["security"], json!([{"bearer": []}]));

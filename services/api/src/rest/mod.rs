@@ -7,6 +7,7 @@
 //! the gRPC server and so with the gateway: [`crate::state::AuthRateLimiter`]).
 
 pub mod accounts;
+pub mod constraints;
 pub mod dto;
 pub mod error;
 pub mod extract;

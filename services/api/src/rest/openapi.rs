@@ -90,11 +90,43 @@ impl Modify for ResponseDescriptions {
     }
 }
 
+/// The routes limited per client address (`429`).
+const RATE_LIMITED: [(&str, &str); 2] = [("post", "/v1/users"), ("post", "/v1/sessions")];
+
+/// The document: the annotations' one, with the error statuses the shared layers answer with and the
+/// constraints the server enforces ([`super::constraints`]), and the verification link's HTML page.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let annotated = ApiDoc::openapi();
+    let Ok(mut document) = serde_json::to_value(&annotated) else {
+        return annotated;
+    };
+    super::constraints::state_error_statuses(&mut document, &RATE_LIMITED);
+    super::constraints::state_constraints(&mut document);
+    // A browser following the link in the email gets a page (JSON with `Accept: application/json`).
+    if let Some(responses) = document
+        .pointer_mut("/paths/~1v1~1users~1verify-email/get/responses")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        for response in responses.values_mut() {
+            if let Some(content) = response
+                .get_mut("content")
+                .and_then(serde_json::Value::as_object_mut)
+            {
+                content.insert(
+                    "text/html".into(),
+                    serde_json::json!({ "schema": { "type": "string" } }),
+                );
+            }
+        }
+    }
+    serde_json::from_value(document).unwrap_or(annotated)
+}
+
 /// The document as committed in `docs/openapi/rest.json`.
 pub fn document_json() -> String {
-    ApiDoc::openapi().to_pretty_json().unwrap_or_default() + "\n"
+    document().to_pretty_json().unwrap_or_default() + "\n"
 }
 
 pub fn router() -> Router<AppState> {
-    Router::new().merge(SwaggerUi::new("/swagger-ui").url("/openapi.json", ApiDoc::openapi()))
+    Router::new().merge(SwaggerUi::new("/swagger-ui").url("/openapi.json", document()))
 }
