@@ -13,11 +13,11 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${HOME}/.cache/streambank/target}"
 
 profile=debug
-preset=(--transfers 10000 --time-limit 330 --quiesce-secs 120)
+preset=(--transfers 10000 --time-limit 330 --quiesce-secs 90)
 args=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    --short) preset=(--transfers 10000 --time-limit 330 --quiesce-secs 120) ;;
+    --short) preset=(--transfers 10000 --time-limit 330 --quiesce-secs 90) ;;
     --long)
       profile=release
       # ~500 transfers/s here in release: ~7 minutes of clients, a fault every 5-20 s (~30 in all).
