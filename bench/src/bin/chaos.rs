@@ -17,7 +17,7 @@ use streambank_bench::chaos::procs::Cluster;
 use streambank_bench::chaos::settings::Args;
 use streambank_bench::chaos::smtp::SmtpSink;
 use streambank_bench::chaos::timeline::Timeline;
-use streambank_bench::chaos::{quiesce, setup};
+use streambank_bench::chaos::{quiesce, report, setup};
 use tokio::sync::Mutex;
 
 #[tokio::main]
@@ -264,13 +264,10 @@ async fn campaign_and_check(
             },
         },
     );
-    let (mut report, summary) = check::report(&timeline, &record, &checks, &totals, faults);
-    report.insert_str(0, &log_levels(&work_dir.join("logs")));
-    println!("{report}\n{summary}");
-    std::fs::write(
-        work_dir.join("report.txt"),
-        format!("{report}\n{summary}\n"),
-    )?;
+    let (mut text, summary) = report::render(&timeline, &record, &checks, &totals, faults);
+    text.insert_str(0, &log_levels(&work_dir.join("logs")));
+    println!("{text}\n{summary}");
+    std::fs::write(work_dir.join("report.txt"), format!("{text}\n{summary}\n"))?;
     eprintln!("(report and logs in {})", work_dir.display());
     Ok(checks.iter().all(|c| c.ok))
 }

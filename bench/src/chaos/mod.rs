@@ -20,7 +20,8 @@
 //! - [`faults`]: the fault campaign.
 //! - [`quiesce`]: the event pipeline's state, and waiting for it to come to rest.
 //! - [`emails`]: which emails the outbox calls for, against what the sink received.
-//! - [`check`]: every check and the report.
+//! - [`check`]: every check.
+//! - [`report`]: the report and its summary line.
 
 pub mod check;
 pub mod clients;
@@ -28,6 +29,7 @@ pub mod emails;
 pub mod faults;
 pub mod procs;
 pub mod quiesce;
+pub mod report;
 pub mod settings;
 pub mod setup;
 pub mod smtp;
