@@ -336,6 +336,11 @@ impl Handlers {
     /// notification rows). Every recipient is tried; the event is done once every email is.
     async fn email_notifications(&self, notice: &Notice) -> anyhow::Result<()> {
         let pool = self.bank.pool();
+        // A copy of an event whose emails all went out (a republish after Redis lost its data): one
+        // lookup instead of a claim per recipient.
+        if consumers::is_processed(pool, Group::NotificationEmails.name(), notice.event_id).await? {
+            return Ok(());
+        }
         let mut first_error = None;
         for (user_id, text) in &notice.recipients {
             let Some(contact) = consumers::contact(pool, *user_id).await? else {
