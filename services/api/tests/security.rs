@@ -573,6 +573,9 @@ async fn no_deposit_commits_after_the_bankers_demotion() {
         .await
         .expect("connect");
 
+    // How many loops have made a deposit: the demotion waits for all of them (on a loaded machine a
+    // fixed pause could end before a listener's first deposit).
+    let started = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for transport in ["rest", "gateway", "grpc"] {
         for _ in 0..4 {
@@ -580,10 +583,15 @@ async fn no_deposit_commits_after_the_bankers_demotion() {
             let mut grpc = streambank_proto::v1::account_service_client::AccountServiceClient::new(
                 channel.clone(),
             );
+            let started = started.clone();
             tasks.push(tokio::spawn(async move {
                 let mut outcomes = Vec::new();
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    outcomes.push(deposit_once(&app, &mut grpc, transport, &token, account).await);
+                    let outcome = deposit_once(&app, &mut grpc, transport, &token, account).await;
+                    if outcome == Outcome::Made && !outcomes.contains(&Outcome::Made) {
+                        started.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    outcomes.push(outcome);
                 }
                 (transport, outcomes)
             }));
@@ -596,7 +604,14 @@ async fn no_deposit_commits_after_the_bankers_demotion() {
             .await
             .expect("count")
     };
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    let waiting = std::time::Instant::now();
+    while started.load(std::sync::atomic::Ordering::Relaxed) < tasks.len() {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(30),
+            "every loop makes a deposit before the demotion"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     app.bank
         .grant_role("demoted", streambank_service::Role::Customer)
         .await

@@ -279,7 +279,10 @@ async fn a_request_that_dies_half_way_leaves_its_key_free() {
         t.bank.transfer_idempotent(ann, "dies-half-way", request),
     )
     .await;
-    assert!(first.is_err(), "the first request was cut off while blocked");
+    assert!(
+        first.is_err(),
+        "the first request was cut off while blocked"
+    );
     holder.rollback().await.expect("rollback");
 
     let retry = tokio::time::timeout(
