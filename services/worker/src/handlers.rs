@@ -341,45 +341,56 @@ impl Handlers {
         if consumers::is_processed(pool, Group::NotificationEmails.name(), notice.event_id).await? {
             return Ok(());
         }
-        let mut first_error = None;
-        for (user_id, text) in &notice.recipients {
-            let Some(contact) = consumers::contact(pool, *user_id).await? else {
-                continue;
-            };
-            let outcome = async {
-                if self
-                    .claim(notice.event_id, &contact.email, notice.kind)
-                    .await?
-                    == Claim::Sent
-                {
-                    return anyhow::Ok(());
-                }
-                let body = format!("Hello {},\n\n{text}\n\nStreamBank\n", contact.full_name);
-                let sent = self
-                    .mailer
-                    .send(Email {
-                        event_id: notice.event_id,
-                        kind: notice.kind,
-                        to: &contact.email,
-                        subject: "StreamBank notification",
-                        body: &body,
-                    })
-                    .await
-                    .map(|()| true);
-                self.settle_delivery(notice.event_id, &contact.email, sent)
-                    .await
-            }
-            .await;
-            if let Err(e) = outcome {
-                first_error.get_or_insert(e);
-            }
-        }
+        // The recipients' emails go out side by side: each has its own claim, and one slow exchange
+        // should not hold up the other party's.
+        // One email per (event, recipient): a transfer between two accounts of one owner names the
+        // owner twice, and the first text wins, as it did when the emails went one after the other.
+        let mut seen = std::collections::HashSet::new();
+        let outcomes = futures_util::future::join_all(
+            notice
+                .recipients
+                .iter()
+                .filter(|(user_id, _)| seen.insert(*user_id))
+                .map(|(user_id, text)| self.email_one(notice, *user_id, text)),
+        )
+        .await;
+        let first_error = outcomes.into_iter().find_map(Result::err);
         if let Some(e) = first_error {
             return Err(e);
         }
         consumers::record_processed(pool, Group::NotificationEmails.name(), notice.event_id)
             .await?;
         Ok(())
+    }
+}
+
+impl Handlers {
+    /// The notification email of `notice` to one recipient: claimed, sent, marked.
+    async fn email_one(&self, notice: &Notice, user_id: i64, text: &str) -> anyhow::Result<()> {
+        let Some(contact) = consumers::contact(self.bank.pool(), user_id).await? else {
+            return Ok(());
+        };
+        if self
+            .claim(notice.event_id, &contact.email, notice.kind)
+            .await?
+            == Claim::Sent
+        {
+            return Ok(());
+        }
+        let body = format!("Hello {},\n\n{text}\n\nStreamBank\n", contact.full_name);
+        let sent = self
+            .mailer
+            .send(Email {
+                event_id: notice.event_id,
+                kind: notice.kind,
+                to: &contact.email,
+                subject: "StreamBank notification",
+                body: &body,
+            })
+            .await
+            .map(|()| true);
+        self.settle_delivery(notice.event_id, &contact.email, sent)
+            .await
     }
 }
 
