@@ -165,12 +165,9 @@ impl Config {
     /// The real handlers for this configuration (tests wrap them).
     pub fn handlers(&self) -> anyhow::Result<Handlers> {
         let options: PgConnectOptions = self.database_url.parse().context("DATABASE_URL")?;
-        // No ping before each checkout, unlike the api: a statement that fails on a connection the
-        // server ended is an outage failure, and its entry is retried, so the worker would pay a round
-        // trip per statement (several per email) to save a retry that costs nothing.
-        let pool = streambank_store::pool_options(8)
-            .test_before_acquire(false)
-            .connect_lazy_with(options);
+        // A statement that fails on a connection the server ended is an outage failure: its entry is
+        // retried.
+        let pool = streambank_store::pool_options(8).connect_lazy_with(options);
         Ok(Handlers {
             bank: Bank::new(pool),
             mailer: mail::Mailer::new(&self.smtp_url, &self.mail_from)

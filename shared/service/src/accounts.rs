@@ -37,9 +37,8 @@ impl Bank {
     /// One account, if the caller may see it.
     #[tracing::instrument(name = "Get an account", skip(self))]
     pub async fn get_account(&self, caller: Caller, account_id: i64) -> Result<Account> {
-        accounts::get(&self.pool, account_id)
-            .await
-            .map_err(Error::db)?
+        crate::retry::read(|| accounts::get(&self.pool, account_id))
+            .await?
             .filter(|account| caller.is_banker() || account.owner_id == caller.user_id)
             .ok_or(Error::AccountNotFound(account_id))
     }
@@ -47,10 +46,10 @@ impl Bank {
     /// The caller's own accounts, in id order.
     #[tracing::instrument(name = "List accounts", skip(self))]
     pub async fn list_accounts(&self, caller: Caller, page: PageRequest) -> Result<Page<Account>> {
-        let rows =
+        let rows = crate::retry::read(|| {
             accounts::list_by_owner(&self.pool, caller.user_id, page.after, page.fetch_limit())
-                .await
-                .map_err(Error::db)?;
+        })
+        .await?;
         Ok(page.into_page(rows, |a| a.id))
     }
 
@@ -63,18 +62,18 @@ impl Bank {
         page: PageRequest,
     ) -> Result<Page<Entry>> {
         self.get_account(caller, account_id).await?;
-        let rows = ledger::list_entries(&self.pool, account_id, page.after, page.fetch_limit())
-            .await
-            .map_err(Error::db)?;
+        let rows = crate::retry::read(|| {
+            ledger::list_entries(&self.pool, account_id, page.after, page.fetch_limit())
+        })
+        .await?;
         Ok(page.into_page(rows, |e| e.id))
     }
 
     /// One transfer, if the caller is a party to it (owns either account) or is a banker.
     #[tracing::instrument(name = "Get a transfer", skip(self))]
     pub async fn get_transfer(&self, caller: Caller, transfer_id: i64) -> Result<Transfer> {
-        let transfer = ledger::get_transfer(&self.pool, transfer_id)
-            .await
-            .map_err(Error::db)?
+        let transfer = crate::retry::read(|| ledger::get_transfer(&self.pool, transfer_id))
+            .await?
             .ok_or(Error::TransferNotFound(transfer_id))?;
         if caller.is_banker() {
             return Ok(transfer);
@@ -98,9 +97,10 @@ impl Bank {
         page: PageRequest,
     ) -> Result<Page<Transfer>> {
         self.get_account(caller, account_id).await?;
-        let rows = ledger::list_transfers(&self.pool, account_id, page.after, page.fetch_limit())
-            .await
-            .map_err(Error::db)?;
+        let rows = crate::retry::read(|| {
+            ledger::list_transfers(&self.pool, account_id, page.after, page.fetch_limit())
+        })
+        .await?;
         Ok(page.into_page(rows, |t| t.id))
     }
 }
@@ -113,14 +113,15 @@ impl Bank {
         caller: Caller,
         page: PageRequest,
     ) -> Result<Page<crate::Notification>> {
-        let rows = streambank_store::notifications::list(
-            &self.pool,
-            caller.user_id,
-            page.after,
-            page.fetch_limit(),
-        )
-        .await
-        .map_err(Error::db)?;
+        let rows = crate::retry::read(|| {
+            streambank_store::notifications::list(
+                &self.pool,
+                caller.user_id,
+                page.after,
+                page.fetch_limit(),
+            )
+        })
+        .await?;
         Ok(page.into_page(rows, |n| n.id))
     }
 }
@@ -129,9 +130,8 @@ impl Bank {
     /// The owner of an account, for consumers that must know whom an event concerns (no caller involved).
     #[tracing::instrument(name = "Find an account's owner", skip(self))]
     pub async fn owner_of(&self, account_id: i64) -> Result<i64> {
-        accounts::get(&self.pool, account_id)
-            .await
-            .map_err(Error::db)?
+        crate::retry::read(|| accounts::get(&self.pool, account_id))
+            .await?
             .map(|a| a.owner_id)
             .ok_or(Error::AccountNotFound(account_id))
     }

@@ -17,6 +17,7 @@
 //! - [`sessions`]: [`Sessions`], login, refresh-token rotation with reuse detection, logout, and the
 //!   per-request authentication that makes revocation immediate.
 //! - [`password`]: argon2id hashing and verification.
+//! - `retry`: reads that ride out a dropped database connection.
 //! - [`verification`]: email verification secrets and the link that uses them.
 
 pub mod accounts;
@@ -25,6 +26,7 @@ pub mod batch;
 pub mod error;
 pub mod money;
 pub mod password;
+mod retry;
 pub mod sessions;
 pub mod users;
 pub mod verification;

@@ -343,9 +343,8 @@ impl Sessions {
     /// The session a token names, if it is still alive and still the token's user's, with the user's
     /// current role.
     async fn live_session(&self, claims: &Claims) -> Result<(sessions::SessionState, Role)> {
-        let state = sessions::state(&self.pool, claims.session_id)
-            .await
-            .map_err(Error::db)?
+        let state = crate::retry::read(|| sessions::state(&self.pool, claims.session_id))
+            .await?
             .filter(|s| s.user_id == claims.user_id)
             .ok_or(Error::TokenRevoked)?;
         if state.revoked_at.is_some() {

@@ -295,3 +295,38 @@ async fn a_request_that_dies_half_way_leaves_its_key_free() {
     assert_eq!(retry.transfer.amount, 100);
     assert_eq!(t.balance(from).await, 900, "money moved once");
 }
+
+/// Every pooled connection ended by the server while idle (a restart, a failover, `pg_terminate_backend`):
+/// the next reads still answer, on fresh connections.
+#[tokio::test]
+async fn reads_ride_out_connections_the_server_ended() {
+    let t = TestBank::with_max_connections(4).await;
+    let ann = t.customer("ann").await;
+    let account = t.account(ann, "USD", 1_000).await.id;
+    // Fill the pool with connections, then have the server end every one of them.
+    reads(&t, ann, account).await;
+    let killed: i64 = sqlx::query_scalar(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_one(&mut *t.db.pool.acquire().await.expect("acquire"))
+    .await
+    .expect("terminate");
+    assert!(killed >= 1, "no connection to end");
+    reads(&t, ann, account).await;
+}
+
+async fn reads(t: &TestBank, caller: Caller, account: i64) {
+    let mut tasks = JoinSet::new();
+    for _ in 0..8 {
+        let bank = t.bank.clone();
+        tasks.spawn(async move { bank.get_account(caller, account).await });
+    }
+    while let Some(read) = tasks.join_next().await {
+        let read = read.expect("task");
+        assert_eq!(
+            read.expect("a read after the connections were ended").id,
+            account
+        );
+    }
+}

@@ -43,16 +43,15 @@ pub type Timestamp = chrono::DateTime<chrono::Utc>;
 
 /// Pool settings for every process that talks to the bank's database.
 ///
-/// `test_before_acquire` is on: a connection the server ended while it sat in the pool
-/// (`pg_terminate_backend`, a restart, a failover) is noticed and replaced before a caller gets it, so a
-/// dropped connection costs a ping, not a failed request. The ping is one round trip per checkout; the
-/// transfer batcher checks out one connection per batch, so transfers barely pay it
-/// (`docs/benchmarks.md`). A connection that dies while in use fails its statement; the service layer
-/// runs again what is safe to run again.
+/// `test_before_acquire` is off: sqlx's default pings every connection before handing it out, one extra
+/// round trip per statement; it cost a quarter of the api's read throughput (`docs/benchmarks.md`). A
+/// connection the server ended while it sat in the pool fails its first statement instead, and the pool
+/// drops it; the service layer runs again what is safe to run again (reads, idempotent transfers, the
+/// transfer batches), so callers do not see it.
 pub fn pool_options(max_connections: u32) -> sqlx::postgres::PgPoolOptions {
     sqlx::postgres::PgPoolOptions::new()
         .max_connections(max_connections)
-        .test_before_acquire(true)
+        .test_before_acquire(false)
         .acquire_timeout(std::time::Duration::from_secs(5))
 }
 
