@@ -43,6 +43,20 @@ if #mine == 0 then return {} end
 return redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, unpack(mine))
 ";
 
+/// The entries a claim returned, each with its delivery count: the count `XPENDING` showed before the
+/// claim, plus the claim's own delivery.
+fn held(key: &str, claimed: StreamClaimReply, delivered: &HashMap<String, u64>) -> Vec<Held> {
+    claimed
+        .ids
+        .into_iter()
+        .map(|id| Held {
+            deliveries: delivered.get(&id.id).copied().unwrap_or(1) + 1,
+            key: key.to_owned(),
+            id,
+        })
+        .collect()
+}
+
 impl Worker {
     /// Examines the group's pending entries: retries this process's failed entries that are due (those
     /// that failed for an outage only once the group's dependencies answer again; while they do not, a
@@ -126,16 +140,8 @@ impl Worker {
         self.metrics
             .retried
             .add(&[group.name()], claimed.ids.len() as u64);
-        let held = claimed
-            .ids
-            .into_iter()
-            .map(|id| Held {
-                deliveries: delivered.get(&id.id).copied().unwrap_or(1) + 1,
-                key: key.to_owned(),
-                id,
-            })
-            .collect();
-        self.handle_held(conn, group, held).await
+        self.handle_held(conn, group, held(key, claimed, &delivered))
+            .await
     }
 
     /// Takes over, and handles, the entries on `key` of consumers that are dead.
@@ -191,16 +197,9 @@ impl Worker {
                 continue;
             }
             tracing::info!(group = group.name(), from = %dead.name, entries = claimed.ids.len(), "took over the entries of a consumer that is gone");
-            let held = claimed
-                .ids
-                .into_iter()
-                .map(|id| Held {
-                    deliveries: delivered.get(&id.id).copied().unwrap_or(1) + 1,
-                    key: key.to_owned(),
-                    id,
-                })
-                .collect();
-            handled += self.handle_held(conn, group, held).await?;
+            handled += self
+                .handle_held(conn, group, held(key, claimed, &delivered))
+                .await?;
         }
         Ok(handled)
     }
