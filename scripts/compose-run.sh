@@ -28,7 +28,7 @@
 #   6. podman-compose down -v: containers, the network and the volumes go. The images stay (a second
 #      run reuses their layers).
 #
-# Usage: scripts/compose-run.sh [--keep] [--skip-build]
+# Usage: scripts/compose-run.sh [--keep] [--skip-build] | --down
 #   --keep        leave the stack running at the end, also after a failure (then `scripts/compose-run.sh --down`)
 #   --skip-build  use the streambank:dev image already in podman's store (no cargo build)
 #   --down        only tear down a stack left by --keep or by an interrupted run
