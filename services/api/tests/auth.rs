@@ -11,10 +11,13 @@ use streambank_auth::{Claims, TokenKey, TokenType};
 use streambank_domain::Role;
 
 fn forge(kind: &str, key: &str, claims: &Claims) -> String {
-    streambank_auth::maker(kind, &TokenKey::parse(key).expect("key"))
-        .expect("maker")
-        .create(claims)
-        .expect("create")
+    streambank_auth::maker(
+        kind.parse().expect("token kind"),
+        &TokenKey::parse(key).expect("key"),
+    )
+    .expect("maker")
+    .create(claims)
+    .expect("create")
 }
 
 async fn attacks(transport: Transport, kind: &str) {

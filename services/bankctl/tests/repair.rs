@@ -143,9 +143,9 @@ async fn a_killed_relay_and_a_flushed_redis_leave_every_notification_once() {
     let key = stream_key(&prefix, Stream::Transfers);
     let mut conn = redis().await;
     let relay_config = streambank_relay::Config {
-        database_url: db.url.clone(),
-        redis_url: redis_url(),
-        stream_prefix: prefix.clone(),
+        database: streambank_config::Database::new(db.url.clone()),
+        redis: streambank_config::Redis::new(redis_url()),
+        streams: streambank_config::Streams::new(prefix.clone()),
         health_addr: "127.0.0.1:0".parse().expect("addr"),
         batch_size: 10,
         poll_interval: Duration::from_millis(200),

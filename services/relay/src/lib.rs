@@ -45,62 +45,34 @@ const LOCK_CHECK_EVERY: Duration = Duration::from_millis(500);
 /// The advisory lock whose holder is the publishing relay.
 const LEADER_LOCK: i64 = 0x5354_5245_414d_424b; // "STREAMBK"
 
-#[derive(Debug, Clone)]
+/// The relay's settings, from environment variables (`streambank-relay --help` lists them).
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "streambank-relay",
+    about = "Publishes the outbox to Redis Streams."
+)]
 pub struct Config {
-    pub database_url: String,
-    pub redis_url: String,
-    pub stream_prefix: String,
+    #[command(flatten)]
+    pub database: streambank_config::Database,
+    #[command(flatten)]
+    pub redis: streambank_config::Redis,
+    #[command(flatten)]
+    pub streams: streambank_config::Streams,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served.
+    #[arg(long, env = "HEALTH_ADDR", default_value = "0.0.0.0:9101", value_parser = values::socket_addr)]
     pub health_addr: SocketAddr,
     /// Rows per claim (and per pipelined `XADD` batch).
+    #[arg(long = "batch-size", env = "RELAY_BATCH_SIZE", default_value = "500", value_parser = values::positive::<i64>)]
     pub batch_size: i64,
     /// The fallback poll: how long to wait for a notification before looking anyway.
+    #[arg(long = "poll-interval", env = "RELAY_POLL_INTERVAL", default_value = "1s", value_parser = positive_duration)]
     pub poll_interval: Duration,
     /// How long published rows are kept (for `bankctl outbox republish`).
+    #[arg(long = "outbox-retention", env = "OUTBOX_RETENTION", default_value = "7d", value_parser = positive_duration)]
     pub retention: Duration,
     /// Approximate cap on each stream's length (`XADD MAXLEN ~`).
+    #[arg(long = "stream-max-len", env = "STREAM_MAX_LEN", default_value = "1000000", value_parser = values::positive::<u64>)]
     pub max_stream_len: u64,
-}
-
-impl Config {
-    pub fn from_env() -> anyhow::Result<Self> {
-        let var = |name: &str, default: &str| {
-            std::env::var(name)
-                .ok()
-                .filter(|v| !v.is_empty())
-                .unwrap_or_else(|| default.to_owned())
-        };
-        let secs = |name: &'static str, default: &str| -> anyhow::Result<Duration> {
-            let raw = var(name, default);
-            raw.parse::<f64>()
-                .ok()
-                .filter(|s| *s > 0.0)
-                .map(Duration::from_secs_f64)
-                .with_context(|| {
-                    format!("{name} must be a positive number of seconds, got {raw:?}")
-                })
-        };
-        Ok(Self {
-            database_url: var(
-                "DATABASE_URL",
-                "postgres://postgres@127.0.0.1:5432/streambank",
-            ),
-            redis_url: var("REDIS_URL", "redis://127.0.0.1:6379"),
-            stream_prefix: var("STREAM_PREFIX", "bank"),
-            health_addr: var("HEALTH_ADDR", "0.0.0.0:9101")
-                .parse()
-                .context("HEALTH_ADDR must be an address such as 0.0.0.0:9101")?,
-            batch_size: var("RELAY_BATCH_SIZE", "500")
-                .parse()
-                .ok()
-                .filter(|n| *n > 0)
-                .context("RELAY_BATCH_SIZE must be a positive number")?,
-            poll_interval: secs("RELAY_POLL_INTERVAL_SECS", "1")?,
-            retention: secs("OUTBOX_RETENTION_SECS", "604800")?,
-            max_stream_len: var("STREAM_MAX_LEN", "1000000")
-                .parse()
-                .context("STREAM_MAX_LEN must be a number")?,
-        })
-    }
 }
 
 /// The relay's Prometheus metrics (served at `/metrics` on `HEALTH_ADDR`).
@@ -324,8 +296,8 @@ pub struct Relay {
 impl Relay {
     pub fn new(config: Config) -> anyhow::Result<Self> {
         let pool = streambank_store::pool_options(4)
-            .connect_lazy_with(connect_options(&config.database_url).context("DATABASE_URL")?);
-        let redis = redis::Client::open(config.redis_url.as_str())
+            .connect_lazy_with(connect_options(&config.database.url).context("DATABASE_URL")?);
+        let redis = redis::Client::open(config.redis.url.as_str())
             .context("REDIS_URL is not a Redis URL")?;
         Ok(Self {
             config,
@@ -520,7 +492,7 @@ impl Relay {
         drain(
             &self.pool,
             redis,
-            &self.config.stream_prefix,
+            &self.config.streams.prefix,
             self.config.batch_size,
             self.config.max_stream_len,
             Some(&self.metrics),

@@ -254,9 +254,9 @@ async fn a_crash_before_the_mark_publishes_again_and_republish_repairs_redis() {
 
 fn config(db: &TestDb, prefix: &str) -> Config {
     Config {
-        database_url: db.url.clone(),
-        redis_url: redis_url(),
-        stream_prefix: prefix.to_owned(),
+        database: streambank_config::Database::new(db.url.clone()),
+        redis: streambank_config::Redis::new(redis_url()),
+        streams: streambank_config::Streams::new(prefix.to_owned()),
         health_addr: "127.0.0.1:0".parse().expect("addr"),
         batch_size: 100,
         poll_interval: Duration::from_millis(500),

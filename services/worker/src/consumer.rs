@@ -90,9 +90,9 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Worker {
     pub fn new(config: Config, handler: Arc<dyn Handle>) -> anyhow::Result<Self> {
-        let redis = redis::Client::open(config.redis_url.as_str())
+        let redis = redis::Client::open(config.redis.url.as_str())
             .context("REDIS_URL is not a Redis URL")?;
-        let options: PgConnectOptions = config.database_url.parse().context("DATABASE_URL")?;
+        let options: PgConnectOptions = config.database.url.parse().context("DATABASE_URL")?;
         let db = streambank_store::pool_options(2).connect_lazy_with(options);
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".to_owned());
         let consumer = format!(
@@ -125,7 +125,7 @@ impl Worker {
         group
             .streams()
             .iter()
-            .map(|s| stream_key(&self.config.stream_prefix, *s))
+            .map(|s| stream_key(&self.config.streams.prefix, *s))
             .collect()
     }
 

@@ -15,7 +15,7 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 
 /// The server tests use when `DATABASE_URL` is not set: the local development default.
-pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/streambank";
+pub use streambank_config::DEFAULT_DATABASE_URL;
 
 /// A database of its own for one test.
 #[derive(Debug)]
