@@ -184,17 +184,8 @@ impl Api {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            shutdown.await;
-            let _ = stop.send(true);
-        });
-        let signal = move || {
-            let mut stopped = stopped.clone();
-            async move {
-                let _ = stopped.wait_for(|stop| *stop).await;
-            }
-        };
+        let stop = streambank_telemetry::shutdown::stop_token(shutdown);
+        let signal = move || stop.clone().cancelled_owned();
 
         let limited = |listener, name| conn::LimitedListener::new(listener, self.connections, name);
         let rest = conn::serve_http(limited(self.http, "rest"), self.router, signal());

@@ -31,8 +31,11 @@ use anyhow::Context as _;
 use redis::aio::MultiplexedConnection;
 use sqlx::postgres::{PgConnectOptions, PgListener};
 use sqlx::{Connection, PgConnection, PgPool};
+use streambank_config::{positive_duration, values};
 use streambank_events::{EventType, Stream, StreamEntry, stream_key};
 use streambank_store::relay;
+use streambank_telemetry::health::{Readiness, ping_redis};
+use streambank_telemetry::shutdown::{CancellationToken, stop_token};
 
 /// While the relay published within this long, it polls every [`BUSY_POLL`] instead of waiting for a
 /// NOTIFY, and writers skip the NOTIFY.
@@ -324,12 +327,7 @@ impl Relay {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-        });
-        let health_stop = wait_for(stop_rx.clone());
+        let stop = stop_token(shutdown);
         let ready_self = self.clone();
         let (addr, health) = streambank_telemetry::health::serve(
             self.config.health_addr,
@@ -338,15 +336,14 @@ impl Relay {
                 Box::pin(async move { relay.readiness().await })
             }),
             self.metrics.registry.clone(),
-            health_stop,
+            stop.clone().cancelled_owned(),
         )
         .await
         .with_context(|| format!("cannot listen on HEALTH_ADDR {}", self.config.health_addr))?;
         tracing::info!(%addr, "relay health endpoints listening");
 
-        let mut stop = stop_rx;
-        while !*stop.borrow() {
-            match self.lead(&mut stop).await {
+        while !stop.is_cancelled() {
+            match self.lead(&stop).await {
                 Ok(()) => {}
                 Err(e) => {
                     self.leader.store(false, Ordering::Release);
@@ -356,7 +353,7 @@ impl Relay {
                         "relay lost its footing; retrying in 1 s"
                     );
                     tokio::select! {
-                        _ = stop.changed() => {}
+                        () = stop.cancelled() => {}
                         () = tokio::time::sleep(Duration::from_secs(1)) => {}
                     }
                 }
@@ -370,29 +367,25 @@ impl Relay {
     }
 
     async fn readiness(&self) -> Result<serde_json::Value, serde_json::Value> {
-        let postgres = sqlx::query("SELECT 1").execute(&self.pool).await.is_ok();
-        let redis = match self.redis.get_multiplexed_async_connection().await {
-            Ok(mut conn) => redis::cmd("PING")
-                .query_async::<String>(&mut conn)
-                .await
-                .is_ok(),
-            Err(_) => false,
-        };
-        let details = serde_json::json!({
-            "postgres": if postgres { "ok" } else { "unavailable" },
-            "redis": if redis { "ok" } else { "unavailable" },
-            "role": if self.is_leader() { "leader" } else { "standby" },
-        });
-        if postgres && redis {
-            Ok(details)
-        } else {
-            Err(details)
-        }
+        Readiness::default()
+            .check("postgres", sqlx::query("SELECT 1").execute(&self.pool))
+            .await
+            .check("redis", ping_redis(&self.redis))
+            .await
+            .detail(
+                "role",
+                if self.is_leader() {
+                    "leader"
+                } else {
+                    "standby"
+                },
+            )
+            .report()
     }
 
     /// Waits for leadership, then publishes until shutdown or until the lock connection fails.
-    async fn lead(&self, stop: &mut tokio::sync::watch::Receiver<bool>) -> anyhow::Result<()> {
-        let options: PgConnectOptions = self.config.database_url.parse()?;
+    async fn lead(&self, stop: &CancellationToken) -> anyhow::Result<()> {
+        let options: PgConnectOptions = self.config.database.url.parse()?;
         let mut lock_conn = PgConnection::connect_with(&options)
             .await
             .context("cannot connect to Postgres")?;
@@ -405,7 +398,7 @@ impl Relay {
                 break;
             }
             tokio::select! {
-                _ = stop.changed() => return Ok(()),
+                () = stop.cancelled() => return Ok(()),
                 () = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
         }
@@ -428,7 +421,7 @@ impl Relay {
             if found {
                 last_published = tokio::time::Instant::now();
             }
-            if *stop.borrow() {
+            if stop.is_cancelled() {
                 break;
             }
             if last_retention.elapsed() > Duration::from_secs(60) {
@@ -456,7 +449,7 @@ impl Relay {
             }
             if last_published.elapsed() < BUSY_FOR {
                 tokio::select! {
-                    _ = stop.changed() => break,
+                    () = stop.cancelled() => break,
                     () = tokio::time::sleep(BUSY_POLL) => {}
                 }
                 continue;
@@ -466,7 +459,7 @@ impl Relay {
             relay::set_listening(&self.pool, true).await?;
             if self.drain(&mut redis, stop).await? == 0 {
                 tokio::select! {
-                    _ = stop.changed() => {}
+                    () = stop.cancelled() => {}
                     notification = listener.recv() => { notification?; }
                     () = tokio::time::sleep(self.config.poll_interval) => {}
                 }
@@ -487,7 +480,7 @@ impl Relay {
     async fn drain(
         &self,
         redis: &mut MultiplexedConnection,
-        stop: &tokio::sync::watch::Receiver<bool>,
+        stop: &CancellationToken,
     ) -> anyhow::Result<usize> {
         drain(
             &self.pool,
@@ -496,16 +489,8 @@ impl Relay {
             self.config.batch_size,
             self.config.max_stream_len,
             Some(&self.metrics),
-            || *stop.borrow(),
+            || stop.is_cancelled(),
         )
         .await
-    }
-}
-
-async fn wait_for(mut stop: tokio::sync::watch::Receiver<bool>) {
-    while !*stop.borrow() {
-        if stop.changed().await.is_err() {
-            return;
-        }
     }
 }
