@@ -292,7 +292,7 @@ async fn steady_load(bank: &Bank, rate: u64, seconds: u64) -> HashMap<i64, f64> 
                 amount: 1,
                 currency: "USD",
             };
-            if let Ok(result) = bank.transfer(caller, request).await {
+            if let Ok(result) = bank.transfer(caller, None, request).await {
                 committed
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())

@@ -95,7 +95,7 @@ async fn events_reach_their_streams_with_the_contract_fields() {
         amount: 200,
         currency: "USD",
     };
-    let transfer = bank.transfer(ann, request).await.expect("transfer");
+    let transfer = bank.transfer(ann, None, request).await.expect("transfer");
 
     let prefix = prefix();
     let mut conn = redis().await;

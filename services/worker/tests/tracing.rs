@@ -64,7 +64,7 @@ async fn the_workers_span_is_in_the_trace_of_the_request_that_caused_it() {
         amount: 25,
         currency: "USD",
     };
-    bank.transfer(ann, transfer)
+    bank.transfer(ann, None, transfer)
         .instrument(request.clone())
         .await
         .expect("transfer");
