@@ -21,7 +21,7 @@ use streambank_worker::{Group, Handlers, Worker};
 const EVENTS: i64 = 3_000;
 
 fn redis_url() -> String {
-    let base = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let base = streambank_testkit::redis_url();
     // Same server, database 9.
     let server = base.trim_end_matches('/');
     let server = match server.rsplit_once('/') {
@@ -32,13 +32,7 @@ fn redis_url() -> String {
 }
 
 async fn redis() -> redis::aio::MultiplexedConnection {
-    redis::Client::open(redis_url())
-        .expect("REDIS_URL")
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap_or_else(|e| {
-            panic!("cannot reach Redis at {} ({e}); start it with `redis-server --daemonize yes` or run `.ci/run`", redis_url())
-        })
+    streambank_testkit::redis_at(&redis_url()).await
 }
 
 async fn user(bank: &Bank, name: &str) -> i64 {

@@ -7,18 +7,7 @@ use redis::AsyncCommands as _;
 use streambank_events::{Stream, stream_key};
 use streambank_relay::{Config, Relay, publish_batch};
 use streambank_service::{Bank, Caller, RegisterUser, Role, TransferRequest, UserOptions};
-use streambank_testkit::TestDb;
-
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
-async fn redis() -> redis::aio::MultiplexedConnection {
-    let client = redis::Client::open(redis_url()).expect("REDIS_URL");
-    client.get_multiplexed_async_connection().await.unwrap_or_else(|e| {
-        panic!("cannot reach Redis at {} ({e}); start it with `redis-server --daemonize yes` or run `.ci/run`", redis_url())
-    })
-}
+use streambank_testkit::{TestDb, redis, redis_url};
 
 fn prefix() -> String {
     format!("test-{}", uuid::Uuid::new_v4().simple())
