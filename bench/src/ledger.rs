@@ -57,7 +57,7 @@ pub async fn service_tps(
                     amount,
                     currency: "USD",
                 };
-                bank.transfer(caller, request).await?;
+                bank.transfer(caller, None, request).await?;
                 done += 1;
             }
             anyhow::Ok(done)

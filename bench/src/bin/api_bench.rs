@@ -224,7 +224,8 @@ async fn auth_cost(pool: &sqlx::PgPool, base: &str) -> anyhow::Result<()> {
         .context("access token")?
         .to_owned();
     let key = streambank_auth::TokenKey::parse(KEY).map_err(anyhow::Error::msg)?;
-    let maker = streambank_auth::maker("paseto", &key).map_err(anyhow::Error::msg)?;
+    let maker = streambank_auth::maker(streambank_auth::TokenKind::Paseto, &key)
+        .map_err(anyhow::Error::msg)?;
     let sessions = Sessions::new(
         pool.clone(),
         Arc::clone(&maker),

@@ -125,9 +125,9 @@ async fn main() -> anyhow::Result<()> {
 
     // 2. Commit-to-XADD latency with a running relay.
     let config = streambank_relay::Config {
-        database_url: args.database_url.clone(),
-        redis_url: args.redis_url.clone(),
-        stream_prefix: prefix.clone(),
+        database: streambank_config::Database::new(args.database_url.clone()),
+        redis: streambank_config::Redis::new(args.redis_url.clone()),
+        streams: streambank_config::Streams::new(prefix.clone()),
         health_addr: "127.0.0.1:0".parse()?,
         batch_size: 500,
         poll_interval: Duration::from_secs(1),
@@ -292,7 +292,7 @@ async fn steady_load(bank: &Bank, rate: u64, seconds: u64) -> HashMap<i64, f64> 
                 amount: 1,
                 currency: "USD",
             };
-            if let Ok(result) = bank.transfer(caller, request).await {
+            if let Ok(result) = bank.transfer(caller, None, request).await {
                 committed
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())

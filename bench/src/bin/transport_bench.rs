@@ -359,7 +359,9 @@ impl Conn {
                             amount: 1,
                             currency: "USD",
                         };
-                        bank.transfer(caller, request).await.context(op.service())?;
+                        bank.transfer(caller, None, request)
+                            .await
+                            .context(op.service())?;
                     }
                     Op::Health => anyhow::bail!("the service layer has no health check"),
                 }

@@ -8,20 +8,20 @@ use std::time::Duration;
 use clap::Parser;
 
 /// The worker's timings: short, so that a killed worker's entries are taken over and failed entries are
-/// retried within the short run's budget. Read by `streambank_worker::Config::from_env`.
+/// retried within the short run's budget. Read by the worker as its `WORKER_*` variables.
 pub const WORKER_ENV: &[(&str, &str)] = &[
-    ("WORKER_CLAIM_MIN_IDLE_SECS", "5"),
-    ("WORKER_SWEEP_INTERVAL_MS", "500"),
-    ("WORKER_RETRY_BASE_MS", "500"),
-    ("WORKER_RETRY_MAX_SECS", "10"),
+    ("WORKER_CLAIM_MIN_IDLE", "5s"),
+    ("WORKER_SWEEP_INTERVAL", "500ms"),
+    ("WORKER_RETRY_BASE", "500ms"),
+    ("WORKER_RETRY_MAX", "10s"),
     // How long a worker's claim on an email lasts before another may take it over (issue 19's email
     // claims; ignored by workers without them). Kept at its default: shorter would let a takeover
     // race an SMTP exchange that is slow on a loaded machine.
-    ("WORKER_EMAIL_LEASE_SECS", "60"),
+    ("WORKER_EMAIL_LEASE", "60s"),
 ];
 
-/// The relay's timings (`streambank_relay::Config::from_env`).
-pub const RELAY_ENV: &[(&str, &str)] = &[("RELAY_POLL_INTERVAL_SECS", "0.2")];
+/// The relay's timings (its `RELAY_*` variables).
+pub const RELAY_ENV: &[(&str, &str)] = &[("RELAY_POLL_INTERVAL", "200ms")];
 
 /// The API's settings: no login rate limit in the way of the set-up (every customer logs in from
 /// loopback), tokens that outlive a long run, a fixed key so that tokens survive an API restart.

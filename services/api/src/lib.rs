@@ -56,10 +56,10 @@ impl Api {
     /// Connects to Postgres (lazily: the process starts, and reports not ready, while the database is
     /// down), builds the service layer and binds the listeners.
     pub async fn bind(config: &Config) -> anyhow::Result<Self> {
-        let options: PgConnectOptions = config.database_url.parse().context("DATABASE_URL")?;
+        let options: PgConnectOptions = config.database.url.parse().context("DATABASE_URL")?;
         let pool = streambank_store::pool_options(config.database_max_connections)
             .connect_lazy_with(options);
-        let tokens = streambank_auth::maker(&config.token_kind, &config.token_key)
+        let tokens = streambank_auth::maker(config.token_kind, &config.token_key())
             .map_err(|e| anyhow::anyhow!("TOKEN_SYMMETRIC_KEY {e}"))?;
         let sessions = Sessions::new(
             pool.clone(),
@@ -73,7 +73,7 @@ impl Api {
         let state = AppState {
             bank: Bank::new(pool),
             sessions: sessions.clone(),
-            redis: redis::Client::open(config.redis_url.as_str())
+            redis: redis::Client::open(config.redis.url.as_str())
                 .context("REDIS_URL is not a Redis URL")?,
             trusted_proxies: config.trusted_proxies.clone(),
             body_limit_bytes: config.body_limit_bytes,
@@ -124,7 +124,7 @@ impl Api {
         )
         .context("building the gateway from the descriptor set")?;
         Ok(Self {
-            connections: config.connections,
+            connections: config.connections(),
             http,
             router,
             grpc,
@@ -184,17 +184,8 @@ impl Api {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            shutdown.await;
-            let _ = stop.send(true);
-        });
-        let signal = move || {
-            let mut stopped = stopped.clone();
-            async move {
-                let _ = stopped.wait_for(|stop| *stop).await;
-            }
-        };
+        let stop = streambank_telemetry::shutdown::stop_token(shutdown);
+        let signal = move || stop.clone().cancelled_owned();
 
         let limited = |listener, name| conn::LimitedListener::new(listener, self.connections, name);
         let rest = conn::serve_http(limited(self.http, "rest"), self.router, signal());

@@ -4,15 +4,15 @@ use streambank_api::{Api, Config, shutdown_signal};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let _telemetry = streambank_telemetry::init("streambank-api", "info");
-    let config = match Config::from_env() {
+    let config = match Config::load() {
         Ok(config) => config,
         Err(e) => {
             eprintln!("streambank-api: {e}");
             return ExitCode::FAILURE;
         }
     };
-    if config.using_development_key {
+    let _telemetry = streambank_telemetry::init("streambank-api", "info");
+    if config.using_development_key() {
         tracing::warn!(
             "TOKEN_SYMMETRIC_KEY is not set: using the public development key; never do this in production"
         );

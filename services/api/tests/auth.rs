@@ -11,10 +11,13 @@ use streambank_auth::{Claims, TokenKey, TokenType};
 use streambank_domain::Role;
 
 fn forge(kind: &str, key: &str, claims: &Claims) -> String {
-    streambank_auth::maker(kind, &TokenKey::parse(key).expect("key"))
-        .expect("maker")
-        .create(claims)
-        .expect("create")
+    streambank_auth::maker(
+        kind.parse().expect("token kind"),
+        &TokenKey::parse(key).expect("key"),
+    )
+    .expect("maker")
+    .create(claims)
+    .expect("create")
 }
 
 async fn attacks(transport: Transport, kind: &str) {
@@ -499,3 +502,36 @@ over_both_transports!(
     other_peoples_accounts_are_not_found_and_deposits_need_a_banker,
     super::other_peoples_accounts_are_not_found_and_deposits_need_a_banker
 );
+
+/// One login rule on every listener: a blank `username` beside an `email` logs in by email (REST refused
+/// it while gRPC and the gateway accepted it); a blank one of each is wrong credentials.
+#[tokio::test]
+async fn a_blank_username_beside_an_email_logs_in_by_email_on_every_listener() {
+    for transport in [Transport::Rest, Transport::Gateway] {
+        let app = TestApp::spawn_on(transport, "paseto").await;
+        app.customer("ann").await;
+        for (login, expected) in [
+            (
+                json!({"username": "", "email": "ann@example.com", "password": PASSWORD}),
+                StatusCode::CREATED,
+            ),
+            (
+                json!({"username": "  ", "email": "ann@example.com", "password": PASSWORD}),
+                StatusCode::CREATED,
+            ),
+            (
+                json!({"username": "ann", "email": "", "password": PASSWORD}),
+                StatusCode::CREATED,
+            ),
+            (
+                json!({"username": "", "email": "", "password": PASSWORD}),
+                StatusCode::UNAUTHORIZED,
+            ),
+        ] {
+            let response = app
+                .call(Method::POST, "/v1/sessions", None, Some(login.clone()))
+                .await;
+            assert_eq!(response.status(), expected, "{transport:?} {login}");
+        }
+    }
+}

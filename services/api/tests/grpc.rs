@@ -380,18 +380,21 @@ async fn every_protected_method_refuses_bad_tokens_and_public_methods_need_none(
         .await
         .expect("logout");
     let now = chrono::Utc::now().timestamp();
-    let expired = streambank_auth::maker("jwt", &TokenKey::parse(TEST_KEY).expect("key"))
-        .expect("maker")
-        .create(&Claims {
-            jti: uuid::Uuid::new_v4(),
-            user_id: ann.user_id,
-            session_id: ann.session_id.parse().expect("uuid"),
-            role: Role::Customer,
-            typ: TokenType::Access,
-            iat: now - 120,
-            exp: now - 60,
-        })
-        .expect("forge");
+    let expired = streambank_auth::maker(
+        streambank_auth::TokenKind::Jwt,
+        &TokenKey::parse(TEST_KEY).expect("key"),
+    )
+    .expect("maker")
+    .create(&Claims {
+        jti: uuid::Uuid::new_v4(),
+        user_id: ann.user_id,
+        session_id: ann.session_id.parse().expect("uuid"),
+        role: Role::Customer,
+        typ: TokenType::Access,
+        iat: now - 120,
+        exp: now - 60,
+    })
+    .expect("forge");
     let cases: Vec<(&str, Option<String>, &str)> = vec![
         ("missing", None, "TOKEN_MISSING"),
         (

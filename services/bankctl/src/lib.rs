@@ -27,7 +27,7 @@ pub struct Cli {
     #[arg(
         long,
         env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/streambank",
+        default_value = streambank_config::DEFAULT_DATABASE_URL,
         global = true
     )]
     pub database_url: String,
@@ -36,7 +36,7 @@ pub struct Cli {
     #[arg(
         long,
         env = "REDIS_URL",
-        default_value = "redis://127.0.0.1:6379",
+        default_value = streambank_config::DEFAULT_REDIS_URL,
         global = true
     )]
     pub redis_url: String,

@@ -21,7 +21,7 @@ use streambank_worker::{Group, Handlers, Worker};
 const EVENTS: i64 = 3_000;
 
 fn redis_url() -> String {
-    let base = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let base = streambank_testkit::redis_url();
     // Same server, database 9.
     let server = base.trim_end_matches('/');
     let server = match server.rsplit_once('/') {
@@ -32,13 +32,7 @@ fn redis_url() -> String {
 }
 
 async fn redis() -> redis::aio::MultiplexedConnection {
-    redis::Client::open(redis_url())
-        .expect("REDIS_URL")
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap_or_else(|e| {
-            panic!("cannot reach Redis at {} ({e}); start it with `redis-server --daemonize yes` or run `.ci/run`", redis_url())
-        })
+    streambank_testkit::redis_at(&redis_url()).await
 }
 
 async fn user(bank: &Bank, name: &str) -> i64 {
@@ -143,9 +137,9 @@ async fn a_killed_relay_and_a_flushed_redis_leave_every_notification_once() {
     let key = stream_key(&prefix, Stream::Transfers);
     let mut conn = redis().await;
     let relay_config = streambank_relay::Config {
-        database_url: db.url.clone(),
-        redis_url: redis_url(),
-        stream_prefix: prefix.clone(),
+        database: streambank_config::Database::new(db.url.clone()),
+        redis: streambank_config::Redis::new(redis_url()),
+        streams: streambank_config::Streams::new(prefix.clone()),
         health_addr: "127.0.0.1:0".parse().expect("addr"),
         batch_size: 10,
         poll_interval: Duration::from_millis(200),

@@ -31,8 +31,11 @@ use anyhow::Context as _;
 use redis::aio::MultiplexedConnection;
 use sqlx::postgres::{PgConnectOptions, PgListener};
 use sqlx::{Connection, PgConnection, PgPool};
+use streambank_config::{positive_duration, values};
 use streambank_events::{EventType, Stream, StreamEntry, stream_key};
 use streambank_store::relay;
+use streambank_telemetry::health::{Readiness, ping_redis};
+use streambank_telemetry::shutdown::{CancellationToken, stop_token};
 
 /// While the relay published within this long, it polls every [`BUSY_POLL`] instead of waiting for a
 /// NOTIFY, and writers skip the NOTIFY.
@@ -45,62 +48,34 @@ const LOCK_CHECK_EVERY: Duration = Duration::from_millis(500);
 /// The advisory lock whose holder is the publishing relay.
 const LEADER_LOCK: i64 = 0x5354_5245_414d_424b; // "STREAMBK"
 
-#[derive(Debug, Clone)]
+/// The relay's settings, from environment variables (`streambank-relay --help` lists them).
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "streambank-relay",
+    about = "Publishes the outbox to Redis Streams."
+)]
 pub struct Config {
-    pub database_url: String,
-    pub redis_url: String,
-    pub stream_prefix: String,
+    #[command(flatten)]
+    pub database: streambank_config::Database,
+    #[command(flatten)]
+    pub redis: streambank_config::Redis,
+    #[command(flatten)]
+    pub streams: streambank_config::Streams,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served.
+    #[arg(long, env = "HEALTH_ADDR", default_value = "0.0.0.0:9101", value_parser = values::socket_addr)]
     pub health_addr: SocketAddr,
     /// Rows per claim (and per pipelined `XADD` batch).
+    #[arg(long = "batch-size", env = "RELAY_BATCH_SIZE", default_value = "500", value_parser = values::positive::<i64>)]
     pub batch_size: i64,
     /// The fallback poll: how long to wait for a notification before looking anyway.
+    #[arg(long = "poll-interval", env = "RELAY_POLL_INTERVAL", default_value = "1s", value_parser = positive_duration)]
     pub poll_interval: Duration,
     /// How long published rows are kept (for `bankctl outbox republish`).
+    #[arg(long = "outbox-retention", env = "OUTBOX_RETENTION", default_value = "7d", value_parser = positive_duration)]
     pub retention: Duration,
     /// Approximate cap on each stream's length (`XADD MAXLEN ~`).
+    #[arg(long = "stream-max-len", env = "STREAM_MAX_LEN", default_value = "1000000", value_parser = values::positive::<u64>)]
     pub max_stream_len: u64,
-}
-
-impl Config {
-    pub fn from_env() -> anyhow::Result<Self> {
-        let var = |name: &str, default: &str| {
-            std::env::var(name)
-                .ok()
-                .filter(|v| !v.is_empty())
-                .unwrap_or_else(|| default.to_owned())
-        };
-        let secs = |name: &'static str, default: &str| -> anyhow::Result<Duration> {
-            let raw = var(name, default);
-            raw.parse::<f64>()
-                .ok()
-                .filter(|s| *s > 0.0)
-                .map(Duration::from_secs_f64)
-                .with_context(|| {
-                    format!("{name} must be a positive number of seconds, got {raw:?}")
-                })
-        };
-        Ok(Self {
-            database_url: var(
-                "DATABASE_URL",
-                "postgres://postgres@127.0.0.1:5432/streambank",
-            ),
-            redis_url: var("REDIS_URL", "redis://127.0.0.1:6379"),
-            stream_prefix: var("STREAM_PREFIX", "bank"),
-            health_addr: var("HEALTH_ADDR", "0.0.0.0:9101")
-                .parse()
-                .context("HEALTH_ADDR must be an address such as 0.0.0.0:9101")?,
-            batch_size: var("RELAY_BATCH_SIZE", "500")
-                .parse()
-                .ok()
-                .filter(|n| *n > 0)
-                .context("RELAY_BATCH_SIZE must be a positive number")?,
-            poll_interval: secs("RELAY_POLL_INTERVAL_SECS", "1")?,
-            retention: secs("OUTBOX_RETENTION_SECS", "604800")?,
-            max_stream_len: var("STREAM_MAX_LEN", "1000000")
-                .parse()
-                .context("STREAM_MAX_LEN must be a number")?,
-        })
-    }
 }
 
 /// The relay's Prometheus metrics (served at `/metrics` on `HEALTH_ADDR`).
@@ -324,8 +299,8 @@ pub struct Relay {
 impl Relay {
     pub fn new(config: Config) -> anyhow::Result<Self> {
         let pool = streambank_store::pool_options(4)
-            .connect_lazy_with(connect_options(&config.database_url).context("DATABASE_URL")?);
-        let redis = redis::Client::open(config.redis_url.as_str())
+            .connect_lazy_with(connect_options(&config.database.url).context("DATABASE_URL")?);
+        let redis = redis::Client::open(config.redis.url.as_str())
             .context("REDIS_URL is not a Redis URL")?;
         Ok(Self {
             config,
@@ -352,12 +327,7 @@ impl Relay {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-        });
-        let health_stop = wait_for(stop_rx.clone());
+        let stop = stop_token(shutdown);
         let ready_self = self.clone();
         let (addr, health) = streambank_telemetry::health::serve(
             self.config.health_addr,
@@ -366,15 +336,14 @@ impl Relay {
                 Box::pin(async move { relay.readiness().await })
             }),
             self.metrics.registry.clone(),
-            health_stop,
+            stop.clone().cancelled_owned(),
         )
         .await
         .with_context(|| format!("cannot listen on HEALTH_ADDR {}", self.config.health_addr))?;
         tracing::info!(%addr, "relay health endpoints listening");
 
-        let mut stop = stop_rx;
-        while !*stop.borrow() {
-            match self.lead(&mut stop).await {
+        while !stop.is_cancelled() {
+            match self.lead(&stop).await {
                 Ok(()) => {}
                 Err(e) => {
                     self.leader.store(false, Ordering::Release);
@@ -384,7 +353,7 @@ impl Relay {
                         "relay lost its footing; retrying in 1 s"
                     );
                     tokio::select! {
-                        _ = stop.changed() => {}
+                        () = stop.cancelled() => {}
                         () = tokio::time::sleep(Duration::from_secs(1)) => {}
                     }
                 }
@@ -398,29 +367,25 @@ impl Relay {
     }
 
     async fn readiness(&self) -> Result<serde_json::Value, serde_json::Value> {
-        let postgres = sqlx::query("SELECT 1").execute(&self.pool).await.is_ok();
-        let redis = match self.redis.get_multiplexed_async_connection().await {
-            Ok(mut conn) => redis::cmd("PING")
-                .query_async::<String>(&mut conn)
-                .await
-                .is_ok(),
-            Err(_) => false,
-        };
-        let details = serde_json::json!({
-            "postgres": if postgres { "ok" } else { "unavailable" },
-            "redis": if redis { "ok" } else { "unavailable" },
-            "role": if self.is_leader() { "leader" } else { "standby" },
-        });
-        if postgres && redis {
-            Ok(details)
-        } else {
-            Err(details)
-        }
+        Readiness::default()
+            .check("postgres", sqlx::query("SELECT 1").execute(&self.pool))
+            .await
+            .check("redis", ping_redis(&self.redis))
+            .await
+            .detail(
+                "role",
+                if self.is_leader() {
+                    "leader"
+                } else {
+                    "standby"
+                },
+            )
+            .report()
     }
 
     /// Waits for leadership, then publishes until shutdown or until the lock connection fails.
-    async fn lead(&self, stop: &mut tokio::sync::watch::Receiver<bool>) -> anyhow::Result<()> {
-        let options: PgConnectOptions = self.config.database_url.parse()?;
+    async fn lead(&self, stop: &CancellationToken) -> anyhow::Result<()> {
+        let options: PgConnectOptions = self.config.database.url.parse()?;
         let mut lock_conn = PgConnection::connect_with(&options)
             .await
             .context("cannot connect to Postgres")?;
@@ -433,7 +398,7 @@ impl Relay {
                 break;
             }
             tokio::select! {
-                _ = stop.changed() => return Ok(()),
+                () = stop.cancelled() => return Ok(()),
                 () = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
         }
@@ -456,7 +421,7 @@ impl Relay {
             if found {
                 last_published = tokio::time::Instant::now();
             }
-            if *stop.borrow() {
+            if stop.is_cancelled() {
                 break;
             }
             if last_retention.elapsed() > Duration::from_secs(60) {
@@ -484,7 +449,7 @@ impl Relay {
             }
             if last_published.elapsed() < BUSY_FOR {
                 tokio::select! {
-                    _ = stop.changed() => break,
+                    () = stop.cancelled() => break,
                     () = tokio::time::sleep(BUSY_POLL) => {}
                 }
                 continue;
@@ -494,7 +459,7 @@ impl Relay {
             relay::set_listening(&self.pool, true).await?;
             if self.drain(&mut redis, stop).await? == 0 {
                 tokio::select! {
-                    _ = stop.changed() => {}
+                    () = stop.cancelled() => {}
                     notification = listener.recv() => { notification?; }
                     () = tokio::time::sleep(self.config.poll_interval) => {}
                 }
@@ -515,25 +480,17 @@ impl Relay {
     async fn drain(
         &self,
         redis: &mut MultiplexedConnection,
-        stop: &tokio::sync::watch::Receiver<bool>,
+        stop: &CancellationToken,
     ) -> anyhow::Result<usize> {
         drain(
             &self.pool,
             redis,
-            &self.config.stream_prefix,
+            &self.config.streams.prefix,
             self.config.batch_size,
             self.config.max_stream_len,
             Some(&self.metrics),
-            || *stop.borrow(),
+            || stop.is_cancelled(),
         )
         .await
-    }
-}
-
-async fn wait_for(mut stop: tokio::sync::watch::Receiver<bool>) {
-    while !*stop.borrow() {
-        if stop.changed().await.is_err() {
-            return;
-        }
     }
 }

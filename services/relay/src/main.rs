@@ -2,15 +2,13 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let config: streambank_relay::Config = streambank_config::load("streambank-relay");
     let _telemetry = streambank_telemetry::init("streambank-relay", "info");
-    let relay = match streambank_relay::Config::from_env().and_then(streambank_relay::Relay::new) {
-        Ok(relay) => relay,
-        Err(e) => {
-            eprintln!("streambank-relay: {e:#}");
-            return ExitCode::FAILURE;
-        }
+    let result = match streambank_relay::Relay::new(config) {
+        Ok(relay) => relay.run(streambank_telemetry::shutdown_signal()).await,
+        Err(e) => Err(e),
     };
-    match relay.run(streambank_telemetry::shutdown_signal()).await {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("streambank-relay: {e:#}");

@@ -7,18 +7,7 @@ use redis::AsyncCommands as _;
 use streambank_events::{Stream, stream_key};
 use streambank_relay::{Config, Relay, publish_batch};
 use streambank_service::{Bank, Caller, RegisterUser, Role, TransferRequest, UserOptions};
-use streambank_testkit::TestDb;
-
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
-async fn redis() -> redis::aio::MultiplexedConnection {
-    let client = redis::Client::open(redis_url()).expect("REDIS_URL");
-    client.get_multiplexed_async_connection().await.unwrap_or_else(|e| {
-        panic!("cannot reach Redis at {} ({e}); start it with `redis-server --daemonize yes` or run `.ci/run`", redis_url())
-    })
-}
+use streambank_testkit::{TestDb, redis, redis_url};
 
 fn prefix() -> String {
     format!("test-{}", uuid::Uuid::new_v4().simple())
@@ -95,7 +84,7 @@ async fn events_reach_their_streams_with_the_contract_fields() {
         amount: 200,
         currency: "USD",
     };
-    let transfer = bank.transfer(ann, request).await.expect("transfer");
+    let transfer = bank.transfer(ann, None, request).await.expect("transfer");
 
     let prefix = prefix();
     let mut conn = redis().await;
@@ -254,9 +243,9 @@ async fn a_crash_before_the_mark_publishes_again_and_republish_repairs_redis() {
 
 fn config(db: &TestDb, prefix: &str) -> Config {
     Config {
-        database_url: db.url.clone(),
-        redis_url: redis_url(),
-        stream_prefix: prefix.to_owned(),
+        database: streambank_config::Database::new(db.url.clone()),
+        redis: streambank_config::Redis::new(redis_url()),
+        streams: streambank_config::Streams::new(prefix.to_owned()),
         health_addr: "127.0.0.1:0".parse().expect("addr"),
         batch_size: 100,
         poll_interval: Duration::from_millis(500),

@@ -22,6 +22,8 @@ use redis::streams::{StreamId, StreamReadReply};
 use sqlx::PgPool;
 use sqlx::postgres::PgConnectOptions;
 use streambank_events::{StreamEntry, stream_key};
+use streambank_telemetry::health::Readiness;
+use streambank_telemetry::shutdown::{CancellationToken, stop_token};
 use tokio::time::Instant;
 
 use crate::Config;
@@ -90,9 +92,9 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Worker {
     pub fn new(config: Config, handler: Arc<dyn Handle>) -> anyhow::Result<Self> {
-        let redis = redis::Client::open(config.redis_url.as_str())
+        let redis = redis::Client::open(config.redis.url.as_str())
             .context("REDIS_URL is not a Redis URL")?;
-        let options: PgConnectOptions = config.database_url.parse().context("DATABASE_URL")?;
+        let options: PgConnectOptions = config.database.url.parse().context("DATABASE_URL")?;
         let db = streambank_store::pool_options(2).connect_lazy_with(options);
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".to_owned());
         let consumer = format!(
@@ -125,7 +127,7 @@ impl Worker {
         group
             .streams()
             .iter()
-            .map(|s| stream_key(&self.config.stream_prefix, *s))
+            .map(|s| stream_key(&self.config.streams.prefix, *s))
             .collect()
     }
 
@@ -455,13 +457,8 @@ impl Worker {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-        });
+        let stop = stop_token(shutdown);
         let ready_self = self.clone();
-        let mut health_stop = stop_rx.clone();
         let (addr, health) = streambank_telemetry::health::serve(
             self.config.health_addr,
             Arc::new(move || {
@@ -469,9 +466,7 @@ impl Worker {
                 Box::pin(async move { worker.readiness().await })
             }),
             self.metrics.registry.clone(),
-            async move {
-                let _ = health_stop.wait_for(|stop| *stop).await;
-            },
+            stop.clone().cancelled_owned(),
         )
         .await
         .with_context(|| format!("cannot listen on HEALTH_ADDR {}", self.config.health_addr))?;
@@ -480,7 +475,7 @@ impl Worker {
         let mut tasks = tokio::task::JoinSet::new();
         for group in Group::ALL {
             let worker = self.clone();
-            let stop = stop_rx.clone();
+            let stop = stop.clone();
             tasks.spawn(async move { worker.run_group(group, stop).await });
         }
         while let Some(done) = tasks.join_next().await {
@@ -493,14 +488,10 @@ impl Worker {
         Ok(())
     }
 
-    async fn run_group(
-        &self,
-        group: Group,
-        mut stop: tokio::sync::watch::Receiver<bool>,
-    ) -> anyhow::Result<()> {
+    async fn run_group(&self, group: Group, stop: CancellationToken) -> anyhow::Result<()> {
         let block = Duration::from_millis(1000);
         let mut failures_in_a_row = 0u64;
-        while !*stop.borrow() {
+        while !stop.is_cancelled() {
             let session = async {
                 let mut conn = self.connection().await?;
                 self.ensure_groups(&mut conn).await?;
@@ -511,7 +502,7 @@ impl Worker {
                     .get_multiplexed_async_connection_with_config(&config)
                     .await?;
                 let mut last_sweep = Instant::now();
-                while !*stop.borrow() {
+                while !stop.is_cancelled() {
                     match self.outage(group) {
                         Some(outage) if outage.next_probe > Instant::now() => {
                             // Waiting out an outage: no new reads; stay known as alive.
@@ -519,7 +510,7 @@ impl Worker {
                                 (outage.next_probe - Instant::now()).min(Duration::from_secs(1));
                             tokio::select! {
                                 () = tokio::time::sleep(nap) => {}
-                                _ = stop.changed() => {}
+                                () = stop.cancelled() => {}
                             }
                             self.touch(&mut conn, group).await?;
                             continue;
@@ -565,7 +556,7 @@ impl Worker {
                 );
                 tokio::select! {
                     () = tokio::time::sleep(wait) => {}
-                    _ = stop.changed() => {}
+                    () = stop.cancelled() => {}
                 }
             }
         }
@@ -573,15 +564,17 @@ impl Worker {
     }
 
     async fn readiness(&self) -> Result<serde_json::Value, serde_json::Value> {
-        let redis = match self.connection().await {
-            Ok(mut conn) => redis::cmd("PING")
-                .query_async::<String>(&mut conn)
-                .await
-                .is_ok(),
-            Err(_) => false,
-        };
-        let details = serde_json::json!({ "redis": if redis { "ok" } else { "unavailable" }, "consumer": self.consumer });
-        if redis { Ok(details) } else { Err(details) }
+        Readiness::default()
+            .check("redis", async {
+                let mut conn = self.connection().await?;
+                redis::cmd("PING")
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .map_err(anyhow::Error::from)
+            })
+            .await
+            .detail("consumer", self.consumer.as_str())
+            .report()
     }
 }
 

@@ -13,12 +13,10 @@
 //! it can be recognised. (For verification emails the repeat carries a fresh link, and the first link
 //! stops working, since only the newest secret's hash is kept.)
 
-use streambank_events::payload::{
-    AccountOpened, MoneyDeposited, TransferCompleted, UserRegistered,
-};
+use streambank_events::payload::UserRegistered;
 use streambank_events::{EventType, StreamEntry};
 use streambank_service::Bank;
-use streambank_store::consumers::{self, DeliveryClaim, NotificationRows};
+use streambank_service::effects::{EmailClaim, EmailDraft, Notice};
 use tracing::Instrument as _;
 use uuid::Uuid;
 
@@ -37,10 +35,6 @@ pub struct Handlers {
     pub claimer: String,
     /// How long a delivery claim holds: longer than an SMTP exchange may take (`WORKER_EMAIL_LEASE`).
     pub email_lease: std::time::Duration,
-}
-
-fn money(minor: i64, currency: &str) -> String {
-    format!("{}.{:02} {currency}", minor / 100, (minor % 100).abs())
 }
 
 impl Handlers {
@@ -114,120 +108,48 @@ impl Handlers {
         let Some(event_type) = EventType::parse(&entry.event_type) else {
             return Ok(None);
         };
-        Ok(self
-            .notification(event_type, &entry.payload)
-            .await?
-            .map(|(kind, recipients)| Notice {
-                event_id,
-                occurred_at: entry.occurred_at.clone(),
-                kind,
-                recipients,
-            }))
-    }
-
-    /// Who is told what about an event: `None` for events nobody is notified of.
-    async fn notification(
-        &self,
-        event_type: EventType,
-        payload: &str,
-    ) -> anyhow::Result<Option<(&'static str, Vec<(i64, String)>)>> {
-        Ok(Some(match event_type {
-            EventType::AccountOpened => {
-                let e: AccountOpened = serde_json::from_str(payload)?;
-                (
-                    "account.opened",
-                    vec![(
-                        e.owner_id,
-                        format!("Your {} account {} is open.", e.currency, e.account_id),
-                    )],
-                )
-            }
-            EventType::MoneyDeposited => {
-                let e: MoneyDeposited = serde_json::from_str(payload)?;
-                let owner = self.bank.owner_of(e.account_id).await?;
-                let text = format!(
-                    "{} was deposited into your account {}.",
-                    money(e.amount, &e.currency),
-                    e.account_id
-                );
-                ("money.deposited", vec![(owner, text)])
-            }
-            EventType::TransferCompleted => {
-                let e: TransferCompleted = serde_json::from_str(payload)?;
-                let amount = money(e.amount, &e.currency);
-                let sent = format!(
-                    "You sent {amount} from account {} to account {}.",
-                    e.from_account_id, e.to_account_id
-                );
-                let received = format!(
-                    "You received {amount} in account {} from account {}.",
-                    e.to_account_id, e.from_account_id
-                );
-                (
-                    "transfer.completed",
-                    vec![(e.from_owner_id, sent), (e.to_owner_id, received)],
-                )
-            }
-            _ => return Ok(None),
-        }))
+        self.bank
+            .notice(event_id, &entry.occurred_at, event_type, &entry.payload)
+            .await
     }
 
     async fn send_verification(&self, event_id: Uuid, e: UserRegistered) -> anyhow::Result<()> {
-        let pool = self.bank.pool();
         let group = Group::EmailVerification.name();
-        if consumers::is_processed(pool, group, event_id).await? {
+        if self.bank.is_processed(group, event_id).await? {
             return Ok(());
         }
         // Nothing to send when the user is gone or already verified.
-        if let Some(contact) = consumers::contact(pool, e.user_id)
-            .await?
-            .filter(|c| !c.verified)
-        {
+        if let Some(contact) = self.bank.verification_recipient(e.user_id).await? {
             match self.claim(event_id, &contact.email, "verification").await? {
                 Claim::Sent => {}
                 Claim::Mine => {
-                    let sent = self.send_verification_email(event_id, &e, &contact).await;
+                    let sent = match self
+                        .bank
+                        .verification_email(event_id, e.user_id, &contact, &self.public_base_url)
+                        .await
+                    {
+                        // The verification was used meanwhile.
+                        Ok(None) => Ok(false),
+                        Ok(Some(draft)) => self.send(event_id, "verification", &draft).await,
+                        Err(e) => Err(e.into()),
+                    };
                     self.settle_delivery(event_id, &contact.email, sent).await?;
                 }
             }
         }
-        consumers::record_processed(pool, group, event_id).await?;
+        self.bank.record_processed(group, event_id).await?;
         Ok(())
     }
 
-    /// Creates the verification secret and mails its link; `Ok(false)` when there was nothing to send
-    /// (the verification was used meanwhile).
-    async fn send_verification_email(
-        &self,
-        event_id: Uuid,
-        e: &UserRegistered,
-        contact: &consumers::Contact,
-    ) -> anyhow::Result<bool> {
-        let Some(verification) = self
-            .bank
-            .create_email_verification(e.user_id, &contact.email, event_id)
-            .await?
-        else {
-            return Ok(false);
-        };
-        let link = format!(
-            "{}/v1/users/verify-email?id={}&code={}",
-            self.public_base_url.trim_end_matches('/'),
-            verification.id,
-            verification.code
-        );
-        let body = format!(
-            "Hello {},\n\nplease confirm your email address for StreamBank by opening this link \
-             within 24 hours:\n\n{link}\n\nIf you did not sign up, ignore this email.\n",
-            contact.full_name
-        );
+    /// Hands a drafted email to the mail server; `Ok(true)` once it accepted it.
+    async fn send(&self, event_id: Uuid, kind: &str, draft: &EmailDraft) -> anyhow::Result<bool> {
         self.mailer
             .send(Email {
                 event_id,
-                kind: "verification",
-                to: &contact.email,
-                subject: "Confirm your email address",
-                body: &body,
+                kind,
+                to: &draft.to,
+                subject: draft.subject,
+                body: &draft.body,
             })
             .await?;
         Ok(true)
@@ -236,19 +158,14 @@ impl Handlers {
     /// Claims the email for (event, recipient): [`Claim::Mine`] to send it now, [`Claim::Sent`] when it
     /// went out already; an error ([`Contended`]) while another worker holds it.
     async fn claim(&self, event_id: Uuid, recipient: &str, kind: &str) -> anyhow::Result<Claim> {
-        let claim = consumers::claim_delivery(
-            self.bank.pool(),
-            event_id,
-            recipient,
-            kind,
-            &self.claimer,
-            self.email_lease.as_secs_f64(),
-        )
-        .await?;
+        let claim = self
+            .bank
+            .claim_email(event_id, recipient, kind, &self.claimer, self.email_lease)
+            .await?;
         match claim {
-            DeliveryClaim::Claimed { .. } => Ok(Claim::Mine),
-            DeliveryClaim::Sent => Ok(Claim::Sent),
-            DeliveryClaim::HeldBy { claimer } => Err(Contended { claimer }.into()),
+            EmailClaim::Mine => Ok(Claim::Mine),
+            EmailClaim::Sent => Ok(Claim::Sent),
+            EmailClaim::HeldBy(claimer) => Err(Contended { claimer }.into()),
         }
     }
 
@@ -262,13 +179,16 @@ impl Handlers {
         recipient: &str,
         sent: anyhow::Result<bool>,
     ) -> anyhow::Result<()> {
-        let pool = self.bank.pool();
+        let bank = &self.bank;
         match sent {
             Ok(true) => {
                 let deadline = tokio::time::Instant::now() + self.email_lease / 2;
                 let mut wait = std::time::Duration::from_millis(50);
                 loop {
-                    match consumers::mark_sent(pool, event_id, recipient, &self.claimer).await {
+                    match bank
+                        .mark_email_sent(event_id, recipient, &self.claimer)
+                        .await
+                    {
                         Ok(true) => return Ok(()),
                         Ok(false) => {
                             tracing::warn!(%event_id, "an email's claim expired before it was marked sent; whoever took it over may send it again (same Message-ID)");
@@ -284,13 +204,12 @@ impl Handlers {
                 }
             }
             Ok(false) => {
-                consumers::release_delivery(pool, event_id, recipient, &self.claimer).await?;
+                bank.release_email(event_id, recipient, &self.claimer)
+                    .await?;
                 Ok(())
             }
             Err(error) => {
-                if let Err(e) =
-                    consumers::release_delivery(pool, event_id, recipient, &self.claimer).await
-                {
+                if let Err(e) = bank.release_email(event_id, recipient, &self.claimer).await {
                     // The lease runs out instead.
                     tracing::warn!(%event_id, error = %e, "cannot release an email's claim");
                 }
@@ -299,35 +218,12 @@ impl Handlers {
         }
     }
 
-    /// One notification row per recipient of each notice, written with the processed-event records of
-    /// the `notifications` group in one statement: all rows of an event, or none, exactly once. Copies of
-    /// one event count once. Rows are written in the order the events happened, so that a listing newest
-    /// first shows them in that order even when a read brings events of several streams.
+    /// The notification rows of `notices`, with the `notifications` group's processed-event records,
+    /// in one statement (see [`Bank::write_notifications`]).
     async fn write_notifications(&self, notices: &[&Notice]) -> anyhow::Result<()> {
-        let mut notices = notices.to_vec();
-        notices.sort_by(|a, b| a.occurred_at.cmp(&b.occurred_at));
-        let mut events = Vec::with_capacity(notices.len());
-        let mut rows = NotificationRows::default();
-        let mut seen = std::collections::HashSet::new();
-        for notice in notices {
-            if !seen.insert(notice.event_id) {
-                continue;
-            }
-            events.push(notice.event_id);
-            let mut recipients = std::collections::HashSet::new();
-            for (user_id, text) in &notice.recipients {
-                if recipients.insert(*user_id) {
-                    rows.push(*user_id, notice.event_id, notice.kind, text);
-                }
-            }
-        }
-        consumers::write_notifications(
-            self.bank.pool(),
-            Group::Notifications.name(),
-            &events,
-            &rows,
-        )
-        .await?;
+        self.bank
+            .write_notifications(Group::Notifications.name(), notices)
+            .await?;
         Ok(())
     }
 
@@ -335,10 +231,10 @@ impl Handlers {
     /// accepted it (group `notification-emails`, separate so that a slow mail server never delays the
     /// notification rows). Every recipient is tried; the event is done once every email is.
     async fn email_notifications(&self, notice: &Notice) -> anyhow::Result<()> {
-        let pool = self.bank.pool();
+        let group = Group::NotificationEmails.name();
         // A copy of an event whose emails all went out (a republish after Redis lost its data): one
         // lookup instead of a claim per recipient.
-        if consumers::is_processed(pool, Group::NotificationEmails.name(), notice.event_id).await? {
+        if self.bank.is_processed(group, notice.event_id).await? {
             return Ok(());
         }
         // The recipients' emails go out side by side: each has its own claim, and one slow exchange
@@ -358,8 +254,7 @@ impl Handlers {
         if let Some(e) = first_error {
             return Err(e);
         }
-        consumers::record_processed(pool, Group::NotificationEmails.name(), notice.event_id)
-            .await?;
+        self.bank.record_processed(group, notice.event_id).await?;
         Ok(())
     }
 }
@@ -367,30 +262,14 @@ impl Handlers {
 impl Handlers {
     /// The notification email of `notice` to one recipient: claimed, sent, marked.
     async fn email_one(&self, notice: &Notice, user_id: i64, text: &str) -> anyhow::Result<()> {
-        let Some(contact) = consumers::contact(self.bank.pool(), user_id).await? else {
+        let Some(draft) = self.bank.notification_email(user_id, text).await? else {
             return Ok(());
         };
-        if self
-            .claim(notice.event_id, &contact.email, notice.kind)
-            .await?
-            == Claim::Sent
-        {
+        if self.claim(notice.event_id, &draft.to, notice.kind).await? == Claim::Sent {
             return Ok(());
         }
-        let body = format!("Hello {},\n\n{text}\n\nStreamBank\n", contact.full_name);
-        let sent = self
-            .mailer
-            .send(Email {
-                event_id: notice.event_id,
-                kind: notice.kind,
-                to: &contact.email,
-                subject: "StreamBank notification",
-                body: &body,
-            })
-            .await
-            .map(|()| true);
-        self.settle_delivery(notice.event_id, &contact.email, sent)
-            .await
+        let sent = self.send(notice.event_id, notice.kind, &draft).await;
+        self.settle_delivery(notice.event_id, &draft.to, sent).await
     }
 }
 
@@ -401,16 +280,6 @@ enum Claim {
     Mine,
     /// Already sent.
     Sent,
-}
-
-/// What the notification groups make of an event: who is told what.
-#[derive(Debug, Clone)]
-pub struct Notice {
-    event_id: Uuid,
-    /// RFC 3339 in UTC with a fixed number of digits, as the relay writes it: sorts as text.
-    occurred_at: String,
-    kind: &'static str,
-    recipients: Vec<(i64, String)>,
 }
 
 impl Handle for Handlers {

@@ -43,48 +43,79 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use sqlx::postgres::PgConnectOptions;
+use streambank_config::{positive_duration, values};
 use streambank_service::Bank;
 
 pub use consumer::Worker;
 pub use group::Group;
 pub use handlers::Handlers;
 
-#[derive(Debug, Clone)]
+/// The worker's settings, from environment variables (`streambank-worker --help` lists them).
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "streambank-worker",
+    about = "Consumer groups on StreamBank's event streams: verification emails and notifications."
+)]
 pub struct Config {
-    pub database_url: String,
-    pub redis_url: String,
-    pub stream_prefix: String,
+    #[command(flatten)]
+    pub database: streambank_config::Database,
+    #[command(flatten)]
+    pub redis: streambank_config::Redis,
+    #[command(flatten)]
+    pub streams: streambank_config::Streams,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served.
+    #[arg(long, env = "HEALTH_ADDR", default_value = "0.0.0.0:9102", value_parser = values::socket_addr)]
     pub health_addr: SocketAddr,
+    /// The SMTP server emails are handed to.
+    #[arg(
+        long = "smtp-url",
+        env = "SMTP_URL",
+        default_value = "smtp://127.0.0.1:1025",
+        hide_env_values = true
+    )]
     pub smtp_url: String,
+    /// The sender of every email.
+    #[arg(
+        long = "mail-from",
+        env = "MAIL_FROM",
+        default_value = "StreamBank <no-reply@streambank.local>"
+    )]
     pub mail_from: String,
+    /// The base of the links in emails (the REST listener as users reach it).
+    #[arg(long = "public-base-url", env = "PUBLIC_BASE_URL", default_value = "http://localhost:8080", value_parser = values::http_url)]
     pub public_base_url: String,
-    /// Deliveries after which an entry is dead-lettered (`WORKER_MAX_DELIVERIES`, default 5).
+    /// Deliveries after which an entry that keeps failing for no known reason is dead-lettered.
+    #[arg(long = "max-deliveries", env = "WORKER_MAX_DELIVERIES", default_value = "5", value_parser = values::positive::<u64>)]
     pub max_deliveries: u64,
-    /// How long an entry must sit idle with another consumer before this one takes it over
-    /// (`WORKER_CLAIM_MIN_IDLE_SECS`, default 30).
+    /// How long an entry must sit idle with another consumer before this one takes it over.
+    #[arg(long = "claim-min-idle", env = "WORKER_CLAIM_MIN_IDLE", default_value = "30s", value_parser = positive_duration)]
     pub claim_min_idle: Duration,
-    /// The first retry's backoff cap; each further delivery doubles it (`WORKER_RETRY_BASE_MS`, 500).
+    /// The first retry's backoff cap; each further delivery doubles it.
+    #[arg(long = "retry-base", env = "WORKER_RETRY_BASE", default_value = "500ms", value_parser = positive_duration)]
     pub retry_base: Duration,
-    /// The largest backoff (`WORKER_RETRY_MAX_SECS`, default 60).
+    /// The largest backoff; it also spaces the probes while a dependency is down.
+    #[arg(long = "retry-max", env = "WORKER_RETRY_MAX", default_value = "60s", value_parser = positive_duration)]
     pub retry_max: Duration,
-    /// How often pending entries are examined (`WORKER_SWEEP_INTERVAL_MS`, default 1000).
+    /// How often pending entries are examined.
+    #[arg(long = "sweep-interval", env = "WORKER_SWEEP_INTERVAL", default_value = "1s", value_parser = positive_duration)]
     pub sweep_interval: Duration,
-    /// An entry still failing this long after it was published is dead-lettered, whatever the reason
-    /// (`WORKER_DEAD_LETTER_AFTER_SECS`, default 86400: a day).
+    /// An entry still failing this long after it was published is dead-lettered, whatever the reason.
+    #[arg(long = "dead-letter-after", env = "WORKER_DEAD_LETTER_AFTER", default_value = "24h", value_parser = positive_duration)]
     pub dead_letter_after: Duration,
-    /// How long a worker's claim on an email delivery holds before another may take it over
-    /// (`WORKER_EMAIL_LEASE_SECS`, default 60; longer than an SMTP exchange may take).
+    /// How long a worker's claim on an email delivery holds before another may take it over (longer
+    /// than an SMTP exchange may take).
+    #[arg(long = "email-lease", env = "WORKER_EMAIL_LEASE", default_value = "60s", value_parser = positive_duration)]
     pub email_lease: Duration,
 }
 
 impl Config {
     /// A worker on these Postgres, Redis and stream prefix, with every other setting at its default
-    /// (what [`Config::from_env`] gives when only those three are set).
+    /// (what the environment gives when only those three are set).
     pub fn new(database_url: String, redis_url: String, stream_prefix: String) -> Self {
         Self {
-            database_url,
-            redis_url,
-            stream_prefix,
+            database: streambank_config::Database::new(database_url),
+            redis: streambank_config::Redis::new(redis_url),
+            streams: streambank_config::Streams::new(stream_prefix),
             health_addr: SocketAddr::from(([0, 0, 0, 0], 9102)),
             smtp_url: "smtp://127.0.0.1:1025".to_owned(),
             mail_from: "StreamBank <no-reply@streambank.local>".to_owned(),
@@ -93,67 +124,10 @@ impl Config {
             claim_min_idle: Duration::from_secs(30),
             retry_base: Duration::from_millis(500),
             retry_max: Duration::from_secs(60),
-            sweep_interval: Duration::from_millis(1000),
+            sweep_interval: Duration::from_secs(1),
             dead_letter_after: Duration::from_secs(24 * 3600),
             email_lease: Duration::from_secs(60),
         }
-    }
-
-    pub fn from_env() -> anyhow::Result<Self> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let number = |name: &'static str, default: u64| -> anyhow::Result<u64> {
-            match var(name) {
-                None => Ok(default),
-                Some(raw) => raw.parse().ok().filter(|n| *n > 0).with_context(|| {
-                    format!("{name} must be a positive whole number, got {raw:?}")
-                }),
-            }
-        };
-        let defaults = Self::new(
-            var("DATABASE_URL")
-                .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/streambank".to_owned()),
-            var("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned()),
-            var("STREAM_PREFIX").unwrap_or_else(|| "bank".to_owned()),
-        );
-        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        Ok(Self {
-            health_addr: match var("HEALTH_ADDR") {
-                None => defaults.health_addr,
-                Some(raw) => raw
-                    .parse()
-                    .context("HEALTH_ADDR must be an address such as 0.0.0.0:9102")?,
-            },
-            smtp_url: var("SMTP_URL").unwrap_or_else(|| defaults.smtp_url.clone()),
-            mail_from: var("MAIL_FROM").unwrap_or_else(|| defaults.mail_from.clone()),
-            public_base_url: var("PUBLIC_BASE_URL")
-                .unwrap_or_else(|| defaults.public_base_url.clone()),
-            max_deliveries: number("WORKER_MAX_DELIVERIES", defaults.max_deliveries)?,
-            claim_min_idle: Duration::from_secs(number(
-                "WORKER_CLAIM_MIN_IDLE_SECS",
-                defaults.claim_min_idle.as_secs(),
-            )?),
-            retry_base: Duration::from_millis(number(
-                "WORKER_RETRY_BASE_MS",
-                millis(defaults.retry_base),
-            )?),
-            retry_max: Duration::from_secs(number(
-                "WORKER_RETRY_MAX_SECS",
-                defaults.retry_max.as_secs(),
-            )?),
-            sweep_interval: Duration::from_millis(number(
-                "WORKER_SWEEP_INTERVAL_MS",
-                millis(defaults.sweep_interval),
-            )?),
-            dead_letter_after: Duration::from_secs(number(
-                "WORKER_DEAD_LETTER_AFTER_SECS",
-                defaults.dead_letter_after.as_secs(),
-            )?),
-            email_lease: Duration::from_secs(number(
-                "WORKER_EMAIL_LEASE_SECS",
-                defaults.email_lease.as_secs(),
-            )?),
-            ..defaults
-        })
     }
 
     /// Builds a worker: checks the SMTP and Redis URLs, connects lazily to Postgres.
@@ -164,7 +138,7 @@ impl Config {
 
     /// The real handlers for this configuration (tests wrap them).
     pub fn handlers(&self) -> anyhow::Result<Handlers> {
-        let options: PgConnectOptions = self.database_url.parse().context("DATABASE_URL")?;
+        let options: PgConnectOptions = self.database.url.parse().context("DATABASE_URL")?;
         // A statement that fails on a connection the server ended is an outage failure: its entry is
         // retried.
         let pool = streambank_store::pool_options(8).connect_lazy_with(options);
@@ -195,4 +169,22 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     config.build()?.run(shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_is_what_the_environment_gives_when_only_the_three_are_set() {
+        let vars = |name: &str| match name {
+            "DATABASE_URL" => Some("postgres://db/x".to_owned()),
+            "REDIS_URL" => Some("redis://r:1".to_owned()),
+            "STREAM_PREFIX" => Some("p".to_owned()),
+            _ => None,
+        };
+        let read: Config = streambank_config::from_lookup(&vars).expect("defaults parse");
+        let built = Config::new("postgres://db/x".into(), "redis://r:1".into(), "p".into());
+        assert_eq!(format!("{read:?}"), format!("{built:?}"));
+    }
 }

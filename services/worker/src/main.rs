@@ -2,14 +2,8 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let config: streambank_worker::Config = streambank_config::load("streambank-worker");
     let _telemetry = streambank_telemetry::init("streambank-worker", "info");
-    let config = match streambank_worker::Config::from_env() {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("streambank-worker: {e:#}");
-            return ExitCode::FAILURE;
-        }
-    };
     match streambank_worker::run(config, streambank_telemetry::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -69,7 +69,7 @@ impl Worker {
     ) -> anyhow::Result<usize> {
         let mut handled = 0;
         for stream in group.streams() {
-            let key = stream_key(&self.config.stream_prefix, *stream);
+            let key = stream_key(&self.config.streams.prefix, *stream);
             // The group's whole backlog on this stream, for the gauge.
             let summary: StreamPendingReply = redis::cmd("XPENDING")
                 .arg(&key)
@@ -242,7 +242,7 @@ impl Worker {
             }
         };
         let mut cmd = redis::cmd("XADD");
-        cmd.arg(dead_letter_key(&self.config.stream_prefix))
+        cmd.arg(dead_letter_key(&self.config.streams.prefix))
             .arg("*");
         for (field, value) in &entry {
             cmd.arg(field).arg(value);

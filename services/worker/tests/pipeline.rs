@@ -21,10 +21,6 @@ use streambank_worker::{Config, Group, Handlers, Worker};
 const MAILDEV: &str = "http://127.0.0.1:1080";
 const PASSWORD: &str = "correct horse battery";
 
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
 struct Env {
     db: TestDb,
     prefix: String,
@@ -54,18 +50,14 @@ impl Env {
                 "pipeline-key-0123456789-abcdefgh".to_owned(),
             ),
             ("AUTH_RATE_LIMIT_PER_MINUTE", "100000".to_owned()),
-            ("REDIS_URL", redis_url()),
+            ("REDIS_URL", streambank_testkit::redis_url()),
         ]);
         let config = streambank_api::Config::from_lookup(&move |name| vars.get(name).cloned())
             .expect("config");
         let api = streambank_api::Api::bind(&config).await.expect("api");
         let base = format!("http://{}", api.http_addr().expect("addr"));
         tokio::spawn(api.run(std::future::pending()));
-        let redis = redis::Client::open(redis_url())
-            .expect("REDIS_URL")
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap_or_else(|e| panic!("cannot reach Redis ({e}); start it with `redis-server --daemonize yes` or run `.ci/run`"));
+        let redis = streambank_testkit::redis().await;
         let id = uuid::Uuid::new_v4().simple().to_string();
         Self {
             db,
@@ -79,9 +71,9 @@ impl Env {
 
     fn config(&self) -> Config {
         Config {
-            database_url: self.db.url.clone(),
-            redis_url: redis_url(),
-            stream_prefix: self.prefix.clone(),
+            database: streambank_config::Database::new(self.db.url.clone()),
+            redis: streambank_config::Redis::new(streambank_testkit::redis_url()),
+            streams: streambank_config::Streams::new(self.prefix.clone()),
             health_addr: "127.0.0.1:0".parse().expect("addr"),
             smtp_url: "smtp://127.0.0.1:1025".to_owned(),
             mail_from: "StreamBank <no-reply@streambank.local>".to_owned(),

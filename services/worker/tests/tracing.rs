@@ -64,22 +64,15 @@ async fn the_workers_span_is_in_the_trace_of_the_request_that_caused_it() {
         amount: 25,
         currency: "USD",
     };
-    bank.transfer(ann, transfer)
+    bank.transfer(ann, None, transfer)
         .instrument(request.clone())
         .await
         .expect("transfer");
     drop(request);
 
     let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
-    let redis_url =
-        std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-    let mut redis = redis::Client::open(redis_url.as_str())
-        .expect("REDIS_URL")
-        .get_multiplexed_async_connection()
-        .await
-        .expect(
-            "Redis must be running (start it with `redis-server --daemonize yes` or run `.ci/run`)",
-        );
+    let redis_url = streambank_testkit::redis_url();
+    let mut redis = streambank_testkit::redis().await;
     streambank_relay::publish_batch(&db.pool, &mut redis, &prefix, 500, 10_000)
         .await
         .expect("publish");

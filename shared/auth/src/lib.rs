@@ -106,12 +106,42 @@ pub fn bearer_token(authorization: Option<&str>) -> Option<&str> {
         .filter(|token| !token.is_empty())
 }
 
-/// The token maker named by `TOKEN_KIND` (`paseto` or `jwt`).
-pub fn maker(kind: &str, key: &TokenKey) -> Result<Arc<dyn TokenMaker>, String> {
+/// The token formats (`TOKEN_KIND`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TokenKind {
+    /// PASETO v4.local: authenticated encryption, no algorithm in the token to tamper with.
+    #[default]
+    Paseto,
+    /// JWT signed with HS256.
+    Jwt,
+}
+
+impl std::str::FromStr for TokenKind {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, String> {
+        match raw {
+            "paseto" => Ok(Self::Paseto),
+            "jwt" => Ok(Self::Jwt),
+            other => Err(format!("must be paseto or jwt, got {other:?}")),
+        }
+    }
+}
+
+impl std::fmt::Display for TokenKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Paseto => "paseto",
+            Self::Jwt => "jwt",
+        })
+    }
+}
+
+/// The token maker of this kind, with this key.
+pub fn maker(kind: TokenKind, key: &TokenKey) -> Result<Arc<dyn TokenMaker>, String> {
     match kind {
-        "paseto" => Ok(Arc::new(PasetoMaker::new(key)?)),
-        "jwt" => Ok(Arc::new(JwtMaker::new(key))),
-        other => Err(format!("must be paseto or jwt, got {other:?}")),
+        TokenKind::Paseto => Ok(Arc::new(PasetoMaker::new(key)?)),
+        TokenKind::Jwt => Ok(Arc::new(JwtMaker::new(key))),
     }
 }
 
@@ -202,7 +232,7 @@ mod tests {
 
     #[test]
     fn both_makers_round_trip_and_refuse_what_they_should() {
-        for kind in ["paseto", "jwt"] {
+        for kind in [TokenKind::Paseto, TokenKind::Jwt] {
             let maker = maker(kind, &key(b'a')).expect("maker");
             let other = super::maker(kind, &key(b'b')).expect("maker");
             let claims = claims(TokenType::Access, 60);
@@ -239,6 +269,7 @@ mod tests {
                 "{kind}: expired"
             );
         }
-        assert!(maker("rot13", &key(b'a')).is_err());
+        assert!("rot13".parse::<TokenKind>().is_err());
+        assert_eq!("jwt".parse::<TokenKind>(), Ok(TokenKind::Jwt));
     }
 }

@@ -7,6 +7,7 @@
 use streambank_domain::{Currency, PageRequest, Violations};
 use streambank_store::{accounts, ledger};
 
+use crate::error::{positive_id, required};
 use crate::{Account, Bank, Caller, Entry, Error, Page, Result, Transfer};
 
 impl Bank {
@@ -37,6 +38,7 @@ impl Bank {
     /// One account, if the caller may see it.
     #[tracing::instrument(name = "Get an account", skip(self))]
     pub async fn get_account(&self, caller: Caller, account_id: i64) -> Result<Account> {
+        let account_id = positive_id(account_id, "id")?;
         crate::retry::read(|| accounts::get(&self.pool, account_id))
             .await?
             .filter(|account| caller.is_banker() || account.owner_id == caller.user_id)
@@ -72,6 +74,7 @@ impl Bank {
     /// One transfer, if the caller is a party to it (owns either account) or is a banker.
     #[tracing::instrument(name = "Get a transfer", skip(self))]
     pub async fn get_transfer(&self, caller: Caller, transfer_id: i64) -> Result<Transfer> {
+        let transfer_id = positive_id(transfer_id, "id")?;
         let transfer = crate::retry::read(|| ledger::get_transfer(&self.pool, transfer_id))
             .await?
             .ok_or(Error::TransferNotFound(transfer_id))?;
@@ -93,9 +96,10 @@ impl Bank {
     pub async fn list_transfers(
         &self,
         caller: Caller,
-        account_id: i64,
+        account_id: Option<i64>,
         page: PageRequest,
     ) -> Result<Page<Transfer>> {
+        let account_id = required(account_id, "account_id")?;
         self.get_account(caller, account_id).await?;
         let rows = crate::retry::read(|| {
             ledger::list_transfers(&self.pool, account_id, page.after, page.fetch_limit())

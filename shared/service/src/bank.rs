@@ -107,8 +107,13 @@ impl Bank {
         })
     }
 
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
+    /// Whether Postgres answers (for readiness checks).
+    pub async fn ping(&self) -> crate::Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(|e| crate::Error::Internal(e.into()))
     }
 
     pub fn stats(&self) -> &Stats {

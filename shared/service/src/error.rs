@@ -23,6 +23,10 @@ pub enum Code {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A field the request could not carry at all: a missing required id, an id that is not positive.
+    /// Answered like a body or path the transport could not read.
+    #[error("the request could not be read")]
+    Malformed(Vec<FieldViolation>),
     #[error("the request has invalid fields")]
     Validation(Vec<FieldViolation>),
     #[error("the amount must be a positive number of minor units")]
@@ -82,9 +86,10 @@ pub enum Error {
 impl Error {
     pub fn code(&self) -> Code {
         match self {
-            Error::Validation(_) | Error::InvalidAmount(_) | Error::SameAccount => {
-                Code::InvalidArgument
-            }
+            Error::Malformed(_)
+            | Error::Validation(_)
+            | Error::InvalidAmount(_)
+            | Error::SameAccount => Code::InvalidArgument,
             Error::AccountNotFound(_)
             | Error::SourceNotOwned(_)
             | Error::TransferNotFound(_)
@@ -113,6 +118,7 @@ impl Error {
     /// The stable machine-readable reason of the contract's error body.
     pub fn reason(&self) -> &'static str {
         match self {
+            Error::Malformed(_) => "MALFORMED_REQUEST",
             Error::Validation(_) => "VALIDATION_FAILED",
             Error::InvalidAmount(_) => "INVALID_AMOUNT",
             Error::SameAccount => "SAME_ACCOUNT",
@@ -143,7 +149,7 @@ impl Error {
     /// The bad fields, for errors about the request's content.
     pub fn violations(&self) -> &[FieldViolation] {
         match self {
-            Error::Validation(v) | Error::InvalidAmount(v) => v,
+            Error::Malformed(v) | Error::Validation(v) | Error::InvalidAmount(v) => v,
             _ => &[],
         }
     }
@@ -152,6 +158,31 @@ impl Error {
     pub(crate) fn db(err: sqlx::Error) -> Self {
         Error::Internal(anyhow::Error::new(err).context("database statement failed"))
     }
+}
+
+impl Error {
+    /// One field the request could not carry.
+    pub fn malformed(field: &str, description: &str) -> Self {
+        Error::Malformed(vec![FieldViolation {
+            field: field.to_owned(),
+            description: description.to_owned(),
+        }])
+    }
+}
+
+/// An id is a positive integer, whichever transport it came from (`/v1/accounts/0` and `GetAccount {
+/// id: 0 }` are the same mistake).
+pub fn positive_id(id: i64, field: &str) -> Result<i64, Error> {
+    if id > 0 {
+        Ok(id)
+    } else {
+        Err(Error::malformed(field, "must be a positive integer id"))
+    }
+}
+
+/// A field every caller must send.
+pub fn required<T>(value: Option<T>, field: &str) -> Result<T, Error> {
+    value.ok_or_else(|| Error::malformed(field, "is required"))
 }
 
 impl From<Vec<FieldViolation>> for Error {

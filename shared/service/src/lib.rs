@@ -23,6 +23,7 @@
 pub mod accounts;
 pub mod bank;
 pub mod batch;
+pub mod effects;
 pub mod error;
 pub mod money;
 pub mod password;
@@ -35,7 +36,7 @@ pub use bank::{Bank, Caller, Stats, page_request};
 pub use batch::BatchOptions;
 pub use error::{Code, Error};
 pub use money::{TransferRequest, TransferResult};
-pub use sessions::{Authenticated, ClientMeta, Sessions};
+pub use sessions::{Authenticated, ClientMeta, Credentials, Sessions};
 pub use streambank_domain::{Page, PageRequest, Role};
 pub use streambank_store::Timestamp;
 pub use streambank_store::accounts::AccountRow as Account;

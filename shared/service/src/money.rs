@@ -16,6 +16,7 @@ use streambank_store::ledger::{
     self, DepositRejection, EntryRow, NewTransfer, TransferRecord, TransferRejection, TransferRow,
 };
 
+use crate::error::positive_id;
 use crate::{Bank, Caller, Deposit, Error, Result};
 
 /// How many times a transfer runs before a transient failure is reported as [`Error::Busy`].
@@ -64,6 +65,7 @@ impl Bank {
         amount: i64,
         currency: &str,
     ) -> Result<Deposit> {
+        let account_id = positive_id(account_id, "id")?;
         if !caller.is_banker() {
             return Err(Error::BankerOnly);
         }
@@ -90,18 +92,26 @@ impl Bank {
     }
 
     /// Moves money from one of the caller's accounts to any account in the same currency. Writes the
-    /// transfer, both entries and a `transfer.completed` event, or nothing at all.
+    /// transfer, both entries and a `transfer.completed` event, or nothing at all. With an idempotency
+    /// key (the `Idempotency-Key` every transport accepts), a retry is safe: see
+    /// [`transfer_with_key`](Self::transfer_with_key).
     #[tracing::instrument(name = "Transfer", skip(self))]
     pub async fn transfer(
         &self,
         caller: Caller,
+        key: Option<&str>,
         request: TransferRequest<'_>,
     ) -> Result<TransferResult> {
-        let new = validate_transfer(caller, request)?;
-        self.batcher().submit(new, Self::event_meta()).await
+        match key {
+            None => {
+                let new = validate_transfer(caller, request)?;
+                self.batcher().submit(new, Self::event_meta()).await
+            }
+            Some(key) => self.transfer_with_key(caller, key, request).await,
+        }
     }
 
-    /// [`transfer`](Self::transfer) under an `Idempotency-Key`, scoped to the caller: the first request
+    /// A transfer under an `Idempotency-Key`, scoped to the caller: the first request
     /// with a key runs and its result is stored in the same transaction as the transfer; a repeat with
     /// the same request gets that result again without moving money; a repeat with a different request
     /// is [`Error::IdempotencyKeyReused`]; a repeat while the first still runs waits for it and gets its
@@ -110,7 +120,7 @@ impl Bank {
     /// claim left by an older version without an answer is [`Error::IdempotencyInProgress`] until it is a
     /// minute old.)
     #[tracing::instrument(name = "Transfer with an idempotency key", skip(self))]
-    pub async fn transfer_idempotent(
+    async fn transfer_with_key(
         &self,
         caller: Caller,
         key: &str,

@@ -47,6 +47,28 @@ pub struct IssuedToken {
     pub expires_at: Timestamp,
 }
 
+/// What a caller logs in with, as every transport receives it.
+#[derive(Debug, Clone, Copy)]
+pub struct Credentials<'a> {
+    pub username: Option<&'a str>,
+    pub email: Option<&'a str>,
+    pub password: &'a str,
+}
+
+impl Credentials<'_> {
+    /// The login to look up: the username when one is given (not blank), else the email address. The
+    /// one rule for every transport: an empty `username` next to an `email` logs in by email.
+    pub fn identifier(&self) -> &str {
+        [self.username, self.email]
+            .into_iter()
+            .flatten()
+            .map(str::trim)
+            .find(|login| !login.is_empty())
+            .unwrap_or_default()
+    }
+}
+
+/// A successful login: the new session's tokens and who logged in.
 #[derive(Debug, Clone)]
 pub struct LoginResult {
     pub session_id: Uuid,
@@ -218,11 +240,11 @@ impl Sessions {
     pub async fn login(
         &self,
         bank: &crate::Bank,
-        login: &str,
-        password: &str,
+        credentials: Credentials<'_>,
         meta: ClientMeta,
     ) -> Result<LoginResult> {
-        let login = login.trim();
+        let login = credentials.identifier();
+        let password = credentials.password;
         // No stored username or email holds a control character (registration refuses them), and
         // Postgres text cannot hold a NUL at all: such a login is wrong credentials, not a query.
         if login.is_empty()

@@ -57,7 +57,7 @@ async fn concurrent_transfers_never_overdraw_lose_or_invent_money() {
                     amount,
                     currency: "USD",
                 };
-                let outcome = match bank.transfer(from.0, request).await {
+                let outcome = match bank.transfer(from.0, None, request).await {
                     Ok(_) => "completed",
                     Err(Error::InsufficientFunds) => "insufficient_funds",
                     Err(other) => panic!("a caller saw an unexpected error: {other:?}"),
@@ -209,11 +209,11 @@ async fn idempotent_transfers_ride_out_terminated_connections() {
                     amount: 1,
                     currency: "USD",
                 };
-                let first = bank.transfer_idempotent(from.0, &key, request).await;
+                let first = bank.transfer(from.0, Some(&key), request).await;
                 let result = first.unwrap_or_else(|e| panic!("transfer {key}: {e:?}"));
                 // The client retries (its answer could have been lost): the same transfer, not a new one.
                 let again = bank
-                    .transfer_idempotent(from.0, &key, request)
+                    .transfer(from.0, Some(&key), request)
                     .await
                     .unwrap_or_else(|e| panic!("retry of {key}: {e:?}"));
                 assert_eq!(again.transfer.id, result.transfer.id);
@@ -276,7 +276,7 @@ async fn a_request_that_dies_half_way_leaves_its_key_free() {
         .expect("lock");
     let first = tokio::time::timeout(
         std::time::Duration::from_millis(300),
-        t.bank.transfer_idempotent(ann, "dies-half-way", request),
+        t.bank.transfer(ann, Some("dies-half-way"), request),
     )
     .await;
     assert!(
@@ -287,7 +287,7 @@ async fn a_request_that_dies_half_way_leaves_its_key_free() {
 
     let retry = tokio::time::timeout(
         std::time::Duration::from_secs(5),
-        t.bank.transfer_idempotent(ann, "dies-half-way", request),
+        t.bank.transfer(ann, Some("dies-half-way"), request),
     )
     .await
     .expect("the retry is not held up")

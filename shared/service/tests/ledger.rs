@@ -216,7 +216,7 @@ async fn a_transfer_moves_money_and_writes_entries_and_one_event() {
         amount: 300,
         currency: "USD",
     };
-    let result = t.bank.transfer(ann, request).await.expect("transfer");
+    let result = t.bank.transfer(ann, None, request).await.expect("transfer");
     assert_eq!(result.from_account.balance, 700);
     assert_eq!(t.balance(to.id).await, 300);
     assert_eq!(result.from_entry.amount, -300);
@@ -260,7 +260,7 @@ async fn a_transfer_moves_money_and_writes_entries_and_one_event() {
     ));
     let history = t
         .bank
-        .list_transfers(bob, to.id, PageRequest::first())
+        .list_transfers(bob, Some(to.id), PageRequest::first())
         .await
         .expect("history");
     assert_eq!(
@@ -356,7 +356,7 @@ async fn bad_transfers_get_their_own_error_and_write_nothing() {
         ),
     ];
     for (name, request, expected) in cases {
-        let err = t.bank.transfer(ann, request).await.expect_err(name);
+        let err = t.bank.transfer(ann, None, request).await.expect_err(name);
         assert!(expected(&err), "{name}: unexpected error {err:?}");
     }
 
@@ -367,7 +367,7 @@ async fn bad_transfers_get_their_own_error_and_write_nothing() {
     assert_eq!(t.balance(bob_usd.id).await, 500);
     // The whole balance can move: the check is >=, not >.
     t.bank
-        .transfer(ann, request(ann_usd.id, bob_usd.id, 500, "USD"))
+        .transfer(ann, None, request(ann_usd.id, bob_usd.id, 500, "USD"))
         .await
         .expect("exact balance");
     assert_eq!(t.balance(ann_usd.id).await, 0);
@@ -387,7 +387,7 @@ async fn statements_page_newest_first_without_gaps_or_repeats() {
             amount,
             currency: "CAD",
         };
-        t.bank.transfer(ann, request).await.expect("transfer");
+        t.bank.transfer(ann, None, request).await.expect("transfer");
     }
 
     let mut amounts = Vec::new();

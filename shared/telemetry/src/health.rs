@@ -4,11 +4,81 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::Value;
+
+/// How long one dependency may take to answer a readiness check before it counts as unavailable.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A readiness report built one dependency at a time; every check is bounded by [`CHECK_TIMEOUT`].
+///
+/// ```ignore
+/// Readiness::default()
+///     .check("postgres", bank.ping()).await
+///     .check("redis", ping(&redis)).await
+///     .detail("role", "leader")
+///     .report()
+/// ```
+#[derive(Debug, Default)]
+pub struct Readiness {
+    details: serde_json::Map<String, Value>,
+    ready: bool,
+    checked: bool,
+}
+
+impl Readiness {
+    /// Runs one check: `"ok"` when it succeeds in time, `"unavailable"` when it fails or times out.
+    pub async fn check<T, E>(
+        mut self,
+        name: &str,
+        check: impl Future<Output = Result<T, E>>,
+    ) -> Self {
+        let ok = tokio::time::timeout(CHECK_TIMEOUT, check)
+            .await
+            .is_ok_and(|r| r.is_ok());
+        self.ready = ok && (self.ready || !self.checked);
+        self.checked = true;
+        self.details.insert(
+            name.to_owned(),
+            Value::from(if ok { "ok" } else { "unavailable" }),
+        );
+        self
+    }
+
+    /// Adds a detail that does not decide readiness (a role, a consumer name).
+    pub fn detail(mut self, name: &str, value: impl Into<Value>) -> Self {
+        self.details.insert(name.to_owned(), value.into());
+        self
+    }
+
+    /// `Ok(details)` when every check passed, `Err(details)` otherwise.
+    pub fn report(self) -> Result<Value, Value> {
+        let details = Value::Object(self.details);
+        if self.ready || !self.checked {
+            Ok(details)
+        } else {
+            Err(details)
+        }
+    }
+
+    /// The report as an HTTP answer: 200 when ready, 503 when not.
+    pub fn answer(self) -> (StatusCode, Json<Value>) {
+        match self.report() {
+            Ok(details) => (StatusCode::OK, Json(details)),
+            Err(details) => (StatusCode::SERVICE_UNAVAILABLE, Json(details)),
+        }
+    }
+}
+
+/// Whether Redis answers `PING` on a fresh multiplexed connection.
+pub async fn ping_redis(client: &redis::Client) -> redis::RedisResult<()> {
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    redis::cmd("PING").query_async::<()>(&mut conn).await
+}
 
 /// Reports readiness: `Ok(details)` when ready, `Err(details)` when not.
 pub type ReadinessCheck =
@@ -51,4 +121,43 @@ pub async fn serve(
         }
     });
     Ok((bound, task))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn readiness_is_every_check_in_time() {
+        let ok = || async { Ok::<(), ()>(()) };
+        let ready = Readiness::default()
+            .check("a", ok())
+            .await
+            .detail("role", "leader")
+            .report();
+        assert_eq!(
+            ready,
+            Ok(serde_json::json!({ "a": "ok", "role": "leader" }))
+        );
+
+        let failed = Readiness::default()
+            .check("a", ok())
+            .await
+            .check("b", async { Err::<(), ()>(()) })
+            .await
+            .report();
+        assert_eq!(
+            failed,
+            Err(serde_json::json!({ "a": "ok", "b": "unavailable" }))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_check_that_hangs_is_unavailable_after_the_timeout() {
+        let hung = Readiness::default()
+            .check("slow", std::future::pending::<Result<(), ()>>())
+            .await
+            .report();
+        assert_eq!(hung, Err(serde_json::json!({ "slow": "unavailable" })));
+    }
 }

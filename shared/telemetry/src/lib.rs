@@ -15,6 +15,7 @@
 
 pub mod health;
 pub mod metrics;
+pub mod shutdown;
 
 use opentelemetry::propagation::TextMapPropagator as _;
 use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};

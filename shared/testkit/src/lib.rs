@@ -15,7 +15,7 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 
 /// The server tests use when `DATABASE_URL` is not set: the local development default.
-pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/streambank";
+pub use streambank_config::DEFAULT_DATABASE_URL;
 
 /// A database of its own for one test.
 #[derive(Debug)]
@@ -168,4 +168,34 @@ mod tests {
             "postgres://h/x?sslmode=disable"
         );
     }
+}
+
+/// The Redis tests use: `REDIS_URL`, or the local development default.
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+        .unwrap_or_else(|| streambank_config::DEFAULT_REDIS_URL.to_owned())
+}
+
+/// A connection to the test Redis at `url`, without a response timeout: on a loaded machine a reply
+/// can take longer than the client's default half second, and a test should wait for it rather than
+/// fail. Panics with how to start Redis when it cannot be reached.
+pub async fn redis_at(url: &str) -> redis::aio::MultiplexedConnection {
+    let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+    redis::Client::open(url)
+        .unwrap_or_else(|e| panic!("REDIS_URL {url:?} is not a Redis URL: {e}"))
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot reach Redis at {url} ({e}); start it with `redis-server --daemonize yes` \
+                 or run `.ci/run`"
+            )
+        })
+}
+
+/// A connection to the test Redis ([`redis_url`]); see [`redis_at`].
+pub async fn redis() -> redis::aio::MultiplexedConnection {
+    redis_at(&redis_url()).await
 }

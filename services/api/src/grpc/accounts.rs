@@ -5,7 +5,7 @@ use streambank_proto::v1::account_service_server::AccountService;
 use tonic::{Request, Response, Status};
 
 use super::convert::{account, entry};
-use super::error::{positive_id, status};
+use super::error::status;
 use super::layers::caller;
 use super::page;
 use crate::state::AppState;
@@ -55,11 +55,10 @@ impl AccountService for Accounts {
         request: Request<pb::GetAccountRequest>,
     ) -> Result<Response<pb::Account>, Status> {
         let who = caller(&request)?;
-        let id = positive_id(request.get_ref().id, "id")?;
         let found = self
             .state
             .bank
-            .get_account(who.caller, id)
+            .get_account(who.caller, request.get_ref().id)
             .await
             .map_err(status)?;
         Ok(Response::new(account(found)))
@@ -71,11 +70,14 @@ impl AccountService for Accounts {
     ) -> Result<Response<pb::ListEntriesResponse>, Status> {
         let who = caller(&request)?;
         let r = request.into_inner();
-        let id = positive_id(r.id, "id")?;
         let page = self
             .state
             .bank
-            .list_entries(who.caller, id, page(r.page_size, r.page_token.as_deref())?)
+            .list_entries(
+                who.caller,
+                r.id,
+                page(r.page_size, r.page_token.as_deref())?,
+            )
             .await
             .map_err(status)?;
         Ok(Response::new(pb::ListEntriesResponse {
@@ -90,11 +92,10 @@ impl AccountService for Accounts {
     ) -> Result<Response<pb::DepositResponse>, Status> {
         let who = caller(&request)?;
         let r = request.into_inner();
-        let id = positive_id(r.id, "id")?;
         let deposit = self
             .state
             .bank
-            .deposit(who.caller, id, r.amount, &r.currency)
+            .deposit(who.caller, r.id, r.amount, &r.currency)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::DepositResponse {

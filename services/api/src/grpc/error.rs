@@ -66,15 +66,6 @@ pub fn malformed(field: &str, description: &str) -> Status {
     )
 }
 
-/// Ids in paths are positive; anything else is malformed, as REST answers `/v1/accounts/0`.
-pub fn positive_id(id: i64, field: &str) -> Result<i64, Status> {
-    if id > 0 {
-        Ok(id)
-    } else {
-        Err(malformed(field, "must be a positive integer id"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

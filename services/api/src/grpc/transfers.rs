@@ -7,7 +7,7 @@ use streambank_service::TransferRequest;
 use tonic::{Request, Response, Status};
 
 use super::convert::{transfer, transfer_result};
-use super::error::{malformed, positive_id, status};
+use super::error::{malformed, status};
 use super::layers::caller;
 use super::page;
 use crate::state::AppState;
@@ -24,14 +24,12 @@ impl TransferService for Transfers {
         request: Request<pb::CreateTransferRequest>,
     ) -> Result<Response<pb::TransferResult>, Status> {
         let who = caller(&request)?;
-        let key = match request.metadata().get("idempotency-key") {
-            None => None,
-            Some(key) => Some(
-                key.to_str()
-                    .map_err(|_| malformed("Idempotency-Key", "must be visible ASCII"))?
-                    .to_owned(),
-            ),
-        };
+        let key = request
+            .metadata()
+            .get("idempotency-key")
+            .map(|key| key.to_str().map(str::to_owned))
+            .transpose()
+            .map_err(|_| malformed("Idempotency-Key", "must be visible ASCII"))?;
         let r = request.into_inner();
         let input = TransferRequest {
             from_account_id: r.from_account_id,
@@ -39,12 +37,12 @@ impl TransferService for Transfers {
             amount: r.amount,
             currency: &r.currency,
         };
-        let bank = &self.state.bank;
-        let result = match key {
-            None => bank.transfer(who.caller, input).await,
-            Some(key) => bank.transfer_idempotent(who.caller, &key, input).await,
-        }
-        .map_err(status)?;
+        let result = self
+            .state
+            .bank
+            .transfer(who.caller, key.as_deref(), input)
+            .await
+            .map_err(status)?;
         Ok(Response::new(transfer_result(result)))
     }
 
@@ -53,11 +51,10 @@ impl TransferService for Transfers {
         request: Request<pb::GetTransferRequest>,
     ) -> Result<Response<pb::Transfer>, Status> {
         let who = caller(&request)?;
-        let id = positive_id(request.get_ref().id, "id")?;
         let found = self
             .state
             .bank
-            .get_transfer(who.caller, id)
+            .get_transfer(who.caller, request.get_ref().id)
             .await
             .map_err(status)?;
         Ok(Response::new(transfer(found)))
@@ -69,15 +66,12 @@ impl TransferService for Transfers {
     ) -> Result<Response<pb::ListTransfersResponse>, Status> {
         let who = caller(&request)?;
         let r = request.into_inner();
-        let account_id = r
-            .account_id
-            .ok_or_else(|| malformed("account_id", "is required"))?;
         let page = self
             .state
             .bank
             .list_transfers(
                 who.caller,
-                account_id,
+                r.account_id,
                 page(r.page_size, r.page_token.as_deref())?,
             )
             .await

@@ -2,7 +2,7 @@
 
 use streambank_proto::v1 as pb;
 use streambank_proto::v1::user_service_server::UserService;
-use streambank_service::{ClientMeta, RegisterUser};
+use streambank_service::{ClientMeta, Credentials, RegisterUser};
 use tonic::{Request, Response, Status};
 
 use super::convert::{timestamp, user};
@@ -73,15 +73,18 @@ impl UserService for Users {
             client_ip: client_addr(request.extensions(), &headers, &self.state.trusted_proxies),
         };
         let r = request.into_inner();
-        let login = if r.username.is_empty() {
-            r.email
-        } else {
-            r.username
-        };
         let result = self
             .state
             .sessions
-            .login(&self.state.bank, &login, &r.password, meta)
+            .login(
+                &self.state.bank,
+                Credentials {
+                    username: Some(&r.username),
+                    email: Some(&r.email),
+                    password: &r.password,
+                },
+                meta,
+            )
             .await
             .map_err(status)?;
         Ok(Response::new(pb::LoginResponse {

@@ -122,11 +122,8 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
         if raw.is_empty() {
             return Err(ApiError::RouteNotFound);
         }
-        raw.parse::<i64>()
-            .ok()
-            .filter(|id| *id > 0)
-            .map(PathId)
-            .ok_or_else(invalid)
+        // Whether the number names an id (a positive one) is the service's rule.
+        raw.parse::<i64>().map(PathId).map_err(|_| invalid())
     }
 }
 

@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::{delete, post};
 use axum::{Json, Router};
-use streambank_service::ClientMeta;
+use streambank_service::{ClientMeta, Credentials};
 
 use super::dto::{Login, LoginRequest, RefreshRequest, Refreshed};
 use super::error::{ApiError, ErrorBody};
@@ -32,7 +32,6 @@ pub async fn login(
     headers: HeaderMap,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<(StatusCode, Json<Login>), ApiError> {
-    let login = body.username.or(body.email).unwrap_or_default();
     let meta = ClientMeta {
         user_agent: headers
             .get(header::USER_AGENT)
@@ -42,7 +41,15 @@ pub async fn login(
     };
     let result = state
         .sessions
-        .login(&state.bank, &login, &body.password, meta)
+        .login(
+            &state.bank,
+            Credentials {
+                username: body.username.as_deref(),
+                email: body.email.as_deref(),
+                password: &body.password,
+            },
+            meta,
+        )
         .await?;
     Ok((
         StatusCode::CREATED,

@@ -36,18 +36,12 @@ pub async fn create(
         amount: body.amount,
         currency: &body.currency,
     };
-    let result = match headers.get("idempotency-key") {
-        None => state.bank.transfer(who.caller, request).await?,
-        Some(key) => {
-            let key = key
-                .to_str()
-                .map_err(|_| ApiError::malformed("Idempotency-Key", "must be visible ASCII"))?;
-            state
-                .bank
-                .transfer_idempotent(who.caller, key, request)
-                .await?
-        }
-    };
+    let key = headers
+        .get("idempotency-key")
+        .map(|key| key.to_str())
+        .transpose()
+        .map_err(|_| ApiError::malformed("Idempotency-Key", "must be visible ASCII"))?;
+    let result = state.bank.transfer(who.caller, key, request).await?;
     Ok((StatusCode::CREATED, Json(result.into())))
 }
 
@@ -70,14 +64,11 @@ pub async fn list(
     AuthUser(who): AuthUser,
     ApiQuery(q): ApiQuery<TransferListQuery>,
 ) -> Result<Json<TransferList>, ApiError> {
-    let account_id = q
-        .account_id
-        .ok_or_else(|| ApiError::malformed("account_id", "is required"))?;
     let page = state
         .bank
         .list_transfers(
             who.caller,
-            account_id,
+            q.account_id,
             page(q.page_size, q.page_token.as_deref())?,
         )
         .await?;
