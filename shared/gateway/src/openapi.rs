@@ -7,7 +7,8 @@
 //! The JSON it describes is the gateway's, which is REST's: snake_case names, 64-bit integers as
 //! numbers (`integer`/`int64`), `Timestamp` as an RFC 3339 `date-time`, unset `optional` fields as
 //! `null`, `google.protobuf.Empty` as `204 No Content`. Every method needs a bearer token except the
-//! gRPC server's public ones ([`crate::grpc::layers::PUBLIC_METHODS`]).
+//! public ones the caller names. What the server enforces beyond the descriptors (value ranges, say) is
+//! the caller's to add to the document.
 //!
 //! Objects are `serde_json` maps, which keep their keys sorted, so the output is deterministic.
 
@@ -17,19 +18,13 @@ use prost_reflect::{DescriptorPool, FieldDescriptor, FileDescriptor, Kind, Messa
 use serde_json::{Map, Value, json};
 
 use super::routes::{Body, Route, RouteTable, is_empty_message, is_plain_message};
-use crate::grpc::layers::PUBLIC_METHODS;
 
 /// How deep query parameters follow nested messages (`a.b.c`).
 const MAX_QUERY_DEPTH: usize = 3;
 
-/// The document for the services in `pool`, as committed in `docs/openapi/gateway.json`.
-pub fn document_json(pool: &DescriptorPool) -> anyhow::Result<String> {
-    let routes = RouteTable::from_pool(pool)?;
-    Ok(serde_json::to_string_pretty(&document(pool, &routes))? + "\n")
-}
-
-/// The document for `routes`.
-pub fn document(pool: &DescriptorPool, routes: &RouteTable) -> Value {
+/// The document for `routes`; every method but the `public_methods` (gRPC paths,
+/// `/package.Service/Method`) needs a bearer token.
+pub fn document(pool: &DescriptorPool, routes: &RouteTable, public_methods: &[&str]) -> Value {
     let schemas = Schemas::collect(routes);
     let mut paths: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
     let mut bindings: HashMap<String, usize> = HashMap::new();
@@ -37,7 +32,10 @@ pub fn document(pool: &DescriptorPool, routes: &RouteTable) -> Value {
         let n = bindings
             .entry(route.method.full_name().to_owned())
             .or_default();
-        let operation = schemas.operation(route, *n);
+        let mut operation = schemas.operation(route, *n);
+        if !public_methods.contains(&route.grpc_path.as_str()) {
+            operation["security"] = json!([{ "bearer": [] }]);
+        }
         *n += 1;
         paths
             .entry(route.template.openapi_path())
@@ -64,7 +62,7 @@ pub fn document(pool: &DescriptorPool, routes: &RouteTable) -> Value {
         })
         .collect();
 
-    let mut document = json!({
+    json!({
         "openapi": "3.1.0",
         "info": {
             "title": "StreamBank HTTP/JSON gateway",
@@ -82,11 +80,7 @@ pub fn document(pool: &DescriptorPool, routes: &RouteTable) -> Value {
             },
         },
         "tags": tags,
-    });
-    // The constraints the server enforces on ids, amounts, currencies and page sizes (errors are
-    // documented by each operation's `default` answer).
-    crate::rest::constraints::state_constraints(&mut document);
-    document
+    })
 }
 
 /// Where a message is used, which decides whether its schema lists required fields.
@@ -367,10 +361,6 @@ impl Schemas {
             }),
         );
         op["responses"] = Value::Object(responses);
-
-        if !PUBLIC_METHODS.contains(&route.grpc_path.as_str()) {
-            op["security"] = json!([{ "bearer": [] }]);
-        }
         op
     }
 
@@ -595,112 +585,17 @@ fn error_detail_schema() -> Value {
 mod tests {
     use super::*;
 
-    fn doc() -> Value {
-        let pool = streambank_proto::descriptor_pool();
-        let routes = RouteTable::from_pool(&pool).expect("routes");
-        document(&pool, &routes)
-    }
-
-    fn deposit_and_others_have_no_idempotency_header(doc: &Value) -> bool {
-        let Some(paths) = doc["paths"].as_object() else {
-            return false;
-        };
-        paths.iter().all(|(path, item)| {
-            item.as_object().is_some_and(|ops| {
-                ops.iter().all(|(verb, op)| {
-                    let has = op["parameters"]
-                        .as_array()
-                        .is_some_and(|ps| ps.iter().any(|p| p["name"] == "Idempotency-Key"));
-                    has == (path == "/v1/transfers" && verb == "post")
-                })
-            })
-        })
-    }
-
-    #[test]
-    fn every_route_is_documented_with_its_parameters_and_schemas() {
-        let doc = doc();
-        assert_eq!(doc["openapi"], "3.1.0");
-        let entries = &doc["paths"]["/v1/accounts/{id}/entries"]["get"];
-        assert_eq!(entries["operationId"], "AccountService_ListEntries");
-        assert_eq!(
-            entries["description"],
-            "An account's statement, newest first."
-        );
-        let params = entries["parameters"].as_array().expect("parameters");
-        assert_eq!(params[0]["name"], "id");
-        assert_eq!(params[0]["in"], "path");
-        // Ids are positive: the constraint the server enforces is stated.
-        assert_eq!(
-            params[0]["schema"],
-            json!({"type": "integer", "format": "int64", "minimum": 1})
-        );
-        assert_eq!(params[1]["name"], "page_size");
-        assert_eq!(params[1]["in"], "query");
-        assert_eq!(params[1]["description"], "1 to 100; default 20.");
-        assert_eq!(
-            params[1]["schema"],
-            json!({"type": "integer", "format": "int64", "minimum": 1, "maximum": 100}),
-            "a query parameter is never null"
-        );
-        assert_eq!(entries["security"], json!([{"bearer": []}]));
-
-        // The idempotency option documents the header on the methods that honour it, and only there.
-        let transfer = &doc["paths"]["/v1/transfers"]["post"];
-        assert_eq!(
-            transfer["parameters"][0]["name"], "Idempotency-Key",
-            "{transfer}"
-        );
-        assert_eq!(transfer["parameters"][0]["in"], "header");
-        assert!(
-            deposit_and_others_have_no_idempotency_header(&doc),
-            "only CreateTransfer takes the header"
-        );
-
-        let deposit = &doc["paths"]["/v1/accounts/{id}/deposits"]["post"];
-        assert!(deposit["responses"]["201"].is_object());
-        let body = &deposit["requestBody"]["content"]["application/json"]["schema"];
-        assert!(body["properties"]["amount"].is_object());
-        assert!(body["properties"]["id"].is_null(), "the path binds id");
-
-        let logout = &doc["paths"]["/v1/sessions/current"]["delete"];
-        assert!(logout["responses"]["204"]["content"].is_null());
-
-        for public in ["/v1/users", "/v1/sessions", "/v1/sessions/refresh"] {
-            assert!(
-                doc["paths"][public]["post"]["security"].is_null(),
-                "{public} is public"
-            );
-        }
-        assert!(doc["paths"]["/v1/users/verify-email"]["get"]["security"].is_null());
-
-        let entry = &doc["components"]["schemas"]["Entry"];
-        assert_eq!(
-            entry["properties"]["created_at"],
-            json!({"type": "string", "format": "date-time"})
-        );
-        assert_eq!(
-            entry["properties"]["transfer_id"]["type"],
-            json!(["integer", "null"])
-        );
-        assert_eq!(
-            entry["required"],
-            json!(["id", "account_id", "amount", "created_at"])
-        );
-        assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
-        assert!(doc["components"]["schemas"]["Empty"].is_null());
-        assert!(
-            doc["components"]["schemas"]["DepositRequest"].is_null(),
-            "the deposit body is inline, without the path's id"
-        );
-    }
-
     #[test]
     fn the_document_is_deterministic() {
         let pool = streambank_proto::descriptor_pool();
+        let routes = RouteTable::from_pool(&pool).expect("routes");
+        let public = ["/streambank.v1.UserService/CreateUser"];
+        let first = document(&pool, &routes, &public);
+        assert_eq!(first, document(&pool, &routes, &public));
+        assert!(first["paths"]["/v1/users"]["post"]["security"].is_null());
         assert_eq!(
-            document_json(&pool).expect("document"),
-            document_json(&pool).expect("document")
+            first["paths"]["/v1/users/me"]["get"]["security"],
+            json!([{"bearer": []}])
         );
     }
 }

@@ -16,6 +16,8 @@ use axum::response::Response;
 use axum::routing::get;
 use streambank_telemetry::metrics::{Counter, Histogram, LATENCY_BUCKETS, Registry};
 
+use super::http::MatchedRoute;
+
 #[derive(Debug, Clone)]
 pub struct ApiMetrics {
     pub registry: Registry,
@@ -58,7 +60,7 @@ impl Default for ApiMetrics {
     }
 }
 
-/// Middleware that records every request against its route template (`/v1/accounts/{id}`, never the
+/// REST's middleware that records every request against its route template (`/v1/accounts/{id}`, never the
 /// concrete path, so the number of series stays bounded).
 pub async fn track(State(metrics): State<ApiMetrics>, request: Request, next: Next) -> Response {
     let route = request
@@ -69,13 +71,15 @@ pub async fn track(State(metrics): State<ApiMetrics>, request: Request, next: Ne
     // The request's span (made before routing) learns its route here.
     tracing::Span::current().record("route", route.as_str());
     let started = Instant::now();
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
     metrics
         .requests
         .inc(&[&route, method, response.status().as_str()]);
     metrics
         .latency
         .observe_duration(&[&route], started.elapsed());
+    // For the request's log line ([`super::http::log_request`]), as the gateway leaves its own.
+    response.extensions_mut().insert(MatchedRoute(route));
     response
 }
 
