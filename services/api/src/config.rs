@@ -40,6 +40,10 @@ pub struct Config {
     pub body_limit_bytes: usize,
     /// Bounds on each listener's connections (`HEADER_READ_TIMEOUT`, `IDLE_TIMEOUT`, `MAX_CONNECTIONS`).
     pub connections: crate::conn::ConnectionLimits,
+    /// The mail catcher's web page and the trace viewer, linked from the landing page at `/`
+    /// (`LANDING_MAIL_URL`, `LANDING_TRACES_URL`).
+    pub landing_mail_url: String,
+    pub landing_traces_url: String,
     /// Set when the development key is in use, so that `main` can warn loudly.
     pub using_development_key: bool,
 }
@@ -104,6 +108,14 @@ fn positive_duration(raw: &str) -> Result<Duration, String> {
             Ok(d)
         }
     })
+}
+
+fn web_url(raw: &str) -> Result<String, String> {
+    if raw.starts_with("http://") || raw.starts_with("https://") {
+        Ok(raw.to_owned())
+    } else {
+        Err(format!("must be an http:// or https:// URL, got {raw:?}"))
+    }
 }
 
 fn list(raw: &str) -> Vec<String> {
@@ -247,6 +259,12 @@ impl Config {
                         .ok_or_else(|| format!("must be a positive number, got {raw:?}"))
                 })?,
             },
+            landing_mail_url: src.parse("LANDING_MAIL_URL", "http://127.0.0.1:1080", web_url)?,
+            landing_traces_url: src.parse(
+                "LANDING_TRACES_URL",
+                "http://127.0.0.1:16686",
+                web_url,
+            )?,
             app_env,
             using_development_key,
         })

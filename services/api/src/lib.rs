@@ -13,7 +13,7 @@
 //! - [`state`]: what handlers share (the service layer, sessions, Redis for readiness).
 //! - [`contract`]: what the three listeners share, so that none imports another: the error body and
 //!   its HTTP mapping, transport-level reasons, the HTTP layers of REST and the gateway, the client's
-//!   address, metrics.
+//!   address, metrics, the landing page.
 //! - [`rest`]: the router, one module per resource, REST's error enum and the extractors.
 //! - [`grpc`]: the four gRPC services, one module each, and the layers every call passes through
 //!   (authentication, request id, tracing, panic recovery, rate limits).
@@ -102,7 +102,11 @@ impl Api {
         let metrics = TcpListener::bind(config.metrics_addr)
             .await
             .with_context(|| format!("cannot listen on METRICS_ADDR {}", config.metrics_addr))?;
-        let router = rest::router(state, config);
+        let landing = contract::landing::Landing::new(
+            config,
+            [&http, &gateway, &grpc, &metrics].map(|l| l.local_addr().map_or(0, |a| a.port())),
+        );
+        let router = rest::router(state, config, landing.clone());
         let upstream = match &config.gateway_upstream {
             Some(url) => url.clone(),
             // This process's own gRPC listener, over loopback when it listens on every address.
@@ -121,10 +125,11 @@ impl Api {
         let channel = grpc_server
             .gateway_channel(&upstream)
             .context("GATEWAY_UPSTREAM")?;
-        let gateway_router = gateway::router(
+        let gateway_router = gateway::router_with_landing(
             &streambank_proto::descriptor_pool(),
             channel,
             gateway::GatewayOptions::from(config),
+            landing,
         )
         .context("building the gateway from the descriptor set")?;
         Ok(Self {

@@ -1064,6 +1064,7 @@ async fn every_request_is_one_line_at_info() {
     let logs = Captured::install("info");
     let app = TestApp::spawn("paseto").await;
     let requests = [
+        ("/", 200, "/"),
         ("/v1/users/me", 401, "/v1/users/me"),
         (
             "/v1/accounts/7/entries?page_token=tok-secret",

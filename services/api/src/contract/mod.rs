@@ -15,11 +15,13 @@
 //! - [`client`]: the client's address behind trusted proxies.
 //! - [`metrics`]: the Prometheus series every listener records, and the metrics listener.
 //! - [`constraints`]: what both OpenAPI documents state beyond their generators.
+//! - [`landing`]: the page at `/` on REST and the gateway.
 
 pub mod client;
 pub mod constraints;
 pub mod error;
 pub mod http;
+pub mod landing;
 pub mod metrics;
 pub mod reason;
 

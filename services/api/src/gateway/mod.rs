@@ -5,7 +5,7 @@
 //! body ([`contract::error::GatewayErrors`]: a client cannot tell the gateway from REST by its
 //! errors), the public methods for its OpenAPI document ([`openapi`]), and the HTTP layers REST uses
 //! ([`contract::http::layers`]: request ids, the span and its one log line, CORS, limits, a timeout).
-//! Swagger UI is at `/swagger/`, the document at `/openapi.json`.
+//! Swagger UI is at `/swagger/`, the document at `/openapi.json`, the landing page at `/`.
 //!
 //! Why a proxy over the network rather than calling the service layer: the gateway exists to show the
 //! grpc-gateway architecture (HTTP in front of gRPC), so it exercises the gRPC server's own layers
@@ -24,6 +24,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::contract::error::GatewayErrors;
 use crate::contract::http::{self, Listener};
+use crate::contract::landing;
 
 /// What the gateway takes from the process configuration: the HTTP layers' options.
 pub type GatewayOptions = http::HttpOptions;
@@ -35,13 +36,24 @@ pub fn router(
     upstream: Channel,
     options: GatewayOptions,
 ) -> anyhow::Result<Router> {
-    build(pool, upstream, &options)
+    build(pool, upstream, &options, None)
+}
+
+/// [`router`], with the landing page at `/`.
+pub fn router_with_landing(
+    pool: &DescriptorPool,
+    upstream: Channel,
+    options: GatewayOptions,
+    landing: landing::Landing,
+) -> anyhow::Result<Router> {
+    build(pool, upstream, &options, Some(landing))
 }
 
 fn build(
     pool: &DescriptorPool,
     upstream: Channel,
     options: &GatewayOptions,
+    landing: Option<landing::Landing>,
 ) -> anyhow::Result<Router> {
     let routes = RouteTable::from_pool(pool)?;
     let document = openapi::document(pool, &routes);
@@ -52,11 +64,13 @@ fn build(
         options.body_limit_bytes,
         Arc::new(GatewayErrors),
     );
-    let app = Router::new()
-        .merge(SwaggerUi::new("/swagger").external_url_unchecked("/openapi.json", document))
-        .merge(transcoder)
-        .method_not_allowed_fallback(|| async {
-            GatewayErrors.respond(Failure::Request(RequestError::MethodNotAllowed))
-        });
+    let mut app = Router::new()
+        .merge(SwaggerUi::new("/swagger").external_url_unchecked("/openapi.json", document));
+    if let Some(landing) = landing {
+        app = app.merge(landing::router(landing, Listener::Gateway));
+    }
+    let app = app.merge(transcoder).method_not_allowed_fallback(|| async {
+        GatewayErrors.respond(Failure::Request(RequestError::MethodNotAllowed))
+    });
     Ok(http::layers(app, Listener::Gateway, options, methods))
 }

@@ -26,11 +26,11 @@ use streambank_domain::PageRequest;
 use self::error::ApiError;
 use crate::config::Config;
 use crate::contract::http::{HttpOptions, Listener};
-use crate::contract::{self, client};
+use crate::contract::{self, client, landing};
 use crate::state::AppState;
 
-/// The whole REST API.
-pub fn router(state: AppState, config: &Config) -> Router {
+/// The whole REST API, with the landing page at `/`.
+pub fn router(state: AppState, config: &Config, landing: landing::Landing) -> Router {
     let limited = users::limited_router()
         .merge(sessions::limited_router())
         .route_layer(axum::middleware::from_fn_with_state(
@@ -47,6 +47,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .merge(notifications::router())
         .merge(health::router())
         .merge(openapi::router())
+        .merge(landing::router(landing, Listener::Rest))
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::middleware::from_fn_with_state(
