@@ -28,7 +28,6 @@ pub use streambank_gateway::proxy::is_json;
 pub use streambank_gateway::request::describe_json_error;
 
 use super::error::reason_response;
-use super::metrics::method_label;
 use super::{REQUEST_ID, Reason};
 use crate::config::Config;
 
@@ -150,6 +149,23 @@ pub async fn log_request(request: Request, next: Next) -> Response {
         tracing::info!(method, route, status = code, latency_ms, "request answered");
     }
     response
+}
+
+/// The method as a metrics label: one of HTTP's nine standard methods, or `other` (a client may send
+/// any token as a method; each would otherwise be a series of its own).
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
 }
 
 /// Headers every answer carries, on REST and the gateway (unless a handler set its own): an API that
