@@ -15,9 +15,9 @@ use anyhow::Context as _;
 use axum::body::Bytes;
 use clap::Parser;
 use prost::Message as _;
-use streambank_api::gateway::response;
-use streambank_api::gateway::routes::{Route, RouteTable};
 use streambank_bench::stats::median;
+use streambank_gateway::response;
+use streambank_gateway::routes::{Route, RouteTable};
 use streambank_proto::v1::{Account, Entry, Transfer, TransferResult};
 
 #[derive(Debug, Parser)]

@@ -86,6 +86,12 @@ pub struct Config {
     /// Open connections per listener; more are closed at once.
     #[arg(long, env = "MAX_CONNECTIONS", default_value = "2048", value_parser = values::positive::<usize>)]
     pub max_connections: usize,
+    /// The mail catcher's web page, linked from the landing page at `/`.
+    #[arg(long, env = "LANDING_MAIL_URL", default_value = "http://127.0.0.1:1080", value_parser = values::http_url)]
+    pub landing_mail_url: String,
+    /// The trace viewer (Jaeger UI), linked from the landing page at `/`.
+    #[arg(long, env = "LANDING_TRACES_URL", default_value = "http://127.0.0.1:16686", value_parser = values::http_url)]
+    pub landing_traces_url: String,
 }
 
 /// An `http://` URL with a host, such as `http://127.0.0.1:9090`.

@@ -11,14 +11,18 @@
 //! - [`config`]: environment variables, checked at start.
 //! - [`conn`]: what every listener bounds: open connections, idle time, the time to send a head.
 //! - [`state`]: what handlers share (the service layer, sessions, Redis for readiness).
-//! - [`rest`]: the router, one module per resource, the error shape and the extractors.
+//! - [`contract`]: what the three listeners share, so that none imports another: the error body and
+//!   its HTTP mapping, transport-level reasons, the HTTP layers of REST and the gateway, the client's
+//!   address, metrics, the landing page.
+//! - [`rest`]: the router, one module per resource, REST's error enum and the extractors.
 //! - [`grpc`]: the four gRPC services, one module each, and the layers every call passes through
 //!   (authentication, request id, tracing, panic recovery, rate limits).
-//! - [`gateway`]: the transcoding proxy, built at start from the `google.api.http` rules of the
-//!   descriptor set, and its OpenAPI document.
+//! - [`gateway`]: the `streambank-gateway` transcoder wired to the contract (error body, public
+//!   methods, HTTP layers), and its OpenAPI document.
 
 pub mod config;
 pub mod conn;
+pub mod contract;
 pub mod gateway;
 pub mod grpc;
 pub mod rest;
@@ -77,12 +81,11 @@ impl Api {
                 .context("REDIS_URL is not a Redis URL")?,
             trusted_proxies: config.trusted_proxies.clone(),
             body_limit_bytes: config.body_limit_bytes,
-            metrics: rest::metrics::ApiMetrics::default(),
+            metrics: contract::metrics::ApiMetrics::default(),
             auth_limiter: state::AuthRateLimiter::new(config.auth_rate_limit_per_minute),
         };
-        let router = rest::router(state.clone(), config);
-        let metrics_router = rest::metrics::router(state.metrics.clone());
-        let grpc_server = grpc::Grpc::new(state, config);
+        let metrics_router = contract::metrics::router(state.metrics.clone());
+        let grpc_server = grpc::Grpc::new(state.clone(), config);
         let grpc_routes = grpc_server
             .routes()
             .await
@@ -99,6 +102,11 @@ impl Api {
         let metrics = TcpListener::bind(config.metrics_addr)
             .await
             .with_context(|| format!("cannot listen on METRICS_ADDR {}", config.metrics_addr))?;
+        let landing = contract::landing::Landing::new(
+            config,
+            [&http, &gateway, &grpc, &metrics].map(|l| l.local_addr().map_or(0, |a| a.port())),
+        );
+        let router = rest::router(state, config, landing.clone());
         let upstream = match &config.gateway_upstream {
             Some(url) => url.clone(),
             // This process's own gRPC listener, over loopback when it listens on every address.
@@ -117,10 +125,11 @@ impl Api {
         let channel = grpc_server
             .gateway_channel(&upstream)
             .context("GATEWAY_UPSTREAM")?;
-        let gateway_router = gateway::router(
+        let gateway_router = gateway::router_with_landing(
             &streambank_proto::descriptor_pool(),
             channel,
             gateway::GatewayOptions::from(config),
+            landing,
         )
         .context("building the gateway from the descriptor set")?;
         Ok(Self {

@@ -15,7 +15,7 @@ pub struct AppState {
     pub redis: redis::Client,
     pub trusted_proxies: Vec<IpAddr>,
     pub body_limit_bytes: usize,
-    pub metrics: crate::rest::metrics::ApiMetrics,
+    pub metrics: crate::contract::metrics::ApiMetrics,
     pub auth_limiter: AuthRateLimiter,
 }
 

@@ -1056,6 +1056,96 @@ async fn refusals_are_logged_at_info_never_error() {
     assert!(refused("grpc call{", "call refused") >= 2, "{text}");
 }
 
+/// Every request is one INFO line inside its span, on all three listeners (so that a formatter that
+/// prints the trace id prints it there): REST and the gateway name the method, the route template (not
+/// the path or the query), the status and the latency; gRPC the method, `grpc-status` and the latency.
+#[tokio::test]
+async fn every_request_is_one_line_at_info() {
+    let logs = Captured::install("info");
+    let app = TestApp::spawn("paseto").await;
+    let requests = [
+        ("/", 200, "/"),
+        ("/v1/users/me", 401, "/v1/users/me"),
+        (
+            "/v1/accounts/7/entries?page_token=tok-secret",
+            401,
+            "/v1/accounts/{id}/entries",
+        ),
+        ("/v1/nothing", 404, "unmatched"),
+    ];
+    for (listener, base) in [("rest", &app.rest_base), ("gateway", &app.gateway_base)] {
+        for (i, (path, status, _)) in requests.iter().enumerate() {
+            let response = app
+                .client
+                .get(format!("{base}{path}"))
+                .header("x-request-id", format!("line-{listener}-{i}"))
+                .send()
+                .await
+                .expect("an answer");
+            assert_eq!(response.status().as_u16(), *status, "{base}{path}");
+        }
+    }
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", app.grpc_addr))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let mut users = streambank_proto::v1::user_service_client::UserServiceClient::new(channel);
+    let mut me = tonic::Request::new(streambank_proto::v1::GetMeRequest::default());
+    me.metadata_mut()
+        .insert("x-request-id", "line-grpc-0".parse().expect("ascii"));
+    let status = users.get_me(me).await.expect_err("no token");
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+
+    let text = logs.text();
+    let lines = |id: &str, messages: &[&str]| -> Vec<&str> {
+        text.lines()
+            .filter(|l| {
+                l.contains(&format!("request_id=\"{id}\""))
+                    || l.contains(&format!("request_id={id}"))
+            })
+            .filter(|l| {
+                messages
+                    .iter()
+                    .any(|m| l.ends_with(m) || l.contains(&format!(" {m} ")))
+            })
+            .collect()
+    };
+    let http = ["request answered", "request refused", "request failed"];
+    for (listener, span) in [("rest", "http request{"), ("gateway", "gateway request{")] {
+        for (i, (_, status, route)) in requests.iter().enumerate() {
+            let id = format!("line-{listener}-{i}");
+            let found = lines(&id, &http);
+            assert_eq!(found.len(), 1, "{id}: one line, not {found:?}\n{text}");
+            let line = found[0];
+            assert!(line.contains(" INFO ") && line.contains(span), "{line}");
+            for field in [
+                "method=\"GET\"".to_owned(),
+                format!("route=\"{route}\""),
+                format!("status={status}"),
+                "latency_ms=".to_owned(),
+            ] {
+                assert!(line.contains(&field), "{id}: no {field} in {line}");
+            }
+            assert!(!line.contains("tok-secret"), "{line}");
+        }
+    }
+    let found = lines(
+        "line-grpc-0",
+        &["call answered", "call refused", "call failed"],
+    );
+    assert_eq!(found.len(), 1, "one gRPC line, not {found:?}\n{text}");
+    for field in [
+        " INFO ",
+        "grpc call{",
+        "rpc.method=\"/streambank.v1.UserService/GetMe\"",
+        "grpc.status=16",
+        "latency_ms=",
+    ] {
+        assert!(found[0].contains(field), "no {field} in {}", found[0]);
+    }
+}
+
 /// Both OpenAPI documents state the constraints the server enforces (ids and amounts >= 1, the three
 /// currencies, page sizes 1 to 100), and REST's every error status its shared layers answer with
 /// (401 where a token is needed, 400 with parameters or a body, 413 with a body, 429 where limited).

@@ -84,65 +84,45 @@ pub enum Error {
 }
 
 impl Error {
+    /// The error's class: the canonical gRPC code transports map to their own statuses.
     pub fn code(&self) -> Code {
-        match self {
-            Error::Malformed(_)
-            | Error::Validation(_)
-            | Error::InvalidAmount(_)
-            | Error::SameAccount => Code::InvalidArgument,
-            Error::AccountNotFound(_)
-            | Error::SourceNotOwned(_)
-            | Error::TransferNotFound(_)
-            | Error::UserNotFound => Code::NotFound,
-            Error::UsernameTaken | Error::EmailTaken | Error::AccountExists { .. } => {
-                Code::AlreadyExists
-            }
-            Error::BankerOnly => Code::PermissionDenied,
-            Error::CurrencyMismatch { .. }
-            | Error::InsufficientFunds
-            | Error::BalanceLimit
-            | Error::CannotReceive => Code::FailedPrecondition,
-            Error::Busy => Code::Unavailable,
-            Error::InvalidCredentials
-            | Error::TokenInvalid
-            | Error::TokenExpired
-            | Error::TokenRevoked => Code::Unauthenticated,
-            Error::EmailNotVerified | Error::IdempotencyKeyReused | Error::VerificationInvalid => {
-                Code::FailedPrecondition
-            }
-            Error::IdempotencyInProgress => Code::Aborted,
-            Error::Internal(_) => Code::Internal,
-        }
+        self.code_and_reason().0
     }
 
     /// The stable machine-readable reason of the contract's error body.
     pub fn reason(&self) -> &'static str {
+        self.code_and_reason().1
+    }
+
+    /// Both, from one table, so that a new variant gets its code and reason side by side.
+    fn code_and_reason(&self) -> (Code, &'static str) {
+        use Code::*;
         match self {
-            Error::Malformed(_) => "MALFORMED_REQUEST",
-            Error::Validation(_) => "VALIDATION_FAILED",
-            Error::InvalidAmount(_) => "INVALID_AMOUNT",
-            Error::SameAccount => "SAME_ACCOUNT",
-            Error::AccountNotFound(_) | Error::SourceNotOwned(_) => "ACCOUNT_NOT_FOUND",
-            Error::TransferNotFound(_) => "TRANSFER_NOT_FOUND",
-            Error::UserNotFound => "USER_NOT_FOUND",
-            Error::UsernameTaken => "USERNAME_TAKEN",
-            Error::EmailTaken => "EMAIL_TAKEN",
-            Error::AccountExists { .. } => "ACCOUNT_EXISTS",
-            Error::BankerOnly => "BANKER_ONLY",
-            Error::CurrencyMismatch { .. } => "CURRENCY_MISMATCH",
-            Error::InsufficientFunds => "INSUFFICIENT_FUNDS",
-            Error::BalanceLimit => "BALANCE_LIMIT",
-            Error::CannotReceive => "CANNOT_RECEIVE",
-            Error::Busy => "BUSY",
-            Error::InvalidCredentials => "INVALID_CREDENTIALS",
-            Error::EmailNotVerified => "EMAIL_NOT_VERIFIED",
-            Error::TokenInvalid => "TOKEN_INVALID",
-            Error::TokenExpired => "TOKEN_EXPIRED",
-            Error::TokenRevoked => "TOKEN_REVOKED",
-            Error::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
-            Error::IdempotencyInProgress => "IDEMPOTENCY_IN_PROGRESS",
-            Error::VerificationInvalid => "VERIFICATION_INVALID",
-            Error::Internal(_) => "INTERNAL",
+            Error::Malformed(_) => (InvalidArgument, "MALFORMED_REQUEST"),
+            Error::Validation(_) => (InvalidArgument, "VALIDATION_FAILED"),
+            Error::InvalidAmount(_) => (InvalidArgument, "INVALID_AMOUNT"),
+            Error::SameAccount => (InvalidArgument, "SAME_ACCOUNT"),
+            Error::AccountNotFound(_) | Error::SourceNotOwned(_) => (NotFound, "ACCOUNT_NOT_FOUND"),
+            Error::TransferNotFound(_) => (NotFound, "TRANSFER_NOT_FOUND"),
+            Error::UserNotFound => (NotFound, "USER_NOT_FOUND"),
+            Error::UsernameTaken => (AlreadyExists, "USERNAME_TAKEN"),
+            Error::EmailTaken => (AlreadyExists, "EMAIL_TAKEN"),
+            Error::AccountExists { .. } => (AlreadyExists, "ACCOUNT_EXISTS"),
+            Error::BankerOnly => (PermissionDenied, "BANKER_ONLY"),
+            Error::CurrencyMismatch { .. } => (FailedPrecondition, "CURRENCY_MISMATCH"),
+            Error::InsufficientFunds => (FailedPrecondition, "INSUFFICIENT_FUNDS"),
+            Error::BalanceLimit => (FailedPrecondition, "BALANCE_LIMIT"),
+            Error::CannotReceive => (FailedPrecondition, "CANNOT_RECEIVE"),
+            Error::Busy => (Unavailable, "BUSY"),
+            Error::InvalidCredentials => (Unauthenticated, "INVALID_CREDENTIALS"),
+            Error::EmailNotVerified => (FailedPrecondition, "EMAIL_NOT_VERIFIED"),
+            Error::TokenInvalid => (Unauthenticated, "TOKEN_INVALID"),
+            Error::TokenExpired => (Unauthenticated, "TOKEN_EXPIRED"),
+            Error::TokenRevoked => (Unauthenticated, "TOKEN_REVOKED"),
+            Error::IdempotencyKeyReused => (FailedPrecondition, "IDEMPOTENCY_KEY_REUSED"),
+            Error::IdempotencyInProgress => (Aborted, "IDEMPOTENCY_IN_PROGRESS"),
+            Error::VerificationInvalid => (FailedPrecondition, "VERIFICATION_INVALID"),
+            Error::Internal(_) => (Internal, "INTERNAL"),
         }
     }
 

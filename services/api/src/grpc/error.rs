@@ -8,31 +8,22 @@
 use std::collections::HashMap;
 
 use streambank_domain::FieldViolation;
-use streambank_service::{Code, Error};
+use streambank_service::Error;
 use tonic::Status;
 use tonic_types::{ErrorDetails, StatusExt as _};
+
+use crate::contract::{INTERNAL_MESSAGE_GRPC, Reason};
 
 /// The `ErrorInfo.domain` of every StreamBank status.
 pub const DOMAIN: &str = "streambank";
 
 /// A service-layer failure as a gRPC status.
 pub fn status(error: Error) -> Status {
-    let code = match error.code() {
-        Code::InvalidArgument => tonic::Code::InvalidArgument,
-        Code::Unauthenticated => tonic::Code::Unauthenticated,
-        Code::PermissionDenied => tonic::Code::PermissionDenied,
-        Code::NotFound => tonic::Code::NotFound,
-        Code::AlreadyExists => tonic::Code::AlreadyExists,
-        Code::FailedPrecondition => tonic::Code::FailedPrecondition,
-        Code::ResourceExhausted => tonic::Code::ResourceExhausted,
-        Code::Aborted => tonic::Code::Aborted,
-        Code::Unavailable => tonic::Code::Unavailable,
-        Code::Internal => tonic::Code::Internal,
-    };
+    let code = crate::contract::error::grpc_code(error.code());
     let message = match &error {
         Error::Internal(cause) => {
             tracing::error!(error.cause_chain = ?cause, error.message = %cause, "call failed");
-            "internal error; quote the x-request-id response metadata when reporting it".to_owned()
+            INTERNAL_MESSAGE_GRPC.to_owned()
         }
         other => other.to_string(),
     };
@@ -53,12 +44,20 @@ pub fn with_reason(
     Status::with_error_details(code, message, details)
 }
 
+/// A status for a transport-level reason.
+pub fn refusal(
+    reason: Reason,
+    message: impl Into<String>,
+    violations: &[FieldViolation],
+) -> Status {
+    with_reason(reason.grpc_code(), message, reason.as_str(), violations)
+}
+
 /// A request field the transport could not accept (the gRPC twin of REST's `MALFORMED_REQUEST`).
 pub fn malformed(field: &str, description: &str) -> Status {
-    with_reason(
-        tonic::Code::InvalidArgument,
+    refusal(
+        Reason::MalformedRequest,
         "the request could not be read",
-        "MALFORMED_REQUEST",
         &[FieldViolation {
             field: field.to_owned(),
             description: description.to_owned(),

@@ -21,16 +21,10 @@ use tower::{Layer, Service};
 
 use super::error;
 use super::peer::Peer;
-use crate::rest::extract::{client_ip, forwarded};
+use crate::contract::Reason;
+use crate::contract::client::{client_ip, forwarded};
 
-/// The methods anyone may call without a token. Every other `streambank.v1` method needs one.
-/// (Reflection and health are other packages, and public.)
-pub const PUBLIC_METHODS: &[&str] = &[
-    "/streambank.v1.UserService/CreateUser",
-    "/streambank.v1.UserService/VerifyEmail",
-    "/streambank.v1.UserService/Login",
-    "/streambank.v1.UserService/Refresh",
-];
+pub use crate::contract::PUBLIC_METHODS;
 
 /// The methods limited per client IP (as REST limits `POST /v1/users` and `POST /v1/sessions`).
 pub const RATE_LIMITED_METHODS: &[&str] = &[
@@ -141,10 +135,9 @@ async fn authenticate(sessions: &Sessions, headers: &HeaderMap) -> Result<Authen
     let token =
         streambank_auth::bearer_token(headers.get("authorization").and_then(|v| v.to_str().ok()))
             .ok_or_else(|| {
-            error::with_reason(
-                tonic::Code::Unauthenticated,
+            error::refusal(
+                Reason::TokenMissing,
                 "the Authorization header must be `Bearer <access token>`",
-                "TOKEN_MISSING",
                 &[],
             )
         })?;
@@ -210,10 +203,9 @@ where
             if let Some(ip) = ip
                 && let Err(wait) = self.layer.limiter.check(ip)
             {
-                let mut response: Response<R> = error::with_reason(
-                    tonic::Code::ResourceExhausted,
+                let mut response: Response<R> = error::refusal(
+                    Reason::RateLimited,
                     format!("too many requests; retry after {wait} s"),
-                    "RATE_LIMITED",
                     &[],
                 )
                 .into_http();
@@ -234,12 +226,12 @@ where
 /// the number of series.
 #[derive(Debug, Clone)]
 pub struct MetricsLayer {
-    metrics: crate::rest::metrics::ApiMetrics,
+    metrics: crate::contract::metrics::ApiMetrics,
     known: Arc<std::collections::HashSet<String>>,
 }
 
 impl MetricsLayer {
-    pub fn new(metrics: crate::rest::metrics::ApiMetrics) -> Self {
+    pub fn new(metrics: crate::contract::metrics::ApiMetrics) -> Self {
         let pool = streambank_proto::descriptor_pool();
         let mut known: std::collections::HashSet<String> = streambank_proto::SERVICES
             .iter()
@@ -282,7 +274,7 @@ impl<S> Layer<S> for MetricsLayer {
 #[derive(Debug, Clone)]
 pub struct Metrics<S> {
     inner: S,
-    metrics: crate::rest::metrics::ApiMetrics,
+    metrics: crate::contract::metrics::ApiMetrics,
     known: Arc<std::collections::HashSet<String>>,
 }
 
@@ -317,12 +309,49 @@ where
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<i32>().ok())
                 .map_or(tonic::Code::Ok, tonic::Code::from_i32);
+            let elapsed = started.elapsed();
             metrics.grpc_requests.inc(&[&method, &format!("{code:?}")]);
-            metrics
-                .grpc_latency
-                .observe_duration(&[&method], started.elapsed());
+            metrics.grpc_latency.observe_duration(&[&method], elapsed);
+            log_call(&method, code, elapsed);
             Ok(response)
         })
+    }
+}
+
+/// The codes that say the caller asked for something it may not have (REST's 4xx).
+const REFUSALS: [tonic::Code; 11] = [
+    tonic::Code::Cancelled,
+    tonic::Code::InvalidArgument,
+    tonic::Code::NotFound,
+    tonic::Code::AlreadyExists,
+    tonic::Code::PermissionDenied,
+    tonic::Code::ResourceExhausted,
+    tonic::Code::FailedPrecondition,
+    tonic::Code::Aborted,
+    tonic::Code::OutOfRange,
+    tonic::Code::Unimplemented,
+    tonic::Code::Unauthenticated,
+];
+
+/// The call's one log line, inside its span (so that the log formatter can attach the trace id): the
+/// method (`/package.Service/Method`, or `unknown`), the `grpc-status` when the answer's headers carry
+/// it (an error; a success carries it in the trailers) and the latency until those headers, in
+/// milliseconds. An answer and a refusal (a caller's fault, REST's 4xx) are INFO; any other code
+/// (Unknown, DeadlineExceeded, Internal, Unavailable, DataLoss: REST's 5xx) is an ERROR (issue 19).
+fn log_call(method: &str, code: tonic::Code, elapsed: Duration) {
+    let latency_ms = (elapsed.as_secs_f64() * 100_000.0).round() / 100.0;
+    let status = code as i32;
+    if code == tonic::Code::Ok {
+        tracing::info!(
+            rpc.method = method,
+            grpc.status = status,
+            latency_ms,
+            "call answered"
+        );
+    } else if REFUSALS.contains(&code) {
+        tracing::info!(rpc.method = method, grpc.status = status, code = ?code, latency_ms, "call refused");
+    } else {
+        tracing::error!(rpc.method = method, grpc.status = status, code = ?code, latency_ms, "call failed");
     }
 }
 
@@ -386,18 +415,12 @@ where
             match response.await {
                 Ok(response) => response,
                 Err(_elapsed) => Ok(match callers {
-                    Some(_) => error::with_reason(
-                        tonic::Code::DeadlineExceeded,
+                    Some(_) => error::refusal(
+                        Reason::DeadlineExceeded,
                         "the call's deadline (grpc-timeout) passed before it finished",
-                        "DEADLINE_EXCEEDED",
                         &[],
                     ),
-                    None => error::with_reason(
-                        tonic::Code::Unavailable,
-                        "the request took too long",
-                        "TIMEOUT",
-                        &[],
-                    ),
+                    None => error::refusal(Reason::Timeout, "the request took too long", &[]),
                 }
                 .into_http()),
             }
@@ -512,28 +535,21 @@ pub fn restate(status: &Status, path: &str) -> Option<Status> {
         tonic::Code::OutOfRange
             if message.starts_with("Error, decoded message length too large") =>
         {
-            Some(error::with_reason(
-                tonic::Code::ResourceExhausted,
+            Some(error::refusal(
+                Reason::MessageTooLarge,
                 format!("the request message is larger than the server accepts: {message}"),
-                "MESSAGE_TOO_LARGE",
                 &[],
             ))
         }
         // The status-code document: a compression the server does not support is UNIMPLEMENTED; tonic
         // lists what it accepts in `grpc-accept-encoding`, which stays in the headers.
         tonic::Code::Unimplemented if message.starts_with("Content is compressed with") => {
-            Some(error::with_reason(
-                tonic::Code::Unimplemented,
-                message,
-                "COMPRESSION_UNSUPPORTED",
-                &[],
-            ))
+            Some(error::refusal(Reason::CompressionUnsupported, message, &[]))
         }
         // The router's fallback for a path that names no method.
-        tonic::Code::Unimplemented if message.is_empty() => Some(error::with_reason(
-            tonic::Code::Unimplemented,
+        tonic::Code::Unimplemented if message.is_empty() => Some(error::refusal(
+            Reason::MethodNotFound,
             format!("no method {path}; the server's reflection service lists the methods"),
-            "METHOD_NOT_FOUND",
             &[],
         )),
         _ => None,
@@ -561,22 +577,20 @@ fn restate_internal(message: &str) -> Status {
                 description: rest.to_owned(),
             }]
         };
-        return error::with_reason(
-            tonic::Code::InvalidArgument,
+        return error::refusal(
+            Reason::MalformedRequest,
             format!("the request is not a valid protobuf message of the method's type: {decode}"),
-            "MALFORMED_REQUEST",
             &violations,
         );
     }
     if message == "Missing request message." {
-        return error::with_reason(
-            tonic::Code::Unimplemented,
+        return error::refusal(
+            Reason::RequestCardinality,
             "a unary method takes exactly one request message, and the call sent none",
-            "REQUEST_CARDINALITY",
             &[],
         );
     }
-    error::with_reason(tonic::Code::Internal, message, "PROTOCOL_ERROR", &[])
+    error::refusal(Reason::ProtocolError, message, &[])
 }
 
 #[cfg(test)]

@@ -9,7 +9,8 @@
 //! 3. request id: `x-request-id` metadata, generated when absent, echoed in the response metadata;
 //! 4. a tracing span per call (`grpc call`, with the method and the request id), continuing the
 //!    caller's W3C `traceparent` when it sends one;
-//! 5. metrics: every call counted by method and code, and timed ([`layers::MetricsLayer`]);
+//! 5. metrics: every call counted by method and code, timed, and logged in one line
+//!    ([`layers::MetricsLayer`]);
 //! 6. the call's time limit: `REQUEST_TIMEOUT`, or the caller's `grpc-timeout` when sooner
 //!    ([`layers::DeadlineLayer`]), inside the metrics so that they count a call cut short;
 //! 7. per-client-IP rate limits on `CreateUser` and `Login` ([`layers::RateLimitLayer`]; one budget
@@ -39,7 +40,7 @@ pub mod users;
 use std::future::Future;
 use std::time::Duration;
 
-use axum::http::{HeaderName, Request};
+use axum::http::Request;
 use streambank_domain::PageRequest;
 use streambank_proto::v1::account_service_server::AccountServiceServer;
 use streambank_proto::v1::notification_service_server::NotificationServiceServer;
@@ -49,17 +50,15 @@ use tonic::Status;
 use tonic::service::Routes;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::classify::{GrpcCode, GrpcErrorsAsFailures, SharedClassifier};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::config::Config;
+use crate::contract::{INTERNAL_MESSAGE_GRPC, REQUEST_ID, Reason, http};
 use crate::state::AppState;
 
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
 /// The largest header list a call may carry (hyper's default is 16 KiB). Twice what REST and the
-/// gateway accept ([`crate::rest::MAX_HEADER_BYTES`]), so that whatever the gateway forwards fits with
+/// gateway accept ([`crate::contract::http::MAX_HEADER_BYTES`]), so that whatever the gateway forwards fits with
 /// room for tonic's own headers, and a long bogus token is answered `Unauthenticated` rather than by
 /// HTTP/2 with a 431, which a gRPC client can only report as `Unknown`.
 pub const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
@@ -148,30 +147,16 @@ impl Grpc {
         let layers = ServiceBuilder::new()
             .layer(CatchPanicLayer::custom(|_panic| {
                 tracing::error!("a gRPC method panicked; answering Internal");
-                error::with_reason(
-                    tonic::Code::Internal,
-                    "internal error; quote the x-request-id response metadata when reporting it",
-                    "INTERNAL",
-                    &[],
-                )
+                error::refusal(Reason::Internal, INTERNAL_MESSAGE_GRPC, &[])
                 .into_http::<tonic::body::Body>()
             }))
             .layer(peer::PeerLayer::new(self.gateway.clone()))
             .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-            .layer(TraceLayer::new(SharedClassifier::new(refusals_are_not_failures())).on_response(log_call).make_span_with(|request: &Request<_>| {
-                let request_id = request
-                    .headers()
-                    .get(REQUEST_ID)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default();
+            // The call's one log line is the metrics layer's, whatever its code.
+            .layer(TraceLayer::new_for_grpc().on_response(()).on_failure(()).make_span_with(|request: &Request<_>| {
+                let request_id = http::request_id(request.headers());
                 let span = tracing::info_span!("grpc call", rpc.method = %request.uri().path(), request_id);
-                if let Some(traceparent) = request
-                    .headers()
-                    .get("traceparent")
-                    .and_then(|v| v.to_str().ok())
-                {
-                    streambank_telemetry::continue_trace(&span, traceparent);
-                }
+                http::continue_trace(&span, request.headers());
                 span
             }))
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))
@@ -191,49 +176,6 @@ impl Grpc {
             .add_routes(routes)
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await
-    }
-}
-
-/// The codes that say the caller asked for something it may not have (REST's 4xx). A call answered
-/// with one is logged at INFO ([`log_call`]); the others (Unknown, DeadlineExceeded, Internal,
-/// Unavailable, DataLoss: REST's 5xx) stay failures, logged at ERROR by the trace layer (issue 19).
-const REFUSALS: [GrpcCode; 11] = [
-    GrpcCode::Cancelled,
-    GrpcCode::InvalidArgument,
-    GrpcCode::NotFound,
-    GrpcCode::AlreadyExists,
-    GrpcCode::PermissionDenied,
-    GrpcCode::ResourceExhausted,
-    GrpcCode::FailedPrecondition,
-    GrpcCode::Aborted,
-    GrpcCode::OutOfRange,
-    GrpcCode::Unimplemented,
-    GrpcCode::Unauthenticated,
-];
-
-fn refusals_are_not_failures() -> GrpcErrorsAsFailures {
-    REFUSALS.into_iter().fold(
-        GrpcErrorsAsFailures::new(),
-        GrpcErrorsAsFailures::with_success,
-    )
-}
-
-/// How a call is logged when its answer starts: a refusal (its `grpc-status` in the headers, as
-/// tonic answers an error) at INFO, like REST's 4xx; an answer at DEBUG.
-fn log_call<B>(response: &axum::http::Response<B>, latency: Duration, _span: &tracing::Span) {
-    let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
-    let code = response
-        .headers()
-        .get("grpc-status")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<i32>().ok())
-        .map(tonic::Code::from_i32);
-    match code {
-        None | Some(tonic::Code::Ok) => tracing::debug!(latency_ms, "call answered"),
-        Some(code) if REFUSALS.iter().any(|r| *r as i32 == code as i32) => {
-            tracing::info!(code = ?code, latency_ms, "call refused");
-        }
-        Some(_) => {}
     }
 }
 

@@ -1,16 +1,15 @@
 //! Extractors that turn every decoding failure into the contract's error shape (axum's own rejections
 //! answer in plain text), and the authenticated caller.
 
-use std::net::{IpAddr, SocketAddr};
-
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 use streambank_service::Authenticated;
 
 use super::error::ApiError;
+use crate::contract::http::{describe_json_error, is_json};
 use crate::state::AppState;
 
 /// A JSON body decoded field by field: a wrong type names the field (`amount`), not a byte offset.
@@ -40,18 +39,6 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     }
 }
 
-/// Whether the request says its body is JSON (`Content-Type: application/json`, parameters allowed).
-pub fn is_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            ct.split(';')
-                .next()
-                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
-        })
-}
-
 /// A request body: a JSON object decoded into `T`. serde's derive would also read a struct from an
 /// array of its fields in order (`[1, 2, 5, "USD"]`); the contract's bodies are objects, so anything
 /// else is refused, in the words the gateway's decoder uses (`invalid type: sequence, expected a map`).
@@ -70,15 +57,6 @@ pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     de.end()
         .map_err(|e| ApiError::malformed("body", describe_json_error(&e)))?;
     Ok(value)
-}
-
-/// serde_json's message without its "at line 1 column 17" suffix.
-fn describe_json_error(e: &serde_json::Error) -> String {
-    let text = e.to_string();
-    match text.rfind(" at line ") {
-        Some(i) => text[..i].to_owned(),
-        None => text,
-    }
 }
 
 /// Query parameters decoded with the same care.
@@ -147,41 +125,4 @@ impl FromRequestParts<AppState> for AuthUser {
         .ok_or(ApiError::MissingToken)?;
         Ok(AuthUser(state.sessions.authenticate(token).await?))
     }
-}
-
-/// The client's address: the socket's peer, or, when the peer is a trusted proxy, the right-most address
-/// in `X-Forwarded-For` that is not itself a trusted proxy.
-pub fn client_ip(
-    peer: Option<IpAddr>,
-    headers: &HeaderMap,
-    trusted_proxies: &[IpAddr],
-) -> Option<IpAddr> {
-    let peer = peer?;
-    if !trusted_proxies.contains(&peer) {
-        return Some(peer);
-    }
-    Some(
-        forwarded(headers)
-            .rev()
-            .find(|ip| !trusted_proxies.contains(ip))
-            .unwrap_or(peer),
-    )
-}
-
-/// The addresses in `X-Forwarded-For`, left (the first hop) to right (the last), skipping what is not
-/// an address.
-pub fn forwarded(headers: &HeaderMap) -> impl DoubleEndedIterator<Item = IpAddr> + '_ {
-    headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|ip| ip.trim().parse::<IpAddr>().ok())
-}
-
-/// The peer address recorded by `into_make_service_with_connect_info`.
-pub fn peer_ip(parts_extensions: &axum::http::Extensions) -> Option<IpAddr> {
-    parts_extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip())
 }

@@ -8,6 +8,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use super::{accounts, dto, error, notifications, sessions, transfers, users};
+use crate::contract::constraints;
 use crate::state::AppState;
 
 #[derive(Debug, OpenApi)]
@@ -94,14 +95,14 @@ impl Modify for ResponseDescriptions {
 const RATE_LIMITED: [(&str, &str); 2] = [("post", "/v1/users"), ("post", "/v1/sessions")];
 
 /// The document: the annotations' one, with the error statuses the shared layers answer with and the
-/// constraints the server enforces ([`super::constraints`]), and the verification link's HTML page.
+/// constraints the server enforces ([`constraints`]), and the verification link's HTML page.
 pub fn document() -> utoipa::openapi::OpenApi {
     let annotated = ApiDoc::openapi();
     let Ok(mut document) = serde_json::to_value(&annotated) else {
         return annotated;
     };
-    super::constraints::state_error_statuses(&mut document, &RATE_LIMITED);
-    super::constraints::state_constraints(&mut document);
+    constraints::state_error_statuses(&mut document, &RATE_LIMITED);
+    constraints::state_constraints(&mut document);
     // A browser following the link in the email gets a page (JSON with `Accept: application/json`).
     if let Some(responses) = document
         .pointer_mut("/paths/~1v1~1users~1verify-email/get/responses")

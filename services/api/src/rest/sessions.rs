@@ -8,7 +8,8 @@ use streambank_service::{ClientMeta, Credentials};
 
 use super::dto::{Login, LoginRequest, RefreshRequest, Refreshed};
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiJson, AuthUser, client_ip, peer_ip};
+use super::extract::{ApiJson, AuthUser};
+use crate::contract::client::{client_ip, peer_ip};
 use crate::state::AppState;
 
 /// Routes that are rate limited per client IP (see `rest::router`).

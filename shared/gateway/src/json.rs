@@ -413,8 +413,8 @@ mod tests {
     };
 
     use super::*;
-    use crate::gateway::response::to_json;
-    use crate::gateway::routes::RouteTable;
+    use crate::response::to_json;
+    use crate::routes::RouteTable;
 
     /// A message of `desc` with every field set (messages `depth` levels down), the values and which
     /// fields with presence stay unset varying with `seed`.

@@ -8,23 +8,22 @@
 //! child) and `accept`. `x-forwarded-for` is the caller's own chain with the socket peer
 //! appended, so that a gRPC server that trusts the gateway as a proxy sees the real client address.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::extract::{ConnectInfo, FromRequest, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::Response;
 use tonic::metadata::MetadataMap;
 use tonic::transport::Channel;
 
 use super::codec::DynamicCodec;
-use super::error::GatewayError;
+use super::error::{ErrorBody, Failure, GatewayError, RequestError};
 use super::request::{self, Parts};
 use super::response;
-use super::routes::{Body, Lookup, RouteTable};
-use crate::rest::error::ApiError;
-use crate::rest::extract::peer_ip;
+use super::routes::{Body, Lookup, Route, RouteTable};
+use super::template::Captures;
 
 /// The request headers forwarded as gRPC metadata, under the same names.
 pub const FORWARDED_HEADERS: [&str; 6] = [
@@ -36,25 +35,38 @@ pub const FORWARDED_HEADERS: [&str; 6] = [
     "accept",
 ];
 
-/// What every call shares: the route table and the channel to the gRPC server.
+/// The route template a request matched, in its response's extensions (for the server's request
+/// log and metrics: a template, never the path with its ids).
+#[derive(Debug, Clone)]
+pub struct MatchedRoute(pub String);
+
+/// What every call shares: the route table, the channel to the gRPC server and the error body.
 #[derive(Debug)]
 pub struct Gateway {
     routes: RouteTable,
     upstream: Channel,
     body_limit_bytes: usize,
+    errors: Arc<dyn ErrorBody>,
 }
 
 impl Gateway {
-    pub fn new(routes: RouteTable, upstream: Channel, body_limit_bytes: usize) -> Self {
+    pub fn new(
+        routes: RouteTable,
+        upstream: Channel,
+        body_limit_bytes: usize,
+        errors: Arc<dyn ErrorBody>,
+    ) -> Self {
         Self {
             routes,
             upstream,
             body_limit_bytes,
+            errors,
         }
     }
 
-    #[tracing::instrument(name = "Transcoding an HTTP request to a gRPC call", skip_all, fields(rpc.method = tracing::field::Empty))]
-    async fn call(&self, request: Request, outer: tracing::Span) -> Result<Response, GatewayError> {
+    /// The answer to `request`, in which the matched route template travels as [`MatchedRoute`]. The
+    /// `route` field of the caller's span (`outer`) is set to it, or to `unmatched`.
+    async fn answer(&self, request: Request, outer: tracing::Span) -> Response {
         let (route, captures) = match self.routes.lookup(request.method(), request.uri().path()) {
             Lookup::Found(route, captures) => {
                 outer.record("route", route.template.as_str());
@@ -62,21 +74,44 @@ impl Gateway {
             }
             Lookup::MethodNotAllowed(allow) => {
                 outer.record("route", "unmatched");
-                let mut response = ApiError::MethodNotAllowed.into_response();
-                if let Ok(allow) = axum::http::HeaderValue::from_str(&allow) {
-                    response
-                        .headers_mut()
-                        .insert(axum::http::header::ALLOW, allow);
+                let mut response = self
+                    .errors
+                    .respond(Failure::Request(RequestError::MethodNotAllowed));
+                if let Ok(allow) = HeaderValue::from_str(&allow) {
+                    response.headers_mut().insert(header::ALLOW, allow);
                 }
-                return Ok(response);
+                return response;
             }
             Lookup::NotFound => {
                 outer.record("route", "unmatched");
-                return Err(ApiError::RouteNotFound.into());
+                return self
+                    .errors
+                    .respond(Failure::Request(RequestError::RouteNotFound));
             }
         };
+        let mut response = match self.call(route, captures, request).await {
+            Ok(response) => response,
+            Err(e) => e.respond(self.errors.as_ref()),
+        };
+        response
+            .extensions_mut()
+            .insert(MatchedRoute(route.template.as_str().to_owned()));
+        response
+    }
+
+    #[tracing::instrument(name = "Transcoding an HTTP request to a gRPC call", skip_all, fields(rpc.method = tracing::field::Empty))]
+    async fn call(
+        &self,
+        route: &Route,
+        captures: Captures,
+        request: Request,
+    ) -> Result<Response, GatewayError> {
         tracing::Span::current().record("rpc.method", route.grpc_path.as_str());
-        let mut metadata = metadata(request.headers(), peer_ip(request.extensions()))?;
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip());
+        let mut metadata = metadata(request.headers(), peer)?;
         // The call continues this request's trace as a child of the gateway's own span (which itself
         // continues the caller's `traceparent`), when tracing exports at all.
         if let Some(traceparent) = streambank_telemetry::current_traceparent()
@@ -112,9 +147,9 @@ impl Gateway {
 
     /// The body of a route that has one, exactly as REST's `ApiJson` reads it: JSON only, and no more
     /// than the body limit (the router's `DefaultBodyLimit`).
-    async fn read_json(&self, request: Request) -> Result<Bytes, ApiError> {
-        if !crate::rest::extract::is_json(request.headers()) {
-            return Err(ApiError::malformed(
+    async fn read_json(&self, request: Request) -> Result<Bytes, RequestError> {
+        if !is_json(request.headers()) {
+            return Err(RequestError::malformed(
                 "body",
                 "send JSON with Content-Type: application/json",
             ));
@@ -123,11 +158,11 @@ impl Gateway {
             .await
             .map_err(|rejection| {
                 if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::BodyTooLarge {
+                    RequestError::BodyTooLarge {
                         limit: self.body_limit_bytes,
                     }
                 } else {
-                    ApiError::malformed("body", "the body could not be read")
+                    RequestError::malformed("body", "the body could not be read")
                 }
             })
     }
@@ -135,21 +170,30 @@ impl Gateway {
 
 /// The gateway's only handler (the router's fallback).
 pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
-    match gateway.call(request, tracing::Span::current()).await {
-        Ok(response) => response,
-        Err(e) => e.into_response(),
-    }
+    gateway.answer(request, tracing::Span::current()).await
+}
+
+/// Whether the request says its body is JSON (`Content-Type: application/json`, parameters allowed).
+pub fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            ct.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        })
 }
 
 /// The forwarded headers as metadata. A header that is not visible ASCII is dropped, as REST ignores
 /// it, except `idempotency-key`, which REST rejects.
-pub fn metadata(headers: &HeaderMap, peer: Option<IpAddr>) -> Result<MetadataMap, ApiError> {
+pub fn metadata(headers: &HeaderMap, peer: Option<IpAddr>) -> Result<MetadataMap, RequestError> {
     let mut out = HeaderMap::new();
     for name in FORWARDED_HEADERS {
         for value in headers.get_all(name) {
             if value.to_str().is_err() {
                 if name == "idempotency-key" {
-                    return Err(ApiError::malformed(
+                    return Err(RequestError::malformed(
                         "Idempotency-Key",
                         "must be visible ASCII",
                     ));
@@ -233,7 +277,7 @@ mod tests {
         );
         assert!(matches!(
             super::metadata(&bad, None),
-            Err(ApiError::Malformed(_))
+            Err(RequestError::Malformed(_))
         ));
         let only_peer = super::metadata(&HeaderMap::new(), Some(peer)).expect("metadata");
         assert_eq!(

@@ -18,7 +18,7 @@ use serde_path_to_error::Track;
 
 use super::routes::{Body, Route, is_plain_message, resolve};
 use super::template::NotUtf8;
-use crate::rest::error::ApiError;
+use crate::error::RequestError;
 
 const OPTIONS: DeserializeOptions = DeserializeOptions::new().deny_unknown_fields(false);
 
@@ -34,7 +34,7 @@ pub struct Parts<'a> {
 }
 
 /// Builds the request message of `route`.
-pub fn message(route: &Route, parts: Parts<'_>) -> Result<DynamicMessage, ApiError> {
+pub fn message(route: &Route, parts: Parts<'_>) -> Result<DynamicMessage, RequestError> {
     let input = route.input();
     let mut message = match (&route.body, parts.body) {
         (Body::Whole, Some(bytes)) => decode_json(&input, bytes)?,
@@ -49,13 +49,13 @@ pub fn message(route: &Route, parts: Parts<'_>) -> Result<DynamicMessage, ApiErr
         let segments: Vec<String> = path.split('.').map(str::to_owned).collect();
         // Checked when the route table was built; a failure here means the pool changed under us.
         let field = resolve(&input, &segments)
-            .map_err(|_| ApiError::malformed(path, "is not a field of the request"))?;
+            .map_err(|_| RequestError::malformed(path, "is not a field of the request"))?;
         let value = raw
             .as_deref()
             .map_err(|NotUtf8| "is not UTF-8 once percent-decoded".to_owned())
             .and_then(|raw| parse(&field, raw))
             .map_err(|description| {
-                ApiError::malformed(path, path_description(&field, description))
+                RequestError::malformed(path, path_description(&field, description))
             })?;
         set(&mut message, &segments, &field, value, false);
     }
@@ -75,7 +75,7 @@ fn apply_query(
     input: &MessageDescriptor,
     message: &mut DynamicMessage,
     query: &str,
-) -> Result<(), ApiError> {
+) -> Result<(), RequestError> {
     let mut seen = HashSet::new();
     for (key, raw) in form_urlencoded::parse(query.as_bytes()) {
         let segments: Vec<String> = key.split('.').map(str::to_owned).collect();
@@ -89,12 +89,12 @@ fn apply_query(
             continue;
         }
         if !field.is_list() && !seen.insert(key.to_string()) {
-            return Err(ApiError::malformed(
+            return Err(RequestError::malformed(
                 "query",
                 format!("duplicate field `{key}`"),
             ));
         }
-        let value = parse(&field, &raw).map_err(|d| ApiError::malformed(&key, d))?;
+        let value = parse(&field, &raw).map_err(|d| RequestError::malformed(&key, d))?;
         set(message, &segments, &field, value, field.is_list());
     }
     Ok(())
@@ -201,11 +201,11 @@ fn path_description(field: &FieldDescriptor, description: String) -> String {
 /// proto3's JSON mapping also reads a number from a string (`"amount": "5"`) and a field's default
 /// from `null`; REST's types take neither, so [`numbers_are_numbers`] refuses both for number and
 /// boolean fields first, in REST's words, and the two listeners answer such a body alike.
-pub fn decode_json(desc: &MessageDescriptor, bytes: &[u8]) -> Result<DynamicMessage, ApiError> {
+pub fn decode_json(desc: &MessageDescriptor, bytes: &[u8]) -> Result<DynamicMessage, RequestError> {
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
         return Err(decode_json_directly(desc, bytes)
             .err()
-            .unwrap_or_else(|| ApiError::malformed("body", "the body is not JSON")));
+            .unwrap_or_else(|| RequestError::malformed("body", "the body is not JSON")));
     };
     numbers_are_numbers(desc, &value, "")?;
     let mut track = Track::new();
@@ -222,7 +222,7 @@ pub fn decode_json(desc: &MessageDescriptor, bytes: &[u8]) -> Result<DynamicMess
 fn decode_json_directly(
     desc: &MessageDescriptor,
     bytes: &[u8],
-) -> Result<DynamicMessage, ApiError> {
+) -> Result<DynamicMessage, RequestError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let mut track = Track::new();
     let result = DynamicMessage::deserialize_with_options(
@@ -232,7 +232,7 @@ fn decode_json_directly(
     );
     let message = result.map_err(|e| malformed_at(&track.path().to_string(), &e))?;
     de.end()
-        .map_err(|e| ApiError::malformed("body", describe_json_error(&e)))?;
+        .map_err(|e| RequestError::malformed("body", describe_json_error(&e)))?;
     Ok(message)
 }
 
@@ -242,7 +242,7 @@ fn numbers_are_numbers(
     desc: &MessageDescriptor,
     value: &serde_json::Value,
     path: &str,
-) -> Result<(), ApiError> {
+) -> Result<(), RequestError> {
     let serde_json::Value::Object(object) = value else {
         return Ok(());
     };
@@ -286,7 +286,7 @@ fn numbers_are_numbers(
                 serde_json::Value::Null => "null".to_owned(),
                 _ => continue,
             };
-            return Err(ApiError::malformed(
+            return Err(RequestError::malformed(
                 &at(i),
                 format!("invalid type: {found}, expected {expected}"),
             ));
@@ -310,7 +310,7 @@ fn rust_name(kind: &Kind) -> Option<&'static str> {
 }
 
 /// The body as the value of one field (`body: "field"`).
-fn decode_field(field: &FieldDescriptor, bytes: &[u8]) -> Result<Value, ApiError> {
+fn decode_field(field: &FieldDescriptor, bytes: &[u8]) -> Result<Value, RequestError> {
     if let Kind::Message(m) = field.kind()
         && is_plain_message(&field.kind())
         && !field.is_list()
@@ -321,9 +321,9 @@ fn decode_field(field: &FieldDescriptor, bytes: &[u8]) -> Result<Value, ApiError
     let value: serde_json::Value = {
         let mut de = serde_json::Deserializer::from_slice(bytes);
         let value = serde::Deserialize::deserialize(&mut de)
-            .map_err(|e| ApiError::malformed("body", describe_json_error(&e)))?;
+            .map_err(|e| RequestError::malformed("body", describe_json_error(&e)))?;
         de.end()
-            .map_err(|e| ApiError::malformed("body", describe_json_error(&e)))?;
+            .map_err(|e| RequestError::malformed("body", describe_json_error(&e)))?;
         value
     };
     let mut object = serde_json::Map::new();
@@ -347,13 +347,14 @@ fn decode_field(field: &FieldDescriptor, bytes: &[u8]) -> Result<Value, ApiError
     Ok(holder.get_field(field).into_owned())
 }
 
-fn malformed_at(path: &str, e: &serde_json::Error) -> ApiError {
+fn malformed_at(path: &str, e: &serde_json::Error) -> RequestError {
     let field = if path == "." { "body" } else { path };
-    ApiError::malformed(field, describe_json_error(e))
+    RequestError::malformed(field, describe_json_error(e))
 }
 
-/// serde_json's message without its "at line 1 column 17" suffix (as REST words it).
-fn describe_json_error(e: &serde_json::Error) -> String {
+/// serde_json's message without its "at line 1 column 17" suffix (a JSON body is one line or many;
+/// the field says where).
+pub fn describe_json_error(e: &serde_json::Error) -> String {
     let text = e.to_string();
     match text.rfind(" at line ") {
         Some(i) => text[..i].to_owned(),
@@ -380,9 +381,9 @@ mod tests {
         RouteTable::from_pool(&streambank_proto::descriptor_pool()).expect("table")
     }
 
-    fn violation(e: ApiError) -> (String, String) {
+    fn violation(e: RequestError) -> (String, String) {
         match e {
-            ApiError::Malformed(v) => (v[0].field.clone(), v[0].description.clone()),
+            RequestError::Malformed(v) => (v[0].field.clone(), v[0].description.clone()),
             other => panic!("not malformed: {other:?}"),
         }
     }

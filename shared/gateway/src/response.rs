@@ -178,8 +178,8 @@ mod tests {
         use axum::http::StatusCode;
         use prost::Message as _;
 
-        use crate::gateway::error::GatewayError;
-        use crate::gateway::routes::RouteTable;
+        use crate::error::{GatewayError, PlainErrors};
+        use crate::routes::RouteTable;
 
         let routes = RouteTable::from_pool(&streambank_proto::descriptor_pool()).expect("routes");
         let get_account = routes
@@ -211,7 +211,7 @@ mod tests {
         let corrupt = Bytes::from_static(&[0x08, 0xff]);
         for route in [get_account, &reference] {
             let error = success(route, corrupt.clone()).expect_err("a corrupt answer");
-            let response = GatewayError::Encode(error).into_response();
+            let response = GatewayError::Encode(error).respond(&PlainErrors);
             assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
             let body = to_bytes(response.into_body(), usize::MAX)
                 .await

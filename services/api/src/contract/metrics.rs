@@ -10,11 +10,12 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::get;
 use streambank_telemetry::metrics::{Counter, Histogram, LATENCY_BUCKETS, Registry};
+
+use super::http::{MatchedRoute, method_label};
 
 #[derive(Debug, Clone)]
 pub struct ApiMetrics {
@@ -58,7 +59,7 @@ impl Default for ApiMetrics {
     }
 }
 
-/// Middleware that records every request against its route template (`/v1/accounts/{id}`, never the
+/// REST's middleware that records every request against its route template (`/v1/accounts/{id}`, never the
 /// concrete path, so the number of series stays bounded).
 pub async fn track(State(metrics): State<ApiMetrics>, request: Request, next: Next) -> Response {
     let route = request
@@ -69,31 +70,16 @@ pub async fn track(State(metrics): State<ApiMetrics>, request: Request, next: Ne
     // The request's span (made before routing) learns its route here.
     tracing::Span::current().record("route", route.as_str());
     let started = Instant::now();
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
     metrics
         .requests
         .inc(&[&route, method, response.status().as_str()]);
     metrics
         .latency
         .observe_duration(&[&route], started.elapsed());
+    // For the request's log line ([`super::http::log_request`]), as the gateway leaves its own.
+    response.extensions_mut().insert(MatchedRoute(route));
     response
-}
-
-/// The method as a metrics label: one of HTTP's nine standard methods, or `other` (a client may send
-/// any token as a method; each would otherwise be a series of its own).
-pub fn method_label(method: &Method) -> &'static str {
-    match *method {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::PATCH => "PATCH",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        Method::CONNECT => "CONNECT",
-        Method::TRACE => "TRACE",
-        _ => "other",
-    }
 }
 
 /// The metrics listener's router (`METRICS_ADDR`): `/metrics` and nothing else.
