@@ -38,7 +38,8 @@ pub struct Config {
     pub auth_rate_limit_per_minute: u32,
     pub request_timeout: Duration,
     pub body_limit_bytes: usize,
-    /// Bounds on each listener's connections (`HEADER_READ_TIMEOUT`, `IDLE_TIMEOUT`, `MAX_CONNECTIONS`).
+    /// Bounds on each listener's connections (`HEADER_READ_TIMEOUT`, `IDLE_TIMEOUT`,
+    /// `WRITE_TIMEOUT`, `MAX_CONNECTIONS`, `MAX_CONNECTIONS_PER_CLIENT`).
     pub connections: crate::conn::ConnectionLimits,
     /// Set when the development key is in use, so that `main` can warn loudly.
     pub using_development_key: bool,
@@ -240,12 +241,23 @@ impl Config {
             connections: crate::conn::ConnectionLimits {
                 header_read_timeout: src.parse("HEADER_READ_TIMEOUT", "10s", positive_duration)?,
                 idle_timeout: src.parse("IDLE_TIMEOUT", "60s", positive_duration)?,
+                write_timeout: src.parse("WRITE_TIMEOUT", "30s", positive_duration)?,
                 max_connections: src.parse("MAX_CONNECTIONS", "2048", |raw| {
                     raw.parse()
                         .ok()
                         .filter(|n| *n > 0)
                         .ok_or_else(|| format!("must be a positive number, got {raw:?}"))
                 })?,
+                max_connections_per_client: src.parse(
+                    "MAX_CONNECTIONS_PER_CLIENT",
+                    "256",
+                    |raw| {
+                        raw.parse()
+                            .ok()
+                            .filter(|n| *n > 0)
+                            .ok_or_else(|| format!("must be a positive number, got {raw:?}"))
+                    },
+                )?,
             },
             app_env,
             using_development_key,
@@ -274,6 +286,14 @@ mod tests {
         assert_eq!(defaults.metrics_addr.port(), 9100);
         assert_eq!(defaults.connections.max_connections, 2048);
         assert_eq!(defaults.connections.idle_timeout, Duration::from_secs(60));
+        assert_eq!(defaults.connections.write_timeout, Duration::from_secs(30));
+        assert_eq!(defaults.connections.max_connections_per_client, 256);
+        let per_client =
+            config(&[("MAX_CONNECTIONS_PER_CLIENT", "0")]).expect_err("zero per client");
+        assert_eq!(
+            per_client.to_string(),
+            "MAX_CONNECTIONS_PER_CLIENT must be a positive number, got \"0\""
+        );
         let idle = config(&[("IDLE_TIMEOUT", "0s")]).expect_err("zero idle timeout");
         assert!(
             idle.to_string().starts_with("IDLE_TIMEOUT must be longer"),
