@@ -1068,7 +1068,7 @@ async fn refusals_are_logged_at_info_never_error() {
 }
 
 /// Both OpenAPI documents state the constraints the server enforces (ids and amounts >= 1, the three
-/// currencies, page sizes 1 to 100), and REST's every error status its shared layers answer with
+/// currencies, page sizes 1 to 100, the fields and parameters it needs), and REST's every error status its shared layers answer with
 /// (401 where a token is needed, 400 with parameters or a body, 413 with a body, 429 where limited).
 #[test]
 fn the_documents_state_statuses_and_constraints() {
@@ -1118,6 +1118,26 @@ fn the_documents_state_statuses_and_constraints() {
             (serde_json::json!(1), serde_json::json!(100)),
             "{name}: {page_size}"
         );
+        assert_eq!(
+            document["components"]["schemas"][transfer]["required"],
+            serde_json::json!(["from_account_id", "to_account_id", "amount", "currency"]),
+            "{name}"
+        );
+        let verify = &document["paths"]["/v1/users/verify-email"]["get"]["parameters"];
+        assert!(
+            verify
+                .as_array()
+                .is_some_and(|p| p.len() == 2 && p.iter().all(|p| p["required"] == true)),
+            "{name}: {verify}"
+        );
+        let login = &document["paths"]["/v1/sessions"]["post"]["requestBody"]["content"]["application/json"]
+            ["schema"];
+        let login = login["$ref"].as_str().map_or(login, |reference| {
+            document
+                .pointer(reference.trim_start_matches('#'))
+                .expect("the login body")
+        });
+        assert_eq!(login["required"], serde_json::json!(["password"]), "{name}");
         let body = &document["components"]["schemas"][transfer]["properties"];
         assert_eq!(body["amount"]["minimum"], 1, "{name}: {body}");
         assert_eq!(body["to_account_id"]["minimum"], 1, "{name}: {body}");
