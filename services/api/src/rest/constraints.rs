@@ -19,11 +19,6 @@ use serde_json::{Map, Value, json};
 /// A full name: something besides spaces, and no control character (`streambank_domain::FullName`).
 const FULL_NAME: &str = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$";
 
-/// An email address in the shape the server checks (`streambank_domain::Email`): one `@`, 1 to 64
-/// characters before it, a dotted domain of labels of 1 to 63 after it. The server counts bytes and
-/// also takes non-ASCII addresses; the pattern keeps to printable ASCII, where the two agree.
-const EMAIL: &str = r"^[\x21-\x3F\x41-\x7E]{1,64}@[\x21-\x2D\x2F-\x3F\x41-\x7E]{1,63}(\.[\x21-\x2D\x2F-\x3F\x41-\x7E]{1,63})+$";
-
 /// The contract's currencies (`streambank_domain::Currency`).
 const CURRENCIES: [&str; 3] = ["USD", "EUR", "CAD"];
 
@@ -229,9 +224,11 @@ fn constrain(name: &str, schema: &mut Value) {
         object.insert("maxLength".into(), json!(100));
         object.insert("pattern".into(), json!(FULL_NAME));
     } else if name == "email" && is_type(object, "string") {
+        // `format: email` is looser than `streambank_domain::Email` (which wants a dotted domain and
+        // counts bytes); a pattern saying more was tried and is not used: schemathesis took an
+        // address the pattern allows for one it forbids, and counted the server's 201 as a failure.
         object.insert("format".into(), json!("email"));
         object.insert("maxLength".into(), json!(254));
-        object.insert("pattern".into(), json!(EMAIL));
     }
 }
 
