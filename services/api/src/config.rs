@@ -83,9 +83,16 @@ pub struct Config {
     /// How long an idle keep-alive connection is kept.
     #[arg(long, env = "IDLE_TIMEOUT", default_value = "60s", value_parser = positive_duration)]
     pub idle_timeout: Duration,
+    /// How long a write may make no progress (a client that does not read its answers) before the
+    /// connection is closed.
+    #[arg(long, env = "WRITE_TIMEOUT", default_value = "30s", value_parser = positive_duration)]
+    pub write_timeout: Duration,
     /// Open connections per listener; more are closed at once.
     #[arg(long, env = "MAX_CONNECTIONS", default_value = "2048", value_parser = values::positive::<usize>)]
     pub max_connections: usize,
+    /// Open connections per client address per listener (`TRUSTED_PROXIES` are exempt).
+    #[arg(long, env = "MAX_CONNECTIONS_PER_CLIENT", default_value = "256", value_parser = values::positive::<usize>)]
+    pub max_connections_per_client: usize,
     /// The mail catcher's web page, linked from the landing page at `/`.
     #[arg(long, env = "LANDING_MAIL_URL", default_value = "http://127.0.0.1:1080", value_parser = values::http_url)]
     pub landing_mail_url: String,
@@ -148,7 +155,9 @@ impl Config {
         crate::conn::ConnectionLimits {
             header_read_timeout: self.header_read_timeout,
             idle_timeout: self.idle_timeout,
+            write_timeout: self.write_timeout,
             max_connections: self.max_connections,
+            max_connections_per_client: self.max_connections_per_client,
         }
     }
 }
@@ -174,6 +183,14 @@ mod tests {
         assert_eq!(defaults.metrics_addr.port(), 9100);
         assert_eq!(defaults.connections().max_connections, 2048);
         assert_eq!(defaults.connections().idle_timeout, Duration::from_secs(60));
+        assert_eq!(defaults.connections().write_timeout, Duration::from_secs(30));
+        assert_eq!(defaults.connections().max_connections_per_client, 256);
+        let per_client =
+            config(&[("MAX_CONNECTIONS_PER_CLIENT", "0")]).expect_err("zero per client");
+        assert_eq!(
+            per_client.to_string(),
+            "MAX_CONNECTIONS_PER_CLIENT must be a positive number, got \"0\""
+        );
         let idle = config(&[("IDLE_TIMEOUT", "0s")]).expect_err("zero idle timeout");
         assert!(
             idle.to_string().starts_with("IDLE_TIMEOUT must be longer"),

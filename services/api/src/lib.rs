@@ -9,7 +9,8 @@
 //! # Layout
 //!
 //! - [`config`]: environment variables, checked at start.
-//! - [`conn`]: what every listener bounds: open connections, idle time, the time to send a head.
+//! - [`conn`]: what every listener bounds: open connections (in all and per client), idle time,
+//!   the time to send a head, the time a write may stall.
 //! - [`state`]: what handlers share (the service layer, sessions, Redis for readiness).
 //! - [`contract`]: what the three listeners share, so that none imports another: the error body and
 //!   its HTTP mapping, transport-level reasons, the HTTP layers of REST and the gateway, the client's
@@ -44,6 +45,8 @@ use state::AppState;
 #[derive(Debug)]
 pub struct Api {
     connections: conn::ConnectionLimits,
+    /// Exempt from the per-client connection cap (`TRUSTED_PROXIES`).
+    trusted_proxies: Vec<std::net::IpAddr>,
     http: TcpListener,
     router: axum::Router,
     grpc: TcpListener,
@@ -134,6 +137,7 @@ impl Api {
         .context("building the gateway from the descriptor set")?;
         Ok(Self {
             connections: config.connections(),
+            trusted_proxies: config.trusted_proxies.clone(),
             http,
             router,
             grpc,
@@ -196,7 +200,10 @@ impl Api {
         let stop = streambank_telemetry::shutdown::stop_token(shutdown);
         let signal = move || stop.clone().cancelled_owned();
 
-        let limited = |listener, name| conn::LimitedListener::new(listener, self.connections, name);
+        let limited = |listener, name| {
+            conn::LimitedListener::new(listener, self.connections, name)
+                .exempting(&self.trusted_proxies)
+        };
         let rest = conn::serve_http(limited(self.http, "rest"), self.router, signal());
         let gateway = conn::serve_http(
             limited(self.gateway, "gateway"),

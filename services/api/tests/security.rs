@@ -154,9 +154,8 @@ const LIMITS: [(&str, &str); 3] = [
     ("MAX_CONNECTIONS", "4"),
 ];
 
-/// A connection that sends half a request head is closed once the header-read timeout (HTTP/1.1) or
-/// the idle timeout (HTTP/2, gRPC) has passed; one that sends nothing, once the header-read timeout
-/// has; on every listener.
+/// A connection that sends half a request head, or nothing, is closed once the header-read timeout
+/// has passed, on every listener, HTTP/1.1 or HTTP/2 (more HTTP/2 cases: `connections.rs`).
 #[tokio::test]
 async fn connections_that_never_finish_a_request_are_closed() {
     let app = TestApp::spawn_with(&LIMITS).await;
@@ -164,7 +163,7 @@ async fn connections_that_never_finish_a_request_are_closed() {
     let gateway = app.gateway_base.trim_start_matches("http://").to_owned();
     let grpc = app.grpc_addr.to_string();
     let half_head: &'static [u8] = b"GET /healthz HTTP/1.1\r\nHost: x\r\n";
-    let (header_read, idle) = (Duration::from_secs(1), Duration::from_secs(2));
+    let header_read = Duration::from_secs(1);
     let cases: Vec<(&str, String, &'static [u8], Duration)> = vec![
         ("REST, half a head", rest.clone(), half_head, header_read),
         (
@@ -177,7 +176,13 @@ async fn connections_that_never_finish_a_request_are_closed() {
             "gRPC, half the preface",
             grpc.clone(),
             b"PRI * HTTP/2.0\r\n",
-            idle,
+            header_read,
+        ),
+        (
+            "gRPC, the preface and settings",
+            grpc.clone(),
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0",
+            header_read,
         ),
         ("REST, nothing", rest, b"", header_read),
         ("gateway, nothing", gateway, b"", header_read),
@@ -263,6 +268,12 @@ async fn each_listener_holds_at_most_max_connections() {
             .connect()
             .await
             .expect("connect");
+        // A first request at once: an HTTP/2 connection must send one within the header-read
+        // timeout, after which only the idle timeout applies.
+        tonic_health::pb::health_client::HealthClient::new(channel.clone())
+            .check(tonic_health::pb::HealthCheckRequest::default())
+            .await
+            .expect("a first request");
         channels.push(channel);
     }
     let mut refused = TcpStream::connect(app.grpc_addr).await.expect("connect");
@@ -1147,7 +1158,7 @@ async fn every_request_is_one_line_at_info() {
 }
 
 /// Both OpenAPI documents state the constraints the server enforces (ids and amounts >= 1, the three
-/// currencies, page sizes 1 to 100), and REST's every error status its shared layers answer with
+/// currencies, page sizes 1 to 100, the fields and parameters it needs), and REST's every error status its shared layers answer with
 /// (401 where a token is needed, 400 with parameters or a body, 413 with a body, 429 where limited).
 #[test]
 fn the_documents_state_statuses_and_constraints() {
@@ -1197,6 +1208,26 @@ fn the_documents_state_statuses_and_constraints() {
             (serde_json::json!(1), serde_json::json!(100)),
             "{name}: {page_size}"
         );
+        assert_eq!(
+            document["components"]["schemas"][transfer]["required"],
+            serde_json::json!(["from_account_id", "to_account_id", "amount", "currency"]),
+            "{name}"
+        );
+        let verify = &document["paths"]["/v1/users/verify-email"]["get"]["parameters"];
+        assert!(
+            verify
+                .as_array()
+                .is_some_and(|p| p.len() == 2 && p.iter().all(|p| p["required"] == true)),
+            "{name}: {verify}"
+        );
+        let login = &document["paths"]["/v1/sessions"]["post"]["requestBody"]["content"]["application/json"]
+            ["schema"];
+        let login = login["$ref"].as_str().map_or(login, |reference| {
+            document
+                .pointer(reference.trim_start_matches('#'))
+                .expect("the login body")
+        });
+        assert_eq!(login["required"], serde_json::json!(["password"]), "{name}");
         let body = &document["components"]["schemas"][transfer]["properties"];
         assert_eq!(body["amount"]["minimum"], 1, "{name}: {body}");
         assert_eq!(body["to_account_id"]["minimum"], 1, "{name}: {body}");
