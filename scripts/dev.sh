@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Brings the whole system up natively on this machine: checks or starts Postgres and Redis, starts an SMTP
 # catcher with a web UI (maildev: SMTP 1025, UI and API 1080), runs the migrations, builds and starts
-# streambank-api, streambank-relay and streambank-worker, prints the URLs, and stops everything on Ctrl-C.
+# a trace viewer (Jaeger UI and query API on 16686, OTLP/gRPC on 4317), streambank-api,
+# streambank-relay and streambank-worker (exporting their spans to the viewer), prints the URLs, and
+# stops everything on Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +20,10 @@ export HTTP_ADDR="${HTTP_ADDR:-${host}:8080}"
 export GATEWAY_ADDR="${GATEWAY_ADDR:-${host}:8081}"
 export GRPC_ADDR="${GRPC_ADDR:-${host}:9090}"
 export METRICS_ADDR="${METRICS_ADDR:-${host}:9100}"
+# The trace viewer: Jaeger's UI and query API, and the OTLP/gRPC collector the three services export to.
+export TRACE_UI_ADDR="${TRACE_UI_ADDR:-${host}:16686}"
+export OTLP_GRPC_ADDR="${OTLP_GRPC_ADDR:-127.0.0.1:4317}"
+export OTEL_EXPORTER_OTLP_ENDPOINT="${OTEL_EXPORTER_OTLP_ENDPOINT:-http://${OTLP_GRPC_ADDR}}"
 
 pids=()
 cleanup() {
@@ -44,13 +50,22 @@ if ! curl -sf http://127.0.0.1:1080/email >/dev/null 2>&1; then
   pids+=("$!")
 fi
 
+# The trace viewer's build compiles OpenTelemetry's protos with protoc (Debian: protobuf-compiler).
+if ! command -v protoc >/dev/null; then
+  echo "installing protoc (protobuf-compiler), which the trace viewer's build needs"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq protobuf-compiler >/dev/null
+fi
+
 if [ ! -x "${CARGO_TARGET_DIR}/release/streambank-api" ]; then
   echo "building the release binaries into ${CARGO_TARGET_DIR}: the first build takes several minutes"
   echo "(10 to 20 on two cores); later runs rebuild only what changed."
 fi
-cargo build --release --locked -p bankctl -p streambank-api -p streambank-relay -p streambank-worker
+cargo build --release --locked -p bankctl -p streambank-api -p streambank-relay -p streambank-worker \
+  -p streambank-trace-viewer
 bin="${CARGO_TARGET_DIR}/release"
 "$bin/bankctl" migrate
+
+"$bin/streambank-trace-viewer" & pids+=("$!")
 
 "$bin/streambank-api" & pids+=("$!")
 HEALTH_ADDR="${host}:9101" "$bin/streambank-relay" & pids+=("$!")
@@ -66,6 +81,8 @@ StreamBank is up:
   relay health  http://localhost:9101/readyz
   worker health http://localhost:9102/readyz
   mail (maildev) http://localhost:1080
+  traces (Jaeger UI) http://localhost:16686   spans arrive over OTLP on ${OTLP_GRPC_ADDR}
+  demo          ${bin}/bankctl demo
   streams       redis-cli XRANGE bank:events:transfers - +
 Ctrl-C stops everything.
 INFO

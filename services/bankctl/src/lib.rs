@@ -10,7 +10,9 @@
 //! - [`run`]: carries out a parsed command against `DATABASE_URL`.
 //! - [`migrate`]: creates the database if needed and applies the migrations.
 //! - [`events`]: republishing the outbox and handling dead letters.
+//! - [`demo`]: the walkthrough in one command, over the REST API.
 
+pub mod demo;
 pub mod events;
 pub mod migrate;
 
@@ -67,6 +69,22 @@ pub enum Command {
     Dlq {
         #[command(subcommand)]
         command: DlqCommand,
+    },
+    /// Create a banker, two customers with accounts and money, and make a transfer over the REST API,
+    /// printing each step, the tokens to reuse and where to look. Safe to run again (new names each run).
+    Demo {
+        /// The REST API.
+        #[arg(long, env = "DEMO_API_URL", default_value = "http://localhost:8080")]
+        api_url: String,
+        /// The mail catcher's HTTP API (maildev), where the verification emails are read.
+        #[arg(long, env = "DEMO_MAIL_URL", default_value = "http://localhost:1080")]
+        mail_url: String,
+        /// The trace viewer (Jaeger UI).
+        #[arg(long, env = "DEMO_TRACE_URL", default_value = "http://localhost:16686")]
+        trace_url: String,
+        /// Seconds to wait for each verification email before verifying in the database instead.
+        #[arg(long, default_value_t = 20)]
+        mail_wait_secs: u64,
     },
 }
 
@@ -140,6 +158,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<String> {
         Command::Dlq {
             command: DlqCommand::Replay { id },
         } => events::dlq_replay(&options, &cli.redis_url, &id).await,
+        Command::Demo {
+            api_url,
+            mail_url,
+            trace_url,
+            mail_wait_secs,
+        } => {
+            let demo = demo::DemoOptions {
+                api_url,
+                mail_url,
+                trace_url,
+                stream_prefix: cli.stream_prefix,
+                mail_wait: std::time::Duration::from_secs(mail_wait_secs),
+            };
+            demo::run(&options, &demo).await
+        }
         Command::Users { command } => {
             let bank = Bank::new(connect(&options).await?);
             match command {
@@ -183,7 +216,7 @@ pub(crate) async fn connect(options: &PgConnectOptions) -> anyhow::Result<PgPool
 }
 
 /// One line for a service-layer error, with every bad field named.
-fn describe(err: streambank_service::Error) -> anyhow::Error {
+pub(crate) fn describe(err: streambank_service::Error) -> anyhow::Error {
     let fields: Vec<String> = err
         .violations()
         .iter()

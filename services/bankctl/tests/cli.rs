@@ -180,3 +180,33 @@ async fn an_operator_creates_the_first_banker_and_grants_roles() {
     assert!(!missing.status.success());
     assert_eq!(stderr(&missing), "bankctl: the user was not found");
 }
+
+#[tokio::test]
+async fn migrate_at_info_prints_no_postgres_notices_and_no_colour_codes() {
+    let name = TestDb::unique_name();
+    let url = server_url_with_database(&name);
+    for run in ["first", "second"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_bankctl"))
+            .arg("migrate")
+            .env("DATABASE_URL", &url)
+            .env("RUST_LOG", "info")
+            .output()
+            .expect("run bankctl");
+        assert!(output.status.success(), "{run}: {}", stderr(&output));
+        let err = stderr(&output);
+        // The second run's `CREATE TABLE IF NOT EXISTS _sqlx_migrations` makes Postgres say
+        // "relation ... already exists, skipping": nothing to act on, so not at info.
+        assert!(!err.contains("already exists"), "{run}: {err}");
+        assert!(
+            !err.contains('\u{1b}'),
+            "{run}: colour codes into a pipe: {err}"
+        );
+    }
+    let admin = TestDb::new().await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE {name} WITH (FORCE)"
+    )))
+    .execute(&admin.pool)
+    .await
+    .expect("drop");
+}

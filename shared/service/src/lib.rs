@@ -45,5 +45,6 @@ pub use streambank_store::ledger::{
 };
 pub use streambank_store::notifications::NotificationRow as Notification;
 pub use users::{RegisterUser, User, UserOptions};
+pub use verification::EmailVerification;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -30,6 +30,23 @@ impl std::fmt::Debug for NewVerification {
     }
 }
 
+/// What opening a verification link did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailVerification {
+    /// This call verified the address.
+    Verified { user_id: i64 },
+    /// The link had already worked: the address was verified before and nothing changed.
+    AlreadyVerified { user_id: i64 },
+}
+
+impl EmailVerification {
+    pub fn user_id(self) -> i64 {
+        match self {
+            Self::Verified { user_id } | Self::AlreadyVerified { user_id } => user_id,
+        }
+    }
+}
+
 fn hash(code: &str) -> Vec<u8> {
     Sha256::digest(code.as_bytes()).to_vec()
 }
@@ -61,21 +78,33 @@ impl Bank {
         Ok(id.map(|id| NewVerification { id, code }))
     }
 
-    /// Uses the link from the email. Wrong, used and expired codes are one error and change nothing.
+    /// Uses the link from the email. Wrong and expired codes are one error and change nothing; a link
+    /// opened again after it worked is not an error (the address is verified) but says so.
     #[tracing::instrument(name = "Verify an email address", skip(self, code))]
-    pub async fn verify_email(&self, id: i64, code: &str) -> Result<i64> {
+    pub async fn verify_email_link(&self, id: i64, code: &str) -> Result<EmailVerification> {
         if id <= 0 || code.len() != 64 || !code.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(Error::VerificationInvalid);
         }
-        verifications::use_verification(
-            &self.pool,
-            id,
-            &hash(&code.to_ascii_lowercase()),
-            &Self::event_meta(),
-        )
-        .await
-        .map_err(Error::db)?
-        .ok_or(Error::VerificationInvalid)
+        let secret_hash = hash(&code.to_ascii_lowercase());
+        if let Some(user_id) =
+            verifications::use_verification(&self.pool, id, &secret_hash, &Self::event_meta())
+                .await
+                .map_err(Error::db)?
+        {
+            return Ok(EmailVerification::Verified { user_id });
+        }
+        verifications::used_by(&self.pool, id, &secret_hash)
+            .await
+            .map_err(Error::db)?
+            .map(|user_id| EmailVerification::AlreadyVerified { user_id })
+            .ok_or(Error::VerificationInvalid)
+    }
+
+    /// [`Bank::verify_email_link`] for callers that only need the user: both outcomes are a success.
+    pub async fn verify_email(&self, id: i64, code: &str) -> Result<i64> {
+        self.verify_email_link(id, code)
+            .await
+            .map(|outcome| outcome.user_id())
     }
 
     /// Marks a user verified without a link (tests and operators).

@@ -77,3 +77,25 @@ pub async fn use_verification(
     .fetch_optional(db)
     .await
 }
+
+/// The user of a verification that was already used with this secret and whose address is verified:
+/// the link opened a second time. `None` for a wrong secret or a link that never worked.
+#[tracing::instrument(name = "Find a used email verification", skip(db, secret_hash))]
+pub async fn used_by(
+    db: impl PgExecutor<'_>,
+    id: i64,
+    secret_hash: &[u8],
+) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar!(
+        r#"
+        SELECT u.id
+        FROM verify_emails v JOIN users u ON u.id = v.user_id
+        WHERE v.id = $1 AND v.secret_hash = $2 AND v.used_at IS NOT NULL
+          AND u.email_verified_at IS NOT NULL AND lower(u.email) = lower(v.email)
+        "#,
+        id,
+        secret_hash,
+    )
+    .fetch_optional(db)
+    .await
+}

@@ -8,6 +8,9 @@
 //! - [`TestDb`]: creates `sbtest_<uuid>` on `DATABASE_URL`'s server, applies the migrations, hands out a
 //!   pool, and drops the database when the test passes. A failing test keeps its database for a
 //!   post-mortem and prints its name; `.ci/run` drops leftovers before each run.
+//! - [`process`]: the real binaries as child processes, killed when the test ends.
+
+pub mod process;
 
 use std::str::FromStr;
 

@@ -5,7 +5,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use streambank_service::RegisterUser;
+use streambank_service::{EmailVerification, RegisterUser};
 
 use super::dto::{EmailVerified, RegisterRequest, User, VerifyEmailQuery};
 use super::error::{ApiError, ErrorBody};
@@ -51,8 +51,8 @@ pub async fn me(
     Ok(Json(state.bank.get_user(who.caller.user_id).await?.into()))
 }
 
-/// The link in the verification email. Answers a small page for a browser and JSON for
-/// `Accept: application/json`.
+/// The link in the verification email. A browser (`Accept` naming `text/html`) gets a page; other
+/// clients get JSON. Opening the link again after it worked answers 200 as well: the address is verified.
 #[utoipa::path(get, path = "/v1/users/verify-email", tag = "users", params(VerifyEmailQuery),
     responses((status = 200, body = EmailVerified), (status = 400, body = ErrorBody)))]
 pub async fn verify_email(
@@ -60,38 +60,46 @@ pub async fn verify_email(
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<VerifyEmailQuery>,
 ) -> Response {
-    let wants_json = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|accept| accept.contains("application/json"));
+    let wants_html = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|accept| accept.contains("text/html"));
     let outcome = match (query.id, query.code.as_deref()) {
         (Some(id), Some(code)) => state
             .bank
-            .verify_email(id, code)
+            .verify_email_link(id, code)
             .await
             .map_err(ApiError::from),
         _ => Err(ApiError::Service(
             streambank_service::Error::VerificationInvalid,
         )),
     };
-    match (outcome, wants_json) {
-        (Ok(user_id), true) => Json(EmailVerified {
+    match (outcome, wants_html) {
+        (Ok(outcome), false) => Json(EmailVerified {
             verified: true,
-            user_id,
+            user_id: outcome.user_id(),
         })
         .into_response(),
-        (Ok(_), false) => page(
+        (Ok(EmailVerification::Verified { .. }), true) => page(
             StatusCode::OK,
             "Email verified",
             "Your email address is verified. You can log in now.",
         ),
-        (Err(e), true) => e.into_response(),
-        (Err(e), false) => {
+        (Ok(EmailVerification::AlreadyVerified { .. }), true) => page(
+            StatusCode::OK,
+            "Already verified",
+            "This link has already verified your email address; there is nothing more to do. \
+             You can log in.",
+        ),
+        (Err(e), false) => e.into_response(),
+        (Err(e), true) => {
             let status = e.into_response().status();
             page(
                 status,
                 "Link not valid",
-                "This verification link is wrong, already used or expired.",
+                "This verification link is wrong or has expired: a link works for 24 hours. \
+                 If you copied it by hand, check that the whole link came along.",
             )
         }
     }
