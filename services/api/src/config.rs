@@ -183,7 +183,10 @@ mod tests {
         assert_eq!(defaults.metrics_addr.port(), 9100);
         assert_eq!(defaults.connections().max_connections, 2048);
         assert_eq!(defaults.connections().idle_timeout, Duration::from_secs(60));
-        assert_eq!(defaults.connections().write_timeout, Duration::from_secs(30));
+        assert_eq!(
+            defaults.connections().write_timeout,
+            Duration::from_secs(30)
+        );
         assert_eq!(defaults.connections().max_connections_per_client, 256);
         let per_client =
             config(&[("MAX_CONNECTIONS_PER_CLIENT", "0")]).expect_err("zero per client");

@@ -154,25 +154,6 @@ fn database_url_for(url: &str, database: &str) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn database_urls_keep_server_and_options() {
-        assert_eq!(
-            super::database_url_for("postgres://u@h:5/db", "x"),
-            "postgres://u@h:5/x"
-        );
-        assert_eq!(
-            super::database_url_for("postgres://u@h:5", "x"),
-            "postgres://u@h:5/x"
-        );
-        assert_eq!(
-            super::database_url_for("postgres://h/db?sslmode=disable", "x"),
-            "postgres://h/x?sslmode=disable"
-        );
-    }
-}
-
 /// The Redis tests use: `REDIS_URL`, or the local development default.
 pub fn redis_url() -> String {
     std::env::var("REDIS_URL")
@@ -201,4 +182,23 @@ pub async fn redis_at(url: &str) -> redis::aio::MultiplexedConnection {
 /// A connection to the test Redis ([`redis_url`]); see [`redis_at`].
 pub async fn redis() -> redis::aio::MultiplexedConnection {
     redis_at(&redis_url()).await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn database_urls_keep_server_and_options() {
+        assert_eq!(
+            super::database_url_for("postgres://u@h:5/db", "x"),
+            "postgres://u@h:5/x"
+        );
+        assert_eq!(
+            super::database_url_for("postgres://u@h:5", "x"),
+            "postgres://u@h:5/x"
+        );
+        assert_eq!(
+            super::database_url_for("postgres://h/db?sslmode=disable", "x"),
+            "postgres://h/x?sslmode=disable"
+        );
+    }
 }
