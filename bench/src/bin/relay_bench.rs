@@ -128,6 +128,7 @@ async fn main() -> anyhow::Result<()> {
         database: streambank_config::Database::new(args.database_url.clone()),
         redis: streambank_config::Redis::new(args.redis_url.clone()),
         streams: streambank_config::Streams::new(prefix.clone()),
+        telemetry: streambank_config::Telemetry::default(),
         health_addr: "127.0.0.1:0".parse()?,
         batch_size: 500,
         poll_interval: Duration::from_secs(1),

@@ -25,6 +25,8 @@ pub struct Config {
     #[command(flatten)]
     pub environment: streambank_config::Environment,
     #[command(flatten)]
+    pub telemetry: streambank_config::Telemetry,
+    #[command(flatten)]
     pub database: streambank_config::Database,
     /// Connections in the Postgres pool.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value = "32", value_parser = values::positive::<u32>)]

@@ -11,7 +11,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let _telemetry = streambank_telemetry::init("streambank-api", "info");
+    let _telemetry = streambank_telemetry::init("streambank-api", "info", &config.telemetry);
     if config.using_development_key() {
         tracing::warn!(
             "TOKEN_SYMMETRIC_KEY is not set: using the public development key; never do this in production"

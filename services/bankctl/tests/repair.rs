@@ -140,6 +140,7 @@ async fn a_killed_relay_and_a_flushed_redis_leave_every_notification_once() {
         database: streambank_config::Database::new(db.url.clone()),
         redis: streambank_config::Redis::new(redis_url()),
         streams: streambank_config::Streams::new(prefix.clone()),
+        telemetry: streambank_config::Telemetry::default(),
         health_addr: "127.0.0.1:0".parse().expect("addr"),
         batch_size: 10,
         poll_interval: Duration::from_millis(200),

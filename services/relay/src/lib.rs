@@ -61,6 +61,8 @@ pub struct Config {
     pub redis: streambank_config::Redis,
     #[command(flatten)]
     pub streams: streambank_config::Streams,
+    #[command(flatten)]
+    pub telemetry: streambank_config::Telemetry,
     /// Where `/healthz`, `/readyz` and `/metrics` are served.
     #[arg(long, env = "HEALTH_ADDR", default_value = "0.0.0.0:9101", value_parser = values::socket_addr)]
     pub health_addr: SocketAddr,

@@ -246,6 +246,7 @@ fn config(db: &TestDb, prefix: &str) -> Config {
         database: streambank_config::Database::new(db.url.clone()),
         redis: streambank_config::Redis::new(redis_url()),
         streams: streambank_config::Streams::new(prefix.to_owned()),
+        telemetry: streambank_config::Telemetry::default(),
         health_addr: "127.0.0.1:0".parse().expect("addr"),
         batch_size: 100,
         poll_interval: Duration::from_millis(500),

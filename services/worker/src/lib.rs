@@ -63,6 +63,8 @@ pub struct Config {
     pub redis: streambank_config::Redis,
     #[command(flatten)]
     pub streams: streambank_config::Streams,
+    #[command(flatten)]
+    pub telemetry: streambank_config::Telemetry,
     /// Where `/healthz`, `/readyz` and `/metrics` are served.
     #[arg(long, env = "HEALTH_ADDR", default_value = "0.0.0.0:9102", value_parser = values::socket_addr)]
     pub health_addr: SocketAddr,
@@ -116,6 +118,7 @@ impl Config {
             database: streambank_config::Database::new(database_url),
             redis: streambank_config::Redis::new(redis_url),
             streams: streambank_config::Streams::new(stream_prefix),
+            telemetry: streambank_config::Telemetry::default(),
             health_addr: SocketAddr::from(([0, 0, 0, 0], 9102)),
             smtp_url: "smtp://127.0.0.1:1025".to_owned(),
             mail_from: "StreamBank <no-reply@streambank.local>".to_owned(),

@@ -74,6 +74,7 @@ impl Env {
             database: streambank_config::Database::new(self.db.url.clone()),
             redis: streambank_config::Redis::new(streambank_testkit::redis_url()),
             streams: streambank_config::Streams::new(self.prefix.clone()),
+            telemetry: streambank_config::Telemetry::default(),
             health_addr: "127.0.0.1:0".parse().expect("addr"),
             smtp_url: "smtp://127.0.0.1:1025".to_owned(),
             mail_from: "StreamBank <no-reply@streambank.local>".to_owned(),

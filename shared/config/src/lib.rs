@@ -2,7 +2,7 @@
 //!
 //! Each binary describes its settings as a `clap` derive whose every argument names its environment
 //! variable (`#[arg(long, env = "HTTP_ADDR")]`) and shares the sections here by `#[command(flatten)]`:
-//! [`Database`], [`Redis`], [`Streams`] and [`Environment`]. [`load`] reads them from the process's
+//! [`Database`], [`Redis`], [`Streams`], [`Environment`] and [`Telemetry`]. [`load`] reads them from the process's
 //! environment and arguments (`--help` lists every variable with its default); tests call
 //! [`from_lookup`] with a map and see nothing of the process's environment.
 //!
@@ -107,6 +107,46 @@ pub struct Environment {
         default_value = "development"
     )]
     pub app_env: AppEnv,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Pretty,
+    /// One JSON object per line, for a log collector.
+    Json,
+}
+
+/// Logs and traces.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Telemetry {
+    /// Which log lines to write, in `tracing`'s filter syntax (`info`, `warn,streambank_api=debug`).
+    /// Unset: the binary's default, `info`.
+    #[arg(id = "log_filter", long = "log-filter", env = "RUST_LOG")]
+    pub log_filter: Option<String>,
+    /// How log lines are written.
+    #[arg(
+        id = "log_format",
+        long = "log-format",
+        env = "LOG_FORMAT",
+        value_enum,
+        ignore_case = true,
+        default_value = "pretty"
+    )]
+    pub log_format: LogFormat,
+    /// Where spans are exported over OTLP/gRPC (Jaeger or `streambank-trace-viewer`, port 4317).
+    /// Unset: spans are not exported (log lines still carry their trace id).
+    #[arg(
+        id = "otlp_endpoint",
+        long = "otlp-endpoint",
+        env = "OTEL_EXPORTER_OTLP_ENDPOINT"
+    )]
+    pub otlp_endpoint: Option<String>,
+    /// The service name the traces show. Unset: the binary's own name.
+    #[arg(id = "service_name", long = "service-name", env = "OTEL_SERVICE_NAME")]
+    pub service_name: Option<String>,
 }
 
 /// A configuration error: one line naming the variable.
@@ -270,6 +310,8 @@ mod tests {
         streams: Streams,
         #[command(flatten)]
         environment: Environment,
+        #[command(flatten)]
+        telemetry: Telemetry,
         /// How long to wait.
         #[arg(long, env = "EXAMPLE_WAIT", default_value = "15m", value_parser = parse_duration)]
         wait: Duration,
@@ -299,6 +341,10 @@ mod tests {
         assert_eq!(set.wait, Duration::from_secs(30));
         assert_eq!(set.environment.app_env, AppEnv::Production);
         assert_eq!(set.database.url, DEFAULT_DATABASE_URL, "empty is unset");
+        let json = example(&[("LOG_FORMAT", "JSON"), ("RUST_LOG", "warn")]).expect("json");
+        assert_eq!(json.telemetry.log_format, LogFormat::Json);
+        assert_eq!(json.telemetry.log_filter.as_deref(), Some("warn"));
+        assert_eq!(defaults.telemetry.otlp_endpoint, None);
 
         let wait = example(&[("EXAMPLE_WAIT", "soon")]).expect_err("wait");
         assert_eq!(
@@ -324,7 +370,16 @@ mod tests {
             Err(LoadError::Cli(e)) => e.to_string(),
             other => panic!("expected help, got {other:?}"),
         };
-        for variable in ["DATABASE_URL", "APP_ENV", "EXAMPLE_WAIT", "15m"] {
+        for variable in [
+            "DATABASE_URL",
+            "APP_ENV",
+            "EXAMPLE_WAIT",
+            "15m",
+            "RUST_LOG",
+            "LOG_FORMAT",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTEL_SERVICE_NAME",
+        ] {
             assert!(help.contains(variable), "{variable} missing from:\n{help}");
         }
     }

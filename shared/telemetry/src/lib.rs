@@ -29,6 +29,7 @@ use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use streambank_config::{LogFormat, Telemetry};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -41,15 +42,16 @@ pub fn init_logging(default_filter: &str) {
     let _ = subscriber(default_filter, None).try_init();
 }
 
-/// Logging as [`init_logging`], plus OpenTelemetry: every span is part of a trace whose id the log
-/// lines show, and when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, spans go to it over OTLP/gRPC (Jaeger and
-/// `streambank-trace-viewer` listen on 4317) as service `OTEL_SERVICE_NAME` (else `service`). Keep the
-/// returned guard until exit: dropping it flushes the last spans.
-pub fn init(service: &str, default_filter: &str) -> TelemetryGuard {
+/// Logging as the process's [`Telemetry`] settings say (`RUST_LOG`, `LOG_FORMAT`), plus OpenTelemetry:
+/// every span is part of a trace whose id the log lines show, and when `OTEL_EXPORTER_OTLP_ENDPOINT` is
+/// set, spans go to it over OTLP/gRPC (Jaeger and `streambank-trace-viewer` listen on 4317) as service
+/// `OTEL_SERVICE_NAME` (else `service`). Keep the returned guard until exit: dropping it flushes the
+/// last spans.
+pub fn init(service: &str, default_filter: &str, settings: &Telemetry) -> TelemetryGuard {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-    let name = std::env::var("OTEL_SERVICE_NAME")
-        .ok()
-        .filter(|n| !n.is_empty())
+    let name = settings
+        .service_name
+        .clone()
         .unwrap_or_else(|| service.to_owned());
     // `service.instance.id` tells processes apart in a trace: Jaeger's JSON keys each span's process by
     // it, so without one the api, relay and worker of one trace would share a single process entry.
@@ -63,10 +65,7 @@ pub fn init(service: &str, default_filter: &str) -> TelemetryGuard {
         ))
         .build();
     let mut builder = SdkTracerProvider::builder().with_resource(resource);
-    if let Some(endpoint) = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .ok()
-        .filter(|e| !e.is_empty())
-    {
+    if let Some(endpoint) = settings.otlp_endpoint.clone() {
         match opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
             .with_endpoint(endpoint)
@@ -82,7 +81,9 @@ pub fn init(service: &str, default_filter: &str) -> TelemetryGuard {
     // outbox carries it on to the relay and the worker, whose lines then carry the same id.
     let provider = builder.build();
     let tracer = provider.tracer(service.to_owned());
-    let _ = subscriber(default_filter, Some(tracer)).try_init();
+    let filter = filter(settings.log_filter.as_deref().unwrap_or(default_filter));
+    let json = settings.log_format == LogFormat::Json;
+    let _ = subscriber_writing_to(filter, Some(tracer), json, ansi(), std::io::stderr).try_init();
     TelemetryGuard(Some(provider))
 }
 
@@ -112,10 +113,12 @@ pub fn subscriber(
             .unwrap_or_else(|| default_filter.to_owned()),
     );
     let json = std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
-    // Colour codes only for a person at a terminal, never into a file or a pipe (nor with NO_COLOR).
-    let ansi = std::io::stderr().is_terminal()
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    subscriber_writing_to(filter, tracer, json, ansi, std::io::stderr)
+    subscriber_writing_to(filter, tracer, json, ansi(), std::io::stderr)
+}
+
+/// Colour codes only for a person at a terminal, never into a file or a pipe (nor with `NO_COLOR`).
+fn ansi() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// [`subscriber`] with its parts chosen by the caller, writing lines to `writer`.
