@@ -234,6 +234,8 @@ impl Cluster {
             ("HTTP_ADDR".into(), api_addrs.rest.to_string()),
             ("GRPC_ADDR".into(), api_addrs.grpc.to_string()),
             ("GATEWAY_ADDR".into(), api_addrs.gateway.to_string()),
+            // Its own metrics port too: the default 9100 may be taken (a `scripts/dev.sh` running).
+            ("METRICS_ADDR".into(), addr(free_port()?).to_string()),
             (
                 "GATEWAY_UPSTREAM".into(),
                 format!("http://{}", api_addrs.grpc),
