@@ -20,6 +20,7 @@
 //! - [`publish_batch`]: one claim–publish–mark pass (tests drive it directly); [`drain`]: passes until
 //!   the outbox is empty, each next claim overlapping the current batch's `XADD`s.
 //! - [`Relay::run`]: leadership, wake-ups (`LISTEN outbox` plus a fallback poll), retention, health.
+//! - [`metrics`]: the relay's Prometheus metrics.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -36,6 +37,10 @@ use streambank_events::{EventType, Stream, StreamEntry, stream_key};
 use streambank_store::relay;
 use streambank_telemetry::health::{Readiness, ping_redis};
 use streambank_telemetry::shutdown::{CancellationToken, stop_token};
+
+pub mod metrics;
+
+pub use metrics::RelayMetrics;
 
 /// While the relay published within this long, it polls every [`BUSY_POLL`] instead of waiting for a
 /// NOTIFY, and writers skip the NOTIFY.
@@ -78,47 +83,6 @@ pub struct Config {
     /// Approximate cap on each stream's length (`XADD MAXLEN ~`).
     #[arg(long = "stream-max-len", env = "STREAM_MAX_LEN", default_value = "1000000", value_parser = values::positive::<u64>)]
     pub max_stream_len: u64,
-}
-
-/// The relay's Prometheus metrics (served at `/metrics` on `HEALTH_ADDR`).
-#[derive(Debug, Clone)]
-pub struct RelayMetrics {
-    pub registry: streambank_telemetry::metrics::Registry,
-    published: streambank_telemetry::metrics::Counter,
-    batch_size: streambank_telemetry::metrics::Histogram,
-    lag: streambank_telemetry::metrics::Histogram,
-    leader: streambank_telemetry::metrics::Gauge,
-}
-
-impl Default for RelayMetrics {
-    fn default() -> Self {
-        use streambank_telemetry::metrics::{LATENCY_BUCKETS, Registry, SIZE_BUCKETS};
-        let registry = Registry::default();
-        Self {
-            published: registry.counter(
-                "relay_events_published_total",
-                "Events published to Redis, by stream.",
-                &["stream"],
-            ),
-            batch_size: registry.histogram(
-                "relay_batch_size",
-                "Rows per published batch.",
-                &[],
-                &SIZE_BUCKETS,
-            ),
-            lag: registry.histogram(
-                "relay_publish_lag_seconds",
-                "From the writing transaction's start to the event's XADD.",
-                &[],
-                &LATENCY_BUCKETS,
-            ),
-            leader: registry.gauge(
-                "relay_leader",
-                "1 while this process holds leadership and publishes, 0 on standby.",
-            ),
-            registry,
-        }
-    }
 }
 
 /// The stream entry for an outbox row.
@@ -266,13 +230,10 @@ impl Batch {
         tx.commit().await?;
         if let Some(m) = metrics {
             let now = chrono::Utc::now();
-            m.batch_size.observe(&[], rows.len() as f64);
+            m.batch(rows.len());
             for (row, (_, stream, _)) in rows.iter().zip(&published) {
-                m.published.inc(&[stream.name()]);
-                m.lag.observe(
-                    &[],
-                    (now - row.created_at).num_microseconds().unwrap_or(0) as f64 / 1e6,
-                );
+                let lag = (now - row.created_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
+                m.published(stream.name(), lag);
             }
         }
         tracing::debug!(rows = rows.len(), "published");
@@ -349,7 +310,7 @@ impl Relay {
                 Ok(()) => {}
                 Err(e) => {
                     self.leader.store(false, Ordering::Release);
-                    self.metrics.leader.set(0);
+                    self.metrics.leading(false);
                     tracing::warn!(
                         error = format!("{e:#}"),
                         "relay lost its footing; retrying in 1 s"
@@ -362,7 +323,7 @@ impl Relay {
             }
         }
         self.leader.store(false, Ordering::Release);
-        self.metrics.leader.set(0);
+        self.metrics.leading(false);
         let _ = health.await;
         tracing::info!("relay stopped");
         Ok(())
@@ -406,7 +367,7 @@ impl Relay {
         }
         tracing::info!("relay is the leader");
         self.leader.store(true, Ordering::Release);
-        self.metrics.leader.set(1);
+        self.metrics.leading(true);
 
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen("outbox").await?;
@@ -471,7 +432,7 @@ impl Relay {
         }
         relay::set_listening(&self.pool, true).await.ok();
         self.leader.store(false, Ordering::Release);
-        self.metrics.leader.set(0);
+        self.metrics.leading(false);
         let _ = lock_conn.close().await;
         Ok(())
     }

@@ -293,23 +293,17 @@ async fn one_leader_publishes_and_a_standby_takes_over_when_it_dies() {
     // The entry is visible in Redis a moment before the batch commits and is counted.
     let published = "relay_events_published_total{stream=\"users\"} 1\n";
     let started = Instant::now();
-    while !first.metrics().registry.render().contains(published) {
+    while !first.metrics().render().contains(published) {
         assert!(
             started.elapsed() < Duration::from_secs(5),
             "{}",
-            first.metrics().registry.render()
+            first.metrics().render()
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let text = first.metrics().registry.render();
+    let text = first.metrics().render();
     assert!(text.contains("relay_leader 1\n"), "{text}");
-    assert!(
-        second
-            .metrics()
-            .registry
-            .render()
-            .contains("relay_leader 0\n")
-    );
+    assert!(second.metrics().render().contains("relay_leader 0\n"));
 
     // The leader dies (its task and its lock connection with it); the standby takes over.
     first_task.abort();

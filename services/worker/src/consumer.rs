@@ -300,13 +300,10 @@ impl Worker {
         let mut outage: Option<String> = None;
         let mut give_up = Vec::new();
         for (held, outcome) in settled {
-            self.metrics
-                .handling
-                .observe_duration(&[group.name()], elapsed);
+            self.metrics.handled(group.name(), outcome.is_ok(), elapsed);
             match outcome {
                 Ok(()) => {
                     succeeded = true;
-                    self.metrics.processed.inc(&[group.name(), "ok"]);
                     match done.iter_mut().find(|(k, _)| *k == held.key) {
                         Some((_, acked)) => acked.push(held.id.id),
                         None => done.push((held.key, vec![held.id.id])),
@@ -354,7 +351,6 @@ impl Worker {
 
     /// Records a failed entry and says whether to give up on it (dead-letter it) now.
     fn failed(&self, group: Group, held: &Held, error: &anyhow::Error) -> (FailureRecord, bool) {
-        self.metrics.processed.inc(&[group.name(), "error"]);
         let kind = Failure::of(error);
         let message = format!("{error:#}");
         let mut failures = lock(&self.failures);

@@ -76,10 +76,8 @@ impl Worker {
                 .arg(group.name())
                 .query_async(conn)
                 .await?;
-            self.metrics.pending.set_labeled(
-                &[group.name(), stream.name()],
-                i64::try_from(summary.count()).unwrap_or(i64::MAX),
-            );
+            self.metrics
+                .pending(group.name(), stream.name(), summary.count() as u64);
             if summary.count() == 0 {
                 continue;
             }
@@ -137,9 +135,7 @@ impl Worker {
             script.arg(id);
         }
         let claimed: StreamClaimReply = script.invoke_async(conn).await?;
-        self.metrics
-            .retried
-            .add(&[group.name()], claimed.ids.len() as u64);
+        self.metrics.retried(group.name(), claimed.ids.len());
         self.handle_held(conn, group, held(key, claimed, &delivered))
             .await
     }
@@ -266,7 +262,7 @@ impl Worker {
             .arg(&held.id.id)
             .query_async(conn)
             .await?;
-        self.metrics.dead_lettered.inc(&[group.name()]);
+        self.metrics.dead_lettered(group.name());
         tracing::error!(
             group = group.name(),
             entry = %held.id.id,

@@ -441,7 +441,7 @@ async fn redelivery_republish_and_a_dead_consumer_change_nothing() {
         1,
         "taken over"
     );
-    let metrics = worker.metrics().registry.render();
+    let metrics = worker.metrics().render();
     assert!(
         metrics.contains("worker_pending_entries{group=\"notifications\",stream=\"accounts\"} 1\n"),
         "the sweep saw the stuck entry: {metrics}"
@@ -606,7 +606,7 @@ async fn a_poison_event_goes_to_the_dead_letter_stream_while_others_flow() {
         .await
         .expect("XPENDING");
     assert_eq!(pending.count(), 0, "acknowledged once dead-lettered");
-    let metrics = worker.metrics().registry.render();
+    let metrics = worker.metrics().render();
     assert!(
         metrics.contains("worker_dead_lettered_total{group=\"notifications\"} 1\n"),
         "{metrics}"

@@ -89,13 +89,13 @@ pub type ReadinessCheck =
 pub async fn serve(
     addr: SocketAddr,
     ready: ReadinessCheck,
-    metrics: crate::metrics::Registry,
+    metrics: crate::metrics::Shared,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let router = Router::new()
-        .route("/metrics", get(move || async move { metrics.render() }))
+        .route("/metrics", crate::metrics::endpoint(metrics))
         .route(
             "/healthz",
             get(|| async { Json(serde_json::json!({ "status": "ok" })) }),

@@ -1,12 +1,33 @@
-//! Prometheus metrics in the text exposition format, kept in atomics: counters, gauges and histograms,
-//! optionally with label values. Small on purpose: each process registers a handful of series and
-//! serves `render()` at `/metrics`.
+//! Prometheus metrics through the Prometheus project's own Rust client, `prometheus-client`, served in
+//! the text exposition format (version 0.0.4) that every scraper reads.
+//!
+//! Each process builds one [`Registry`] at start-up, registers its handful of series, and shares it
+//! read-only from then on ([`Shared`]); the metric handles it keeps are cheap clones of the registered
+//! ones. Every label is a field of a `#[derive(EncodeLabelSet)]` struct whose values come from a closed
+//! set, so that no request, however strange, adds a series.
+//!
+//! `prometheus-client` writes a counter's samples as `<name>_total`, so counters are registered
+//! without that suffix; it also ends every help text with a full stop, so they are written without one.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
+
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::{MethodRouter, get};
+use prometheus_client::encoding::prometheus_text;
+
+pub use prometheus_client::encoding::EncodeLabelSet;
+pub use prometheus_client::metrics::counter::Counter;
+pub use prometheus_client::metrics::family::Family;
+pub use prometheus_client::metrics::gauge::Gauge;
+pub use prometheus_client::metrics::histogram::Histogram;
+pub use prometheus_client::registry::Registry;
+
+/// A registry once every series is registered: shared by the `/metrics` handler and nobody else.
+pub type Shared = Arc<Registry>;
+
+/// A family of histograms, one per label set, each with the buckets its constructor gives.
+pub type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Latency buckets in seconds, from 1 ms to 10 s.
 pub const LATENCY_BUCKETS: [f64; 12] = [
@@ -15,345 +36,98 @@ pub const LATENCY_BUCKETS: [f64; 12] = [
 /// Size buckets (rows per relay batch).
 pub const SIZE_BUCKETS: [f64; 8] = [1.0, 5.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0];
 
-#[derive(Debug)]
-struct HistogramData {
-    buckets: &'static [f64],
-    counts: Vec<AtomicU64>,
-    count: AtomicU64,
-    /// Sum in millionths, to stay in integers.
-    sum_micros: AtomicU64,
+/// A histogram over [`LATENCY_BUCKETS`].
+pub fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
 }
 
-impl HistogramData {
-    fn new(buckets: &'static [f64]) -> Self {
-        Self {
-            buckets,
-            counts: buckets.iter().map(|_| AtomicU64::new(0)).collect(),
-            count: AtomicU64::new(0),
-            sum_micros: AtomicU64::new(0),
-        }
-    }
-
-    fn observe(&self, value: f64) {
-        for (bound, count) in self.buckets.iter().zip(&self.counts) {
-            if value <= *bound {
-                count.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_micros
-            .fetch_add((value.max(0.0) * 1e6) as u64, Ordering::Relaxed);
-    }
+/// A histogram over [`SIZE_BUCKETS`].
+pub fn size_histogram() -> Histogram {
+    Histogram::new(SIZE_BUCKETS)
 }
 
-#[derive(Debug)]
-enum Kind {
-    Counter(Mutex<BTreeMap<Vec<String>, u64>>),
-    Gauge(AtomicI64),
-    Gauges(Mutex<BTreeMap<Vec<String>, i64>>),
-    Histogram(
-        Mutex<BTreeMap<Vec<String>, Arc<HistogramData>>>,
-        &'static [f64],
-    ),
+/// A family of latency histograms, one per label set.
+pub fn latency_histograms<L>() -> Histograms<L>
+where
+    L: Clone + std::hash::Hash + Eq,
+{
+    Family::new_with_constructor(latency_histogram)
 }
 
-#[derive(Debug)]
-struct Metric {
-    name: &'static str,
-    help: &'static str,
-    labels: &'static [&'static str],
-    kind: Kind,
+/// The registry in the text exposition format.
+pub fn render(registry: &Registry) -> String {
+    let mut out = String::new();
+    // Writing into a `String` cannot fail.
+    let _ = prometheus_text::encode(&mut out, registry);
+    out
 }
 
-/// A set of metrics that renders together. Cheap to clone.
-#[derive(Debug, Clone, Default)]
-pub struct Registry {
-    metrics: Arc<Mutex<Vec<Arc<Metric>>>>,
-}
-
-/// A counter, possibly with labels.
-#[derive(Debug, Clone)]
-pub struct Counter(Arc<Metric>);
-
-/// A gauge.
-#[derive(Debug, Clone)]
-pub struct Gauge(Arc<Metric>);
-
-/// A histogram, possibly with labels.
-#[derive(Debug, Clone)]
-pub struct Histogram(Arc<Metric>);
-
-impl Registry {
-    fn add(&self, metric: Metric) -> Arc<Metric> {
-        let metric = Arc::new(metric);
-        self.metrics
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(Arc::clone(&metric));
-        metric
-    }
-
-    pub fn counter(
-        &self,
-        name: &'static str,
-        help: &'static str,
-        labels: &'static [&'static str],
-    ) -> Counter {
-        Counter(self.add(Metric {
-            name,
-            help,
-            labels,
-            kind: Kind::Counter(Mutex::default()),
-        }))
-    }
-
-    pub fn gauge(&self, name: &'static str, help: &'static str) -> Gauge {
-        Gauge(self.add(Metric {
-            name,
-            help,
-            labels: &[],
-            kind: Kind::Gauge(AtomicI64::new(0)),
-        }))
-    }
-
-    /// A gauge with labels: one value per combination of label values.
-    pub fn gauges(
-        &self,
-        name: &'static str,
-        help: &'static str,
-        labels: &'static [&'static str],
-    ) -> Gauge {
-        Gauge(self.add(Metric {
-            name,
-            help,
-            labels,
-            kind: Kind::Gauges(Mutex::default()),
-        }))
-    }
-
-    pub fn histogram(
-        &self,
-        name: &'static str,
-        help: &'static str,
-        labels: &'static [&'static str],
-        buckets: &'static [f64],
-    ) -> Histogram {
-        Histogram(self.add(Metric {
-            name,
-            help,
-            labels,
-            kind: Kind::Histogram(Mutex::default(), buckets),
-        }))
-    }
-
-    /// The text exposition format (version 0.0.4).
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        for metric in self
-            .metrics
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
-            let kind = match metric.kind {
-                Kind::Counter(_) => "counter",
-                Kind::Gauge(_) | Kind::Gauges(_) => "gauge",
-                Kind::Histogram(..) => "histogram",
-            };
-            let _ = writeln!(
-                out,
-                "# HELP {} {}\n# TYPE {} {kind}",
-                metric.name, metric.help, metric.name
-            );
-            match &metric.kind {
-                Kind::Counter(series) => {
-                    for (values, n) in series.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-                        let _ = writeln!(
-                            out,
-                            "{}{} {n}",
-                            metric.name,
-                            labels(metric.labels, values, None)
-                        );
-                    }
-                }
-                Kind::Gauge(v) => {
-                    let _ = writeln!(out, "{} {}", metric.name, v.load(Ordering::Relaxed));
-                }
-                Kind::Gauges(series) => {
-                    for (values, v) in series.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-                        let _ = writeln!(
-                            out,
-                            "{}{} {v}",
-                            metric.name,
-                            labels(metric.labels, values, None)
-                        );
-                    }
-                }
-                Kind::Histogram(series, _) => {
-                    for (values, h) in series.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-                        for (bound, count) in h.buckets.iter().zip(&h.counts) {
-                            let le = format!("{bound}");
-                            let _ = writeln!(
-                                out,
-                                "{}_bucket{} {}",
-                                metric.name,
-                                labels(metric.labels, values, Some(&le)),
-                                count.load(Ordering::Relaxed)
-                            );
-                        }
-                        let total = h.count.load(Ordering::Relaxed);
-                        let _ = writeln!(
-                            out,
-                            "{}_bucket{} {total}",
-                            metric.name,
-                            labels(metric.labels, values, Some("+Inf"))
-                        );
-                        let sum = h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-                        let _ = writeln!(
-                            out,
-                            "{}_sum{} {sum}",
-                            metric.name,
-                            labels(metric.labels, values, None)
-                        );
-                        let _ = writeln!(
-                            out,
-                            "{}_count{} {total}",
-                            metric.name,
-                            labels(metric.labels, values, None)
-                        );
-                    }
-                }
-            }
-        }
-        out
-    }
-}
-
-fn labels(names: &[&str], values: &[String], le: Option<&str>) -> String {
-    let mut pairs: Vec<String> = names
-        .iter()
-        .zip(values)
-        .map(|(n, v)| {
-            format!(
-                "{n}=\"{}\"",
-                v.replace('\\', "\\\\")
-                    .replace('"', "\\\"")
-                    .replace('\n', "\\n")
-            )
-        })
-        .collect();
-    if let Some(le) = le {
-        pairs.push(format!("le=\"{le}\""));
-    }
-    if pairs.is_empty() {
-        String::new()
-    } else {
-        format!("{{{}}}", pairs.join(","))
-    }
-}
-
-impl Counter {
-    pub fn inc(&self, values: &[&str]) {
-        self.add(values, 1);
-    }
-
-    pub fn add(&self, values: &[&str], n: u64) {
-        if let Kind::Counter(series) = &self.0.kind {
-            let key = values.iter().map(|v| (*v).to_owned()).collect();
-            *series
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .entry(key)
-                .or_default() += n;
-        }
-    }
-
-    /// The current value of one series (tests).
-    pub fn get(&self, values: &[&str]) -> u64 {
-        match &self.0.kind {
-            Kind::Counter(series) => {
-                let key: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
-                series
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(&key)
-                    .copied()
-                    .unwrap_or(0)
-            }
-            _ => 0,
-        }
-    }
-}
-
-impl Gauge {
-    pub fn set(&self, value: i64) {
-        if let Kind::Gauge(v) = &self.0.kind {
-            v.store(value, Ordering::Relaxed);
-        }
-    }
-
-    /// Sets the series of `values` (a gauge made with [`Registry::gauges`]).
-    pub fn set_labeled(&self, values: &[&str], value: i64) {
-        if let Kind::Gauges(series) = &self.0.kind {
-            let key = values.iter().map(|v| (*v).to_owned()).collect();
-            series
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(key, value);
-        }
-    }
-}
-
-impl Histogram {
-    pub fn observe(&self, values: &[&str], value: f64) {
-        if let Kind::Histogram(series, buckets) = &self.0.kind {
-            let key: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
-            let h = Arc::clone(
-                series
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .entry(key)
-                    .or_insert_with(|| Arc::new(HistogramData::new(buckets))),
-            );
-            h.observe(value);
-        }
-    }
-
-    pub fn observe_duration(&self, values: &[&str], d: Duration) {
-        self.observe(values, d.as_secs_f64());
-    }
+/// `GET /metrics`: the registry in the text exposition format, with its content type.
+pub fn endpoint<S>(registry: Shared) -> MethodRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    get(move || async move {
+        (
+            [(header::CONTENT_TYPE, prometheus_text::CONTENT_TYPE)],
+            render(&registry),
+        )
+            .into_response()
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+    struct Route {
+        route: &'static str,
+        status: &'static str,
+    }
+
+    #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+    struct RouteOnly {
+        route: &'static str,
+    }
+
     #[test]
-    fn renders_the_exposition_format() {
-        let registry = Registry::default();
-        let requests = registry.counter("http_requests_total", "Requests.", &["route", "status"]);
-        let leader = registry.gauge("relay_leader", "1 when leading.");
-        let latency =
-            registry.histogram("latency_seconds", "Latency.", &["route"], &LATENCY_BUCKETS);
-        requests.inc(&["/v1/users", "201"]);
-        requests.inc(&["/v1/users", "201"]);
+    fn renders_the_exposition_format_with_the_series_names_as_registered() {
+        let mut registry = Registry::default();
+        let requests = Family::<Route, Counter>::default();
+        let leader = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
+        let latency = latency_histograms::<RouteOnly>();
+        registry.register("http_requests", "Requests", requests.clone());
+        registry.register("relay_leader", "1 when leading", leader.clone());
+        registry.register("latency_seconds", "Latency", latency.clone());
+        let users = Route {
+            route: "/v1/users",
+            status: "201",
+        };
+        requests.get_or_create(&users).inc();
+        requests.get_or_create(&users).inc();
         leader.set(1);
-        latency.observe(&["/v1/users"], 0.003);
-        let text = registry.render();
-        assert!(text.contains("# TYPE http_requests_total counter\nhttp_requests_total{route=\"/v1/users\",status=\"201\"} 2\n"), "{text}");
+        latency
+            .get_or_create(&RouteOnly { route: "/v1/users" })
+            .observe(0.003);
+
+        let text = render(&registry);
+        assert!(
+            text.contains(
+                "# HELP http_requests_total Requests.\n# TYPE http_requests_total counter\n\
+                 http_requests_total{route=\"/v1/users\",status=\"201\"} 2\n"
+            ),
+            "{text}"
+        );
         assert!(text.contains("relay_leader 1\n"), "{text}");
         assert!(
             text.contains("latency_seconds_bucket{route=\"/v1/users\",le=\"0.0025\"} 0\n"),
             "{text}"
         );
         assert!(
-            text.contains("latency_seconds_bucket{route=\"/v1/users\",le=\"0.005\"} 1\n"),
-            "{text}"
-        );
-        assert!(
             text.contains("latency_seconds_count{route=\"/v1/users\"} 1\n"),
             "{text}"
         );
-        assert_eq!(requests.get(&["/v1/users", "201"]), 2);
+        assert_eq!(requests.get_or_create(&users).get(), 2);
     }
 }

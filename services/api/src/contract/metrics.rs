@@ -6,56 +6,120 @@
 //! the codes the server answers with. `/metrics` itself is served on its own listener (`METRICS_ADDR`),
 //! not on the public REST one, as the relay and the worker serve theirs on `HEALTH_ADDR`.
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::routing::get;
-use streambank_telemetry::metrics::{Counter, Histogram, LATENCY_BUCKETS, Registry};
+use streambank_telemetry::metrics::{
+    Counter, EncodeLabelSet, Family, Histograms, Registry, Shared, endpoint, latency_histograms,
+};
 
 use super::http::{MatchedRoute, method_label};
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    route: String,
+    method: &'static str,
+    status: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabel {
+    route: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GrpcLabels {
+    method: String,
+    code: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabel {
+    method: String,
+}
+
+/// The API's series: REST's requests and the gRPC server's calls (gateway traffic shows in the
+/// latter, as the gRPC calls it makes).
 #[derive(Debug, Clone)]
 pub struct ApiMetrics {
-    pub registry: Registry,
-    requests: Counter,
-    latency: Histogram,
-    /// gRPC calls by method and status code (`crate::grpc::layers::MetricsLayer` records them; gateway
-    /// traffic shows here too, as the gRPC calls it makes).
-    pub grpc_requests: Counter,
-    pub grpc_latency: Histogram,
+    pub registry: Shared,
+    requests: Family<HttpLabels, Counter>,
+    latency: Histograms<RouteLabel>,
+    grpc_requests: Family<GrpcLabels, Counter>,
+    grpc_latency: Histograms<MethodLabel>,
 }
 
 impl Default for ApiMetrics {
     fn default() -> Self {
-        let registry = Registry::default();
+        let mut registry = Registry::default();
+        let requests = Family::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by route template, method and status",
+            requests.clone(),
+        );
+        let latency = latency_histograms();
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route template",
+            latency.clone(),
+        );
+        let grpc_requests = Family::default();
+        registry.register(
+            "grpc_requests",
+            "gRPC calls by method (/package.Service/Method) and status code name",
+            grpc_requests.clone(),
+        );
+        let grpc_latency = latency_histograms();
+        registry.register(
+            "grpc_request_duration_seconds",
+            "gRPC call latency, until the response headers, by method",
+            grpc_latency.clone(),
+        );
         Self {
-            requests: registry.counter(
-                "http_requests_total",
-                "HTTP requests by route template, method and status.",
-                &["route", "method", "status"],
-            ),
-            latency: registry.histogram(
-                "http_request_duration_seconds",
-                "HTTP request latency by route template.",
-                &["route"],
-                &LATENCY_BUCKETS,
-            ),
-            grpc_requests: registry.counter(
-                "grpc_requests_total",
-                "gRPC calls by method (/package.Service/Method) and status code name.",
-                &["method", "code"],
-            ),
-            grpc_latency: registry.histogram(
-                "grpc_request_duration_seconds",
-                "gRPC call latency, until the response headers, by method.",
-                &["method"],
-                &LATENCY_BUCKETS,
-            ),
-            registry,
+            registry: Arc::new(registry),
+            requests,
+            latency,
+            grpc_requests,
+            grpc_latency,
         }
+    }
+}
+
+impl ApiMetrics {
+    /// One REST request, by its route template (never the concrete path).
+    fn record_http(&self, route: &str, method: &'static str, status: &str, elapsed: Duration) {
+        self.requests
+            .get_or_create(&HttpLabels {
+                route: route.to_owned(),
+                method,
+                status: status.to_owned(),
+            })
+            .inc();
+        self.latency
+            .get_or_create(&RouteLabel {
+                route: route.to_owned(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// One gRPC call, by method (`/package.Service/Method`, or `unknown`) and code name.
+    pub fn record_grpc(&self, method: &str, code: tonic::Code, elapsed: Duration) {
+        self.grpc_requests
+            .get_or_create(&GrpcLabels {
+                method: method.to_owned(),
+                code: format!("{code:?}"),
+            })
+            .inc();
+        self.grpc_latency
+            .get_or_create(&MethodLabel {
+                method: method.to_owned(),
+            })
+            .observe(elapsed.as_secs_f64());
     }
 }
 
@@ -71,12 +135,12 @@ pub async fn track(State(metrics): State<ApiMetrics>, request: Request, next: Ne
     tracing::Span::current().record("route", route.as_str());
     let started = Instant::now();
     let mut response = next.run(request).await;
-    metrics
-        .requests
-        .inc(&[&route, method, response.status().as_str()]);
-    metrics
-        .latency
-        .observe_duration(&[&route], started.elapsed());
+    metrics.record_http(
+        &route,
+        method,
+        response.status().as_str(),
+        started.elapsed(),
+    );
     // For the request's log line ([`super::http::log_request`]), as the gateway leaves its own.
     response.extensions_mut().insert(MatchedRoute(route));
     response
@@ -84,8 +148,5 @@ pub async fn track(State(metrics): State<ApiMetrics>, request: Request, next: Ne
 
 /// The metrics listener's router (`METRICS_ADDR`): `/metrics` and nothing else.
 pub fn router(metrics: ApiMetrics) -> Router {
-    Router::new().route(
-        "/metrics",
-        get(move || async move { metrics.registry.render() }),
-    )
+    Router::new().route("/metrics", endpoint(metrics.registry))
 }
