@@ -12,13 +12,17 @@
 //! - [`money`]: [`Currency`] and [`Amount`] (positive minor units); money is never a float.
 //! - [`user`]: [`Username`], [`Email`], [`FullName`], [`Password`] and [`Role`].
 //! - [`paging`]: [`PageRequest`] and the opaque page token used for keyset paging.
+//! - [`records`]: what the bank has written, as read back ([`Account`], [`Entry`], [`Transfer`],
+//!   [`Deposit`], [`Notification`]).
 
 pub mod money;
 pub mod paging;
+pub mod records;
 pub mod user;
 pub mod validation;
 
 pub use money::{Amount, Currency};
 pub use paging::{Page, PageRequest};
+pub use records::{Account, Deposit, Entry, Notification, Transfer};
 pub use user::{Email, FullName, Password, Role, Username};
 pub use validation::{FieldViolation, Violations};

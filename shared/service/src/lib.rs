@@ -37,13 +37,10 @@ pub use batch::BatchOptions;
 pub use error::{Code, Error};
 pub use money::{TransferRequest, TransferResult};
 pub use sessions::{Authenticated, ClientMeta, Credentials, Sessions};
-pub use streambank_domain::{Page, PageRequest, Role};
-pub use streambank_store::Timestamp;
-pub use streambank_store::accounts::AccountRow as Account;
-pub use streambank_store::ledger::{
-    DepositRecord as Deposit, EntryRow as Entry, TransferRow as Transfer,
+pub use streambank_domain::{
+    Account, Deposit, Entry, Notification, Page, PageRequest, Role, Transfer,
 };
-pub use streambank_store::notifications::NotificationRow as Notification;
+pub use streambank_store::Timestamp;
 pub use users::{RegisterUser, User, UserOptions};
 pub use verification::EmailVerification;
 

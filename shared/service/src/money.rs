@@ -9,11 +9,10 @@ use std::time::Duration;
 
 use rand::Rng as _;
 use sha2::{Digest as _, Sha256};
-use streambank_domain::{Amount, Currency, Violations};
-use streambank_store::accounts::AccountRow;
+use streambank_domain::{Account, Amount, Currency, Entry, Transfer, Violations};
 use streambank_store::idempotency::{self, Claim};
 use streambank_store::ledger::{
-    self, DepositRejection, EntryRow, NewTransfer, TransferRecord, TransferRejection, TransferRow,
+    self, DepositRejection, NewTransfer, TransferRecord, TransferRejection,
 };
 
 use crate::error::positive_id;
@@ -290,9 +289,9 @@ pub(crate) fn rejection(new: &NewTransfer<'_>, rejection: TransferRejection) -> 
 /// caller's to see, so they are not in the answer (issue 22); its id is in `transfer`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TransferResult {
-    pub transfer: TransferRow,
-    pub from_account: AccountRow,
-    pub from_entry: EntryRow,
+    pub transfer: Transfer,
+    pub from_account: Account,
+    pub from_entry: Entry,
 }
 
 impl From<TransferRecord> for TransferResult {

@@ -1,20 +1,10 @@
 //! Accounts: opening one (with its `account.opened` event) and reading them.
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use sqlx::PgExecutor;
+use streambank_domain::Account;
 use streambank_events::EventType;
 
 use crate::EventMeta;
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AccountRow {
-    pub id: i64,
-    pub owner_id: i64,
-    pub currency: String,
-    pub balance: i64,
-    pub created_at: DateTime<Utc>,
-}
 
 /// Opens an account with a zero balance and writes its `account.opened` event, in one statement.
 ///
@@ -26,10 +16,10 @@ pub async fn insert(
     owner_id: i64,
     currency: &str,
     event: &EventMeta,
-) -> sqlx::Result<AccountRow> {
+) -> sqlx::Result<Account> {
     let event_type = EventType::AccountOpened;
     sqlx::query_as!(
-        AccountRow,
+        Account,
         r#"
         WITH new_account AS (
             INSERT INTO accounts (owner_id, currency) VALUES ($1, $2)
@@ -57,9 +47,9 @@ pub async fn insert(
 }
 
 #[tracing::instrument(name = "Fetch an account", skip(db))]
-pub async fn get(db: impl PgExecutor<'_>, id: i64) -> sqlx::Result<Option<AccountRow>> {
+pub async fn get(db: impl PgExecutor<'_>, id: i64) -> sqlx::Result<Option<Account>> {
     sqlx::query_as!(
-        AccountRow,
+        Account,
         "SELECT id, owner_id, currency, balance, created_at FROM accounts WHERE id = $1",
         id
     )
@@ -74,9 +64,9 @@ pub async fn list_by_owner(
     owner_id: i64,
     after: Option<i64>,
     limit: i64,
-) -> sqlx::Result<Vec<AccountRow>> {
+) -> sqlx::Result<Vec<Account>> {
     sqlx::query_as!(
-        AccountRow,
+        Account,
         r#"
         SELECT id, owner_id, currency, balance, created_at FROM accounts
         WHERE owner_id = $1 AND id > COALESCE($2::bigint, 0)

@@ -8,41 +8,20 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgExecutor;
+use streambank_domain::{Deposit, Entry, Transfer};
 use streambank_events::EventType;
 
 use crate::EventMeta;
-use crate::accounts::AccountRow;
-
-/// One line of an account's statement.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EntryRow {
-    pub id: i64,
-    pub account_id: i64,
-    /// Signed minor units: negative leaves the account, positive arrives.
-    pub amount: i64,
-    pub transfer_id: Option<i64>,
-    pub deposited_by: Option<i64>,
-    pub created_at: DateTime<Utc>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TransferRow {
-    pub id: i64,
-    pub from_account_id: i64,
-    pub to_account_id: i64,
-    pub amount: i64,
-    pub currency: String,
-    pub created_at: DateTime<Utc>,
-}
+use streambank_domain::Account;
 
 /// What a completed transfer wrote: the transfer, both accounts as they are now, and both entries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransferRecord {
-    pub transfer: TransferRow,
-    pub from_account: AccountRow,
-    pub to_account: AccountRow,
-    pub from_entry: EntryRow,
-    pub to_entry: EntryRow,
+    pub transfer: Transfer,
+    pub from_account: Account,
+    pub to_account: Account,
+    pub from_entry: Entry,
+    pub to_entry: Entry,
 }
 
 /// Why the transfer statement wrote nothing. Checked in this order: everything about the source (the
@@ -214,7 +193,7 @@ struct OutcomeRow {
 
 fn outcome(row: OutcomeRow, new: &NewTransfer<'_>) -> Result<TransferRecord, TransferRejection> {
     let completed = (|| {
-        let transfer = TransferRow {
+        let transfer = Transfer {
             id: row.transfer_id?,
             from_account_id: new.from_account_id,
             to_account_id: new.to_account_id,
@@ -223,21 +202,21 @@ fn outcome(row: OutcomeRow, new: &NewTransfer<'_>) -> Result<TransferRecord, Tra
             created_at: row.transfer_created_at?,
         };
         Some(TransferRecord {
-            from_account: AccountRow {
+            from_account: Account {
                 id: new.from_account_id,
                 owner_id: new.caller_id,
                 currency: new.currency.to_owned(),
                 balance: row.from_balance_after?,
                 created_at: row.from_created_at?,
             },
-            to_account: AccountRow {
+            to_account: Account {
                 id: new.to_account_id,
                 owner_id: row.to_owner_id?,
                 currency: new.currency.to_owned(),
                 balance: row.to_balance_after?,
                 created_at: row.to_created_at?,
             },
-            from_entry: EntryRow {
+            from_entry: Entry {
                 id: row.from_entry_id?,
                 account_id: new.from_account_id,
                 amount: -new.amount,
@@ -245,7 +224,7 @@ fn outcome(row: OutcomeRow, new: &NewTransfer<'_>) -> Result<TransferRecord, Tra
                 deposited_by: None,
                 created_at: row.from_entry_created_at?,
             },
-            to_entry: EntryRow {
+            to_entry: Entry {
                 id: row.to_entry_id?,
                 account_id: new.to_account_id,
                 amount: new.amount,
@@ -283,13 +262,6 @@ fn outcome(row: OutcomeRow, new: &NewTransfer<'_>) -> Result<TransferRecord, Tra
     )
 }
 
-/// What a completed deposit wrote.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DepositRecord {
-    pub account: AccountRow,
-    pub entry: EntryRow,
-}
-
 /// Why the deposit statement wrote nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DepositRejection {
@@ -320,7 +292,7 @@ pub async fn deposit(
     currency: &str,
     by_user_id: i64,
     event: &EventMeta,
-) -> sqlx::Result<Result<DepositRecord, DepositRejection>> {
+) -> sqlx::Result<Result<Deposit, DepositRejection>> {
     let event_type = EventType::MoneyDeposited;
     let row = sqlx::query!(
         r#"
@@ -377,15 +349,15 @@ pub async fn deposit(
         row.entry_id,
         row.entry_created_at,
     ) {
-        return Ok(Ok(DepositRecord {
-            account: AccountRow {
+        return Ok(Ok(Deposit {
+            account: Account {
                 id: account_id,
                 owner_id,
                 currency: currency.to_owned(),
                 balance,
                 created_at: account_created_at,
             },
-            entry: EntryRow {
+            entry: Entry {
                 id: entry_id,
                 account_id,
                 amount,
@@ -412,9 +384,9 @@ pub async fn list_entries(
     account_id: i64,
     before: Option<i64>,
     limit: i64,
-) -> sqlx::Result<Vec<EntryRow>> {
+) -> sqlx::Result<Vec<Entry>> {
     sqlx::query_as!(
-        EntryRow,
+        Entry,
         r#"
         SELECT id, account_id, amount, transfer_id, deposited_by, created_at
         FROM entries
@@ -431,9 +403,9 @@ pub async fn list_entries(
 }
 
 #[tracing::instrument(name = "Fetch a transfer", skip(db))]
-pub async fn get_transfer(db: impl PgExecutor<'_>, id: i64) -> sqlx::Result<Option<TransferRow>> {
+pub async fn get_transfer(db: impl PgExecutor<'_>, id: i64) -> sqlx::Result<Option<Transfer>> {
     sqlx::query_as!(
-        TransferRow,
+        Transfer,
         "SELECT id, from_account_id, to_account_id, amount, currency, created_at FROM transfers WHERE id = $1",
         id
     )
@@ -449,9 +421,9 @@ pub async fn list_transfers(
     account_id: i64,
     before: Option<i64>,
     limit: i64,
-) -> sqlx::Result<Vec<TransferRow>> {
+) -> sqlx::Result<Vec<Transfer>> {
     sqlx::query_as!(
-        TransferRow,
+        Transfer,
         r#"
         SELECT id AS "id!", from_account_id AS "from_account_id!", to_account_id AS "to_account_id!",
                amount AS "amount!", currency AS "currency!", created_at AS "created_at!"

@@ -1,19 +1,7 @@
 //! Notifications shown to users (written by the notifications worker).
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use sqlx::PgExecutor;
-use uuid::Uuid;
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NotificationRow {
-    pub id: i64,
-    pub user_id: i64,
-    pub event_id: Uuid,
-    pub kind: String,
-    pub body: String,
-    pub created_at: DateTime<Utc>,
-}
+use streambank_domain::Notification;
 
 /// A user's notifications, newest first, before the keyset cursor `before`.
 #[tracing::instrument(name = "List a user's notifications", skip(db))]
@@ -22,9 +10,9 @@ pub async fn list(
     user_id: i64,
     before: Option<i64>,
     limit: i64,
-) -> sqlx::Result<Vec<NotificationRow>> {
+) -> sqlx::Result<Vec<Notification>> {
     sqlx::query_as!(
-        NotificationRow,
+        Notification,
         r#"
         SELECT id, user_id, event_id, kind, body, created_at FROM notifications
         WHERE user_id = $1 AND id < COALESCE($2, 9223372036854775807)
