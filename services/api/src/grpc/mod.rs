@@ -10,14 +10,14 @@
 //! 4. a tracing span per call (`grpc call`, with the method and the request id), continuing the
 //!    caller's W3C `traceparent` when it sends one;
 //! 5. metrics: every call counted by method and code, timed, and logged in one line
-//!    ([`layers::MetricsLayer`]);
+//!    ([`layers::CallMetrics`]);
 //! 6. the call's time limit: `REQUEST_TIMEOUT`, or the caller's `grpc-timeout` when sooner
-//!    ([`layers::DeadlineLayer`]), inside the metrics so that they count a call cut short;
-//! 7. per-client-IP rate limits on `CreateUser` and `Login` ([`layers::RateLimitLayer`]; one budget
+//!    ([`layers::Deadline`]), inside the metrics so that they count a call cut short;
+//! 7. per-client-IP rate limits on `CreateUser` and `Login` ([`layers::RateLimit`]; one budget
 //!    per address, shared with REST's), the client being the gateway's caller on the gateway's calls;
-//! 8. authentication of every method not in [`layers::PUBLIC_METHODS`] ([`layers::AuthLayer`]);
+//! 8. authentication of every method not in [`layers::PUBLIC_METHODS`] ([`layers::Authenticate`]);
 //! 9. tonic's own answers to a request it cannot read or route, restated in the contract's shape
-//!    ([`layers::UnreadableRequestLayer`]).
+//!    ([`layers::Restate`]).
 //!
 //! # Layout
 //!
@@ -56,6 +56,7 @@ use tower_http::trace::TraceLayer;
 use crate::config::Config;
 use crate::contract::{INTERNAL_MESSAGE_GRPC, REQUEST_ID, Reason, http};
 use crate::state::AppState;
+use layers::Around as _;
 
 /// The largest header list a call may carry (hyper's default is 16 KiB). Twice what REST and the
 /// gateway accept ([`crate::contract::http::MAX_HEADER_BYTES`]), so that whatever the gateway forwards fits with
@@ -160,14 +161,14 @@ impl Grpc {
                 span
             }))
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-            .layer(layers::MetricsLayer::new(self.state.metrics.clone()))
-            .layer(layers::DeadlineLayer::new(self.request_timeout))
-            .layer(layers::RateLimitLayer::new(
-                self.state.auth_limiter.clone(),
-                &self.state.trusted_proxies,
-            ))
-            .layer(layers::AuthLayer::new(self.state.sessions.clone()))
-            .layer(layers::UnreadableRequestLayer)
+            .layer(layers::CallMetrics::new(self.state.metrics.clone()).into_layer())
+            .layer(layers::Deadline::new(self.request_timeout).into_layer())
+            .layer(
+                layers::RateLimit::new(self.state.auth_limiter.clone(), &self.state.trusted_proxies)
+                    .into_layer(),
+            )
+            .layer(layers::Authenticate::new(self.state.sessions.clone()).into_layer())
+            .layer(layers::Restate.into_layer())
             .into_inner();
 
         tonic::transport::Server::builder()

@@ -1,16 +1,14 @@
 //! Authentication: every method not in [`PUBLIC_METHODS`] needs a valid access token.
 
 use std::net::IpAddr;
-use std::task::{Context, Poll};
 
-use axum::http::{HeaderMap, Request, Response};
+use axum::http::{HeaderMap, Request};
 use streambank_service::{Authenticated, Error, Sessions};
 use tonic::Status;
-use tower::{Layer, Service};
 
 use super::super::error;
 use super::super::peer::Peer;
-use super::{BoxFuture, PUBLIC_METHODS};
+use super::{Answer, Around, Inner, PUBLIC_METHODS, Payload};
 use crate::contract::Reason;
 use crate::contract::client::{client_ip, forwarded};
 
@@ -50,52 +48,22 @@ pub fn client_addr(
 
 /// Checks the bearer token of every protected call.
 #[derive(Debug, Clone)]
-pub struct AuthLayer {
+pub struct Authenticate {
     sessions: Sessions,
 }
 
-impl AuthLayer {
+impl Authenticate {
     pub fn new(sessions: Sessions) -> Self {
         Self { sessions }
     }
 }
 
-impl<S> Layer<S> for AuthLayer {
-    type Service = Auth<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Auth {
-            inner,
-            sessions: self.sessions.clone(),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Auth<S> {
-    inner: S,
-    sessions: Sessions,
-}
-
-impl<S, B, R> Service<Request<B>> for Auth<S>
-where
-    S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
-    S::Future: Send,
-    B: Send + 'static,
-    R: Default,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        // The clone that was polled ready serves this call (tower's usual dance).
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+impl Around for Authenticate {
+    fn around<S: Inner<B, R>, B: Payload, R: Payload + Default>(
+        &self,
+        mut inner: S,
+        mut request: Request<B>,
+    ) -> Answer<R, S::Error> {
         let sessions = self.sessions.clone();
         Box::pin(async move {
             if requires_token(request.uri().path()) {

@@ -1,13 +1,11 @@
 //! Deadlines: the server's own and the caller's `grpc-timeout`.
 
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::http::{Request, Response};
-use tower::{Layer, Service};
+use axum::http::Request;
 
 use super::super::error;
-use super::BoxFuture;
+use super::{Answer, Around, Inner, Payload};
 use crate::contract::Reason;
 
 /// Bounds every call by `REQUEST_TIMEOUT`, or by the caller's `grpc-timeout` when that is sooner.
@@ -17,55 +15,29 @@ use crate::contract::Reason;
 /// upstream as REST does), and the caller's deadline is `DeadlineExceeded`, as gRPC's status-code
 /// document says. A `grpc-timeout` that does not parse is ignored, as tonic ignores it.
 #[derive(Debug, Clone, Copy)]
-pub struct DeadlineLayer {
+pub struct Deadline {
     limit: Duration,
 }
 
-impl DeadlineLayer {
+impl Deadline {
     pub fn new(limit: Duration) -> Self {
         Self { limit }
     }
 }
 
-impl<S> Layer<S> for DeadlineLayer {
-    type Service = Deadline<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Deadline {
-            inner,
-            limit: self.limit,
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Deadline<S> {
-    inner: S,
-    limit: Duration,
-}
-
-impl<S, B, R> Service<Request<B>> for Deadline<S>
-where
-    S: Service<Request<B>, Response = Response<R>>,
-    S::Future: Send + 'static,
-    R: Default,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<B>) -> Self::Future {
+impl Around for Deadline {
+    fn around<S: Inner<B, R>, B: Payload, R: Payload + Default>(
+        &self,
+        mut inner: S,
+        request: Request<B>,
+    ) -> Answer<R, S::Error> {
         let callers = request
             .headers()
             .get("grpc-timeout")
             .and_then(|v| grpc_timeout(v.as_bytes()))
             .filter(|d| *d < self.limit);
         let limit = callers.unwrap_or(self.limit);
-        let response = tokio::time::timeout(limit, self.inner.call(request));
+        let response = tokio::time::timeout(limit, inner.call(request));
         Box::pin(async move {
             match response.await {
                 Ok(response) => response,

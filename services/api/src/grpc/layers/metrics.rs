@@ -1,13 +1,11 @@
 //! Metrics and the one log line per call.
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::http::{Request, Response};
-use tower::{Layer, Service};
+use axum::http::Request;
 
-use super::BoxFuture;
+use super::{Answer, Around, Inner, Payload};
 
 /// Counts every call by method and status code, and times it (into the API's Prometheus registry).
 /// Unary methods put a failure's `grpc-status` in the response headers (trailers-only), a success's in
@@ -15,12 +13,12 @@ use super::BoxFuture;
 /// StreamBank's methods, health or reflection is counted as `unknown`, so that clients cannot grow
 /// the number of series.
 #[derive(Debug, Clone)]
-pub struct MetricsLayer {
+pub struct CallMetrics {
     metrics: crate::contract::metrics::ApiMetrics,
     known: Arc<std::collections::HashSet<String>>,
 }
 
-impl MetricsLayer {
+impl CallMetrics {
     pub fn new(metrics: crate::contract::metrics::ApiMetrics) -> Self {
         let pool = streambank_proto::descriptor_pool();
         let mut known: std::collections::HashSet<String> = streambank_proto::SERVICES
@@ -49,39 +47,12 @@ impl MetricsLayer {
     }
 }
 
-impl<S> Layer<S> for MetricsLayer {
-    type Service = Metrics<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Metrics {
-            inner,
-            metrics: self.metrics.clone(),
-            known: Arc::clone(&self.known),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Metrics<S> {
-    inner: S,
-    metrics: crate::contract::metrics::ApiMetrics,
-    known: Arc<std::collections::HashSet<String>>,
-}
-
-impl<S, B, ResBody> Service<Request<B>> for Metrics<S>
-where
-    S: Service<Request<B>, Response = Response<ResBody>>,
-    S::Future: Send + 'static,
-{
-    type Response = Response<ResBody>;
-    type Error = S::Error;
-    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<B>) -> Self::Future {
+impl Around for CallMetrics {
+    fn around<S: Inner<B, R>, B: Payload, R: Payload + Default>(
+        &self,
+        mut inner: S,
+        request: Request<B>,
+    ) -> Answer<R, S::Error> {
         let path = request.uri().path();
         let method = if self.known.contains(path) {
             path.to_owned()
@@ -90,7 +61,7 @@ where
         };
         let metrics = self.metrics.clone();
         let started = std::time::Instant::now();
-        let response = self.inner.call(request);
+        let response = inner.call(request);
         Box::pin(async move {
             let response = response.await?;
             let code = response

@@ -10,17 +10,19 @@
 use std::future::Future;
 use std::pin::Pin;
 
+mod around;
 mod auth;
 mod deadline;
 mod metrics;
 mod rate_limit;
 mod restate;
 
-pub use auth::{AuthLayer, caller, client_addr, requires_token};
-pub use deadline::{DeadlineLayer, grpc_timeout};
-pub use metrics::MetricsLayer;
-pub use rate_limit::{RATE_LIMITED_METHODS, RateLimitLayer};
-pub use restate::{UnreadableRequestLayer, restate};
+pub use around::{Answer, Around, AroundLayer, AroundService, Inner, Payload};
+pub use auth::{Authenticate, caller, client_addr, requires_token};
+pub use deadline::{Deadline, grpc_timeout};
+pub use metrics::CallMetrics;
+pub use rate_limit::{RATE_LIMITED_METHODS, RateLimit};
+pub use restate::{Restate, restate};
 
 pub use crate::contract::PUBLIC_METHODS;
 

@@ -1,14 +1,11 @@
 //! The contract's shape for the answers tonic writes itself, before any method runs.
 
-use std::task::{Context, Poll};
-
-use axum::http::{Request, Response};
+use axum::http::Request;
 use streambank_domain::FieldViolation;
 use tonic::Status;
-use tower::{Layer, Service};
 
 use super::super::error;
-use super::BoxFuture;
+use super::{Answer, Around, Inner, Payload};
 use crate::contract::Reason;
 
 /// tonic answers some requests it cannot read or route with a bare status and its own text, before
@@ -33,38 +30,16 @@ use crate::contract::Reason;
 /// status in the response headers is tonic's (or health's and reflection's, which are left alone).
 /// Such answers are trailers-only, so the headers are all there is to read.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct UnreadableRequestLayer;
+pub struct Restate;
 
-impl<S> Layer<S> for UnreadableRequestLayer {
-    type Service = UnreadableRequest<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        UnreadableRequest { inner }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct UnreadableRequest<S> {
-    inner: S,
-}
-
-impl<S, B, R> Service<Request<B>> for UnreadableRequest<S>
-where
-    S: Service<Request<B>, Response = Response<R>>,
-    S::Future: Send + 'static,
-    R: Default,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<B>) -> Self::Future {
+impl Around for Restate {
+    fn around<S: Inner<B, R>, B: Payload, R: Payload + Default>(
+        &self,
+        mut inner: S,
+        request: Request<B>,
+    ) -> Answer<R, S::Error> {
         let path = request.uri().path().to_owned();
-        let response = self.inner.call(request);
+        let response = inner.call(request);
         Box::pin(async move {
             let mut response = response.await?;
             let headers = response.headers();
@@ -91,7 +66,7 @@ where
 }
 
 /// The contract's status for one of tonic's detail-less answers to a call of `path` (see
-/// [`UnreadableRequestLayer`]), or `None` for a status that is not one of them.
+/// [`Restate`]), or `None` for a status that is not one of them.
 pub fn restate(status: &Status, path: &str) -> Option<Status> {
     let message = status.message();
     match status.code() {
