@@ -90,6 +90,19 @@ impl Bank {
         })
     }
 
+    /// The `Idempotency-Key` header as every transport receives it (raw bytes, absent or not), as the
+    /// key [`transfer`](Self::transfer) takes: bytes that are not visible ASCII (or tab) cannot be a
+    /// key at all, and are malformed; whether the text is a valid key, `transfer` decides.
+    pub fn idempotency_key(raw: Option<&[u8]>) -> Result<Option<&str>> {
+        let Some(raw) = raw else { return Ok(None) };
+        raw.iter()
+            .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
+            .then(|| std::str::from_utf8(raw).ok())
+            .flatten()
+            .map(Some)
+            .ok_or_else(|| Error::malformed("Idempotency-Key", "must be visible ASCII"))
+    }
+
     /// Moves money from one of the caller's accounts to any account in the same currency. Writes the
     /// transfer, both entries and a `transfer.completed` event, or nothing at all. With an idempotency
     /// key (the `Idempotency-Key` every transport accepts), a retry is safe: see

@@ -53,18 +53,6 @@ pub fn refusal(
     with_reason(reason.grpc_code(), message, reason.as_str(), violations)
 }
 
-/// A request field the transport could not accept (the gRPC twin of REST's `MALFORMED_REQUEST`).
-pub fn malformed(field: &str, description: &str) -> Status {
-    refusal(
-        Reason::MalformedRequest,
-        "the request could not be read",
-        &[FieldViolation {
-            field: field.to_owned(),
-            description: description.to_owned(),
-        }],
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

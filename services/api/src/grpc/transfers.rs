@@ -3,11 +3,11 @@
 
 use streambank_proto::v1 as pb;
 use streambank_proto::v1::transfer_service_server::TransferService;
-use streambank_service::TransferRequest;
+use streambank_service::{Bank, TransferRequest};
 use tonic::{Request, Response, Status};
 
 use super::convert::{transfer, transfer_result};
-use super::error::{malformed, status};
+use super::error::status;
 use super::layers::caller;
 use super::page;
 use crate::state::AppState;
@@ -24,12 +24,10 @@ impl TransferService for Transfers {
         request: Request<pb::CreateTransferRequest>,
     ) -> Result<Response<pb::TransferResult>, Status> {
         let who = caller(&request)?;
-        let key = request
-            .metadata()
-            .get("idempotency-key")
-            .map(|key| key.to_str().map(str::to_owned))
-            .transpose()
-            .map_err(|_| malformed("Idempotency-Key", "must be visible ASCII"))?;
+        let key = request.metadata().get("idempotency-key");
+        let key = Bank::idempotency_key(key.map(|key| key.as_bytes()))
+            .map_err(status)?
+            .map(str::to_owned);
         let r = request.into_inner();
         let input = TransferRequest {
             from_account_id: r.from_account_id,

@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use streambank_service::TransferRequest as Request;
+use streambank_service::{Bank, TransferRequest as Request};
 
 use super::dto::{Transfer, TransferList, TransferListQuery, TransferRequest, TransferResult};
 use super::error::{ApiError, ErrorBody};
@@ -36,11 +36,7 @@ pub async fn create(
         amount: body.amount,
         currency: &body.currency,
     };
-    let key = headers
-        .get("idempotency-key")
-        .map(|key| key.to_str())
-        .transpose()
-        .map_err(|_| ApiError::malformed("Idempotency-Key", "must be visible ASCII"))?;
+    let key = Bank::idempotency_key(headers.get("idempotency-key").map(|key| key.as_bytes()))?;
     let result = state.bank.transfer(who.caller, key, request).await?;
     Ok((StatusCode::CREATED, Json(result.into())))
 }
