@@ -291,19 +291,14 @@ impl Relay {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let stop = stop_token(shutdown);
-        let ready_self = self.clone();
-        let (addr, health) = streambank_telemetry::health::serve(
+        let (_, health) = streambank_telemetry::health::serve(
             self.config.health_addr,
-            Arc::new(move || {
-                let relay = ready_self.clone();
-                Box::pin(async move { relay.readiness().await })
-            }),
+            self.clone(),
+            |relay| async move { relay.readiness().await },
             self.metrics.registry.clone(),
-            stop.clone().cancelled_owned(),
+            &stop,
         )
-        .await
-        .with_context(|| format!("cannot listen on HEALTH_ADDR {}", self.config.health_addr))?;
-        tracing::info!(%addr, "relay health endpoints listening");
+        .await?;
 
         while !stop.is_cancelled() {
             match self.lead(&stop).await {

@@ -454,19 +454,15 @@ impl Worker {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let stop = stop_token(shutdown);
-        let ready_self = self.clone();
-        let (addr, health) = streambank_telemetry::health::serve(
+        tracing::info!(consumer = %self.consumer, "worker starting");
+        let (_, health) = streambank_telemetry::health::serve(
             self.config.health_addr,
-            Arc::new(move || {
-                let worker = ready_self.clone();
-                Box::pin(async move { worker.readiness().await })
-            }),
+            self.clone(),
+            |worker| async move { worker.readiness().await },
             self.metrics.registry.clone(),
-            stop.clone().cancelled_owned(),
+            &stop,
         )
-        .await
-        .with_context(|| format!("cannot listen on HEALTH_ADDR {}", self.config.health_addr))?;
-        tracing::info!(%addr, consumer = %self.consumer, "worker health endpoints listening");
+        .await?;
 
         let mut tasks = tokio::task::JoinSet::new();
         for group in Group::ALL {

@@ -2,14 +2,14 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::Value;
+
+use crate::shutdown::CancellationToken;
 
 /// How long one dependency may take to answer a readiness check before it counts as unavailable.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -80,20 +80,31 @@ pub async fn ping_redis(client: &redis::Client) -> redis::RedisResult<()> {
     redis::cmd("PING").query_async::<()>(&mut conn).await
 }
 
-/// Reports readiness: `Ok(details)` when ready, `Err(details)` when not.
-pub type ReadinessCheck =
-    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<Value, Value>> + Send>> + Send + Sync>;
-
-/// Binds `addr` and serves the health endpoints until `shutdown` completes. Returns the bound address
-/// (port 0 picks one) and the serving task.
-pub async fn serve(
+/// Binds `addr` (`HEALTH_ADDR`) and serves the health endpoints of `process` until `stop` is
+/// cancelled: `/readyz` answers what `ready(process)` reports (`Ok(details)` when ready, `Err(details)`
+/// when not), `/metrics` renders `metrics`. Returns the bound address (port 0 picks one) and the
+/// serving task; an address that cannot be bound is an error that names `HEALTH_ADDR`.
+pub async fn serve<P, F, Fut>(
     addr: SocketAddr,
-    ready: ReadinessCheck,
+    process: P,
+    ready: F,
     metrics: crate::metrics::Shared,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let bound = listener.local_addr()?;
+    stop: &CancellationToken,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)>
+where
+    P: Clone + Send + Sync + 'static,
+    F: Fn(P) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Value, Value>> + Send + 'static,
+{
+    let unbound = |e: std::io::Error| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot listen on HEALTH_ADDR {addr}: {e}"),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(unbound)?;
+    let addr = listener.local_addr().map_err(unbound)?;
+    tracing::info!(%addr, "health endpoints listening");
     let router = Router::new()
         .route("/metrics", crate::metrics::endpoint(metrics))
         .route(
@@ -103,15 +114,16 @@ pub async fn serve(
         .route(
             "/readyz",
             get(move || {
-                let ready = Arc::clone(&ready);
+                let report = ready(process.clone());
                 async move {
-                    match ready().await {
+                    match report.await {
                         Ok(details) => (StatusCode::OK, Json(details)),
                         Err(details) => (StatusCode::SERVICE_UNAVAILABLE, Json(details)),
                     }
                 }
             }),
         );
+    let shutdown = stop.clone().cancelled_owned();
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)
@@ -120,7 +132,7 @@ pub async fn serve(
             tracing::error!(error = %e, "health server failed");
         }
     });
-    Ok((bound, task))
+    Ok((addr, task))
 }
 
 #[cfg(test)]
