@@ -20,13 +20,11 @@
 //! - [`codec`]: the tonic codec for `DynamicMessage`.
 //! - [`proxy`]: the handler: headers as metadata, the upstream call.
 //! - [`response`]: the response message as JSON, and the success status.
-//! - [`json`]: the response's protobuf bytes written straight out as that JSON.
 //! - [`error`]: gRPC statuses and local failures, for the caller's [`ErrorBody`] to write.
 //! - [`openapi`]: the OpenAPI document generated from the same descriptors.
 
 pub mod codec;
 pub mod error;
-pub mod json;
 pub mod openapi;
 pub mod proxy;
 pub mod request;

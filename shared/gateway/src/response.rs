@@ -12,7 +12,6 @@ use prost_reflect::{
     DynamicMessage, Kind, MessageDescriptor, ReflectMessage as _, SerializeOptions,
 };
 
-use super::json::{self, TranscodeError};
 use super::routes::Route;
 
 fn options() -> SerializeOptions {
@@ -81,44 +80,29 @@ pub enum EncodeError {
         source: prost::DecodeError,
     },
     #[error(transparent)]
-    Transcode(#[from] TranscodeError),
-    #[error(transparent)]
     Json(#[from] serde_json::Error),
 }
 
-/// The HTTP answer to a successful call whose response message arrived as `bytes`: written straight
-/// from the bytes by [`super::json`] when the route allows it, else decoded and written through
-/// [`to_json`].
+/// The HTTP answer to a successful call whose response message arrived as `bytes`.
 pub fn success(route: &Route, bytes: Bytes) -> Result<Response, EncodeError> {
     if route.empty_response() {
         return Ok(route.success.into_response());
     }
-    let body = if route.direct_json {
-        // Protobuf is the denser encoding: the JSON is usually two to four times the bytes.
-        let mut out = Vec::with_capacity(64 + 4 * bytes.len());
-        match &route.response_body {
-            Some(field) => json::write_field(field, &bytes, &mut out)?,
-            None => json::write_message(&route.output(), &bytes, &mut out)?,
-        }
-        out
-    } else {
-        let output = route.output();
-        let message = DynamicMessage::decode(output.clone(), bytes).map_err(|source| {
-            EncodeError::Decode {
-                message: output.full_name().to_owned(),
-                source,
-            }
+    let output = route.output();
+    let message =
+        DynamicMessage::decode(output.clone(), bytes).map_err(|source| EncodeError::Decode {
+            message: output.full_name().to_owned(),
+            source,
         })?;
-        let mut json = to_json(&message)?;
-        if let Some(field) = &route.response_body
-            && let serde_json::Value::Object(object) = &mut json
-        {
-            json = object
-                .remove(field.name())
-                .unwrap_or(serde_json::Value::Null);
-        }
-        serde_json::to_vec(&json)?
-    };
+    let mut json = to_json(&message)?;
+    if let Some(field) = &route.response_body
+        && let serde_json::Value::Object(object) = &mut json
+    {
+        json = object
+            .remove(field.name())
+            .unwrap_or(serde_json::Value::Null);
+    }
+    let body = serde_json::to_vec(&json)?;
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = route.success;
     response.headers_mut().insert(
@@ -173,7 +157,7 @@ mod tests {
 
     /// `success` by both paths on one answer: the same status and JSON, or both an error.
     #[tokio::test]
-    async fn both_paths_answer_alike_and_a_corrupt_answer_is_a_500_without_its_cause() {
+    async fn an_answer_is_its_json_and_a_corrupt_answer_is_a_500_without_its_cause() {
         use axum::body::to_bytes;
         use axum::http::StatusCode;
         use prost::Message as _;
@@ -187,42 +171,35 @@ mod tests {
             .iter()
             .find(|r| r.grpc_path.as_str() == "/streambank.v1.AccountService/GetAccount")
             .expect("GetAccount route");
-        let mut reference = get_account.clone();
-        reference.direct_json = false;
         let mut account = message("streambank.v1.Account");
         account.set_field_by_name("id", Value::I64(17));
         account.set_field_by_name("currency", Value::String("USD".into()));
         let bytes = Bytes::from(account.encode_to_vec());
 
-        let mut bodies = Vec::new();
-        for route in [get_account, &reference] {
-            let response = success(route, bytes.clone()).expect("a valid answer");
-            assert_eq!(response.status(), StatusCode::OK);
-            let body = to_bytes(response.into_body(), usize::MAX)
-                .await
-                .expect("body");
-            bodies.push(serde_json::from_slice::<serde_json::Value>(&body).expect("json"));
-        }
-        assert_eq!(bodies[0], bodies[1]);
-        assert_eq!(bodies[0]["id"], 17);
-        assert_eq!(bodies[0]["currency"], "USD");
+        let response = success(get_account, bytes).expect("a valid answer");
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(body["id"], 17);
+        assert_eq!(body["currency"], "USD");
+        assert_eq!(body["balance"], 0);
 
         // Field 1 (id) as a varint that never ends.
         let corrupt = Bytes::from_static(&[0x08, 0xff]);
-        for route in [get_account, &reference] {
-            let error = success(route, corrupt.clone()).expect_err("a corrupt answer");
-            let response = GatewayError::Encode(error).respond(&PlainErrors);
-            assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
-            let body = to_bytes(response.into_body(), usize::MAX)
-                .await
-                .expect("body");
-            let body: serde_json::Value = serde_json::from_slice(&body).expect("json");
-            assert_eq!(body["error"]["code"], "internal");
-            let message = body["error"]["message"].as_str().expect("a message");
-            assert!(
-                !message.contains("varint") && !message.contains("Account"),
-                "the cause stays in the log: {message}"
-            );
-        }
+        let error = success(get_account, corrupt).expect_err("a corrupt answer");
+        let response = GatewayError::Encode(error).respond(&PlainErrors);
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(body["error"]["code"], "internal");
+        let message = body["error"]["message"].as_str().expect("a message");
+        assert!(
+            !message.contains("varint") && !message.contains("Account"),
+            "the cause stays in the log: {message}"
+        );
     }
 }

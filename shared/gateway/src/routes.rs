@@ -47,8 +47,6 @@ pub struct Route {
     pub grpc_path: PathAndQuery,
     /// `streambank.v1.http_success_status`, else 204 for `google.protobuf.Empty`, else 200.
     pub success: StatusCode,
-    /// Whether [`super::json`] can write the answer straight from its bytes (else the reference path).
-    pub direct_json: bool,
     rank: Specificity,
 }
 
@@ -271,7 +269,6 @@ pub fn route(
         http_method,
         body,
         response_body,
-        direct_json: super::json::supported(&method.output()),
         method: method.clone(),
         grpc_path: PathAndQuery::try_from(grpc_path)?,
         success,
