@@ -43,7 +43,10 @@ now_ms() {
 is_uint() { [[ "$1" =~ ^[0-9]+$ ]]; }
 # True when something accepts TCP connections on 127.0.0.1:PORT.
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-pid_alive() { [[ -n "$1" ]] && kill -0 "$1" 2>/dev/null; }
+# A zombie counts as dead: daemons are children of PID 1, which may take a second or more to reap them.
+pid_alive() {
+  [[ -n "$1" ]] && kill -0 "$1" 2>/dev/null && [[ "$(ps -o stat= -p "$1" 2>/dev/null)" != Z* ]]
+}
 
 check_settings() {
   [[ "${DIR}" != *[[:space:]]* ]] || die "SB_ENGINES_DIR must not contain spaces: '${DIR}'"
