@@ -32,7 +32,8 @@ die() {
   exit 1
 }
 usage() {
-  sed -n '4,6p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,3\}//' >&2
+  echo "usage:" >&2
+  sed -n 's|^#   \(scripts/engines.sh .*\)|  \1|p' "${BASH_SOURCE[0]}" >&2
   exit 2
 }
 # Milliseconds since the epoch, without a fork.
