@@ -67,7 +67,7 @@ impl Redis {
     }
 }
 
-/// The event streams' key prefix.
+/// The event streams: their key prefix, and how many partitions each is split into.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Streams {
     /// Prefix of every stream key (`<prefix>:events:transfers`); tests use a unique one each.
@@ -78,13 +78,45 @@ pub struct Streams {
         default_value = "bank"
     )]
     pub prefix: String,
+    /// Partitions per stream. An event goes to the partition of its aggregate (a stable hash of the
+    /// source account for transfers, of the user for user events); with more than one, each
+    /// partition's keys carry a hash tag (`{<prefix>:p3}:events:transfers`) so that a Redis Cluster
+    /// spreads them over its slots. Relay and worker must agree on it.
+    #[arg(
+        id = "stream_partitions",
+        long = "stream-partitions",
+        env = "STREAM_PARTITIONS",
+        default_value = "1",
+        value_parser = values::partitions
+    )]
+    pub partitions: u16,
 }
 
 impl Streams {
+    /// One partition: the keys as they were before partitions.
     pub fn new(prefix: impl Into<String>) -> Self {
         Self {
             prefix: prefix.into(),
+            partitions: 1,
         }
+    }
+
+    /// The key prefix of each partition, in order (see [`partition_prefix`]).
+    pub fn partition_prefixes(&self) -> Vec<String> {
+        (0..self.partitions)
+            .map(|p| partition_prefix(&self.prefix, self.partitions, p))
+            .collect()
+    }
+}
+
+/// The key prefix of partition `partition` of `partitions`: `prefix` itself when there is one, else
+/// `{prefix:p<partition>}`, a Redis Cluster hash tag, so that all of a partition's streams share a
+/// slot (one `XREADGROUP` may read them together) and partitions spread over the slots.
+pub fn partition_prefix(prefix: &str, partitions: u16, partition: u16) -> String {
+    if partitions <= 1 {
+        prefix.to_owned()
+    } else {
+        format!("{{{prefix}:p{partition}}}")
     }
 }
 

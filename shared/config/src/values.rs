@@ -15,6 +15,17 @@ where
         .ok_or_else(|| format!("must be a positive number, got {raw:?}"))
 }
 
+/// A number of stream partitions: 1 to [`MAX_PARTITIONS`].
+pub fn partitions(raw: &str) -> Result<u16, String> {
+    raw.parse()
+        .ok()
+        .filter(|n| (1..=MAX_PARTITIONS).contains(n))
+        .ok_or_else(|| format!("must be a whole number from 1 to {MAX_PARTITIONS}, got {raw:?}"))
+}
+
+/// The most stream partitions a deployment may have.
+pub const MAX_PARTITIONS: u16 = 1024;
+
 /// A socket address such as `0.0.0.0:8080`.
 pub fn socket_addr(raw: &str) -> Result<SocketAddr, String> {
     raw.parse()

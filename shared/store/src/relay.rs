@@ -16,7 +16,33 @@ pub struct OutboxRow {
     pub created_at: DateTime<Utc>,
 }
 
-/// Claims up to `limit` unpublished rows in commit-time order and marks them published, in one statement,
+/// A share of the outbox: the rows whose `partition_key` (a stable hash of the aggregate whose order
+/// they keep) is `index` modulo `count`. One relay at a time leads each partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Partition {
+    pub index: u16,
+    pub count: u16,
+}
+
+impl Partition {
+    /// The whole outbox, as one partition.
+    pub const WHOLE: Partition = Partition { index: 0, count: 1 };
+
+    /// Every partition of `count`.
+    pub fn all(count: u16) -> impl Iterator<Item = Partition> {
+        (0..count.max(1)).map(move |index| Partition {
+            index,
+            count: count.max(1),
+        })
+    }
+}
+
+/// [`claim_in`] over the whole outbox.
+pub async fn claim(tx: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<OutboxRow>> {
+    claim_in(tx, Partition::WHOLE, limit).await
+}
+
+/// Claims up to `limit` unpublished rows of `partition` in commit-time order and marks them published, in one statement,
 /// inside the caller's transaction: the caller publishes them and commits, or rolls back (they stay
 /// unpublished) when publishing fails. Claiming by state rather than advancing past an id means a row
 /// whose transaction commits late is still found on a later pass: nothing is skipped. `SKIP LOCKED`
@@ -25,13 +51,17 @@ pub struct OutboxRow {
 /// Locking and marking in one statement writes each row once; a `SELECT ... FOR UPDATE` followed by an
 /// `UPDATE` wrote each row twice (the lock, then the new version) and cost one more round trip.
 #[tracing::instrument(name = "Claim unpublished outbox rows", skip(tx))]
-pub async fn claim(tx: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<OutboxRow>> {
+pub async fn claim_in(
+    tx: &mut PgConnection,
+    partition: Partition,
+    limit: i64,
+) -> sqlx::Result<Vec<OutboxRow>> {
     let mut rows = sqlx::query_as!(
         OutboxRow,
         r#"
         WITH claimed AS (
             SELECT id FROM outbox
-            WHERE published_at IS NULL
+            WHERE published_at IS NULL AND partition_key % $2 = $3
             ORDER BY created_at, id
             LIMIT $1
             FOR UPDATE SKIP LOCKED
@@ -42,7 +72,9 @@ pub async fn claim(tx: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<Outbox
         RETURNING o.id, o.aggregate_type, o.aggregate_id, o.event_type, o.payload::text AS "payload!",
                   o.traceparent, o.created_at
         "#,
-        limit
+        limit,
+        i32::from(partition.count),
+        i32::from(partition.index)
     )
     .fetch_all(tx)
     .await?;
@@ -84,10 +116,25 @@ pub async fn republish_since(db: impl PgExecutor<'_>, since: DateTime<Utc>) -> s
 }
 
 /// Tells writers whether the relay is idle and waiting for a NOTIFY (`true`) or busy polling (`false`).
-#[tracing::instrument(name = "Set the relay's listening state", skip(db))]
 pub async fn set_listening(db: impl PgExecutor<'_>, listening: bool) -> sqlx::Result<()> {
+    set_listening_in(db, Partition::WHOLE, listening).await
+}
+
+/// Tells writers whether the relay of `partition` is idle and waiting for a NOTIFY (`true`) or busy
+/// polling (`false`); writers notify while any partition's relay waits.
+#[tracing::instrument(name = "Set the relay's listening state", skip(db))]
+pub async fn set_listening_in(
+    db: impl PgExecutor<'_>,
+    partition: Partition,
+    listening: bool,
+) -> sqlx::Result<()> {
     sqlx::query!(
-        "UPDATE relay_state SET listening = $1 WHERE id = 1 AND listening IS DISTINCT FROM $1",
+        r#"
+        INSERT INTO relay_state (id, listening) VALUES ($1, $2)
+        ON CONFLICT (id) DO UPDATE SET listening = EXCLUDED.listening
+        WHERE relay_state.listening IS DISTINCT FROM EXCLUDED.listening
+        "#,
+        i32::from(partition.index) + 1,
         listening
     )
     .execute(db)
