@@ -134,6 +134,8 @@ async fn main() -> anyhow::Result<()> {
         poll_interval: Duration::from_secs(1),
         retention: Duration::from_secs(7 * 86_400),
         max_stream_len: 10_000_000,
+        min_replicas: 0,
+        wait_timeout: std::time::Duration::from_secs(1),
     };
     let relay = streambank_relay::Relay::new(config)?;
     tokio::spawn(relay.clone().run(std::future::pending()));

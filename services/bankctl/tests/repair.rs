@@ -146,6 +146,8 @@ async fn a_killed_relay_and_a_flushed_redis_leave_every_notification_once() {
         poll_interval: Duration::from_millis(200),
         retention: Duration::from_secs(7 * 86_400),
         max_stream_len: 1_000_000,
+        min_replicas: 0,
+        wait_timeout: std::time::Duration::from_secs(1),
     };
 
     // 1. The relay dies mid-drain: its task is aborted as soon as the first entries reach Redis, wherever

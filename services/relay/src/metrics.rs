@@ -20,6 +20,8 @@ pub struct RelayMetrics {
     batch_size: Histogram,
     lag: Histogram,
     leader: Gauge<i64, AtomicI64>,
+    partitions_led: Gauge<i64, AtomicI64>,
+    unreplicated: Counter,
 }
 
 impl Default for RelayMetrics {
@@ -49,12 +51,26 @@ impl Default for RelayMetrics {
             "1 while this process holds leadership and publishes, 0 on standby",
             leader.clone(),
         );
+        let partitions_led = Gauge::default();
+        registry.register(
+            "relay_partitions_led",
+            "Stream partitions this process leads and publishes",
+            partitions_led.clone(),
+        );
+        let unreplicated = Counter::default();
+        registry.register(
+            "relay_unreplicated_batches",
+            "Batches fewer replicas than RELAY_MIN_REPLICAS acknowledged (WAIT), left to go again",
+            unreplicated.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             published,
             batch_size,
             lag,
             leader,
+            partitions_led,
+            unreplicated,
         }
     }
 }
@@ -76,7 +92,15 @@ impl RelayMetrics {
         self.lag.observe(lag);
     }
 
-    pub(crate) fn leading(&self, leading: bool) {
-        self.leader.set(i64::from(leading));
+    /// How many partitions this process leads (`relay_leader` is 1 while it leads any).
+    pub(crate) fn leading(&self, partitions: usize) {
+        self.leader.set(i64::from(partitions > 0));
+        self.partitions_led
+            .set(i64::try_from(partitions).unwrap_or(i64::MAX));
+    }
+
+    /// A batch `WAIT` found short of replicas.
+    pub(crate) fn unreplicated(&self) {
+        self.unreplicated.inc();
     }
 }

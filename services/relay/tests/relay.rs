@@ -252,6 +252,8 @@ fn config(db: &TestDb, prefix: &str) -> Config {
         poll_interval: Duration::from_millis(500),
         retention: Duration::from_secs(3600),
         max_stream_len: 10_000,
+        min_replicas: 0,
+        wait_timeout: std::time::Duration::from_secs(1),
     }
 }
 
