@@ -123,11 +123,14 @@ impl Worker {
         &self.consumer
     }
 
+    /// The keys `group` reads: each of its streams in every partition. (On a lone Redis one
+    /// `XREADGROUP` reads them all; each partition's keys share a hash tag, so they share a slot.)
     pub(crate) fn keys(&self, group: Group) -> Vec<String> {
-        group
-            .streams()
+        self.config
+            .streams
+            .partition_prefixes()
             .iter()
-            .map(|s| stream_key(&self.config.streams.prefix, *s))
+            .flat_map(|prefix| group.streams().iter().map(|s| stream_key(prefix, *s)))
             .collect()
     }
 

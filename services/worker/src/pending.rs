@@ -69,22 +69,25 @@ impl Worker {
     ) -> anyhow::Result<usize> {
         let mut handled = 0;
         for stream in group.streams() {
-            let key = stream_key(&self.config.streams.prefix, *stream);
-            // The group's whole backlog on this stream, for the gauge.
-            let summary: StreamPendingReply = redis::cmd("XPENDING")
-                .arg(&key)
-                .arg(group.name())
-                .query_async(conn)
-                .await?;
-            self.metrics
-                .pending(group.name(), stream.name(), summary.count() as u64);
-            if summary.count() == 0 {
-                continue;
+            // The group's whole backlog on this stream (over its partitions), for the gauge.
+            let mut backlog = 0;
+            for prefix in self.config.streams.partition_prefixes() {
+                let key = stream_key(&prefix, *stream);
+                let summary: StreamPendingReply = redis::cmd("XPENDING")
+                    .arg(&key)
+                    .arg(group.name())
+                    .query_async(conn)
+                    .await?;
+                backlog += summary.count() as u64;
+                if summary.count() == 0 {
+                    continue;
+                }
+                handled += self.retry_own(conn, group, &key).await?;
+                if self.outage(group).is_none() {
+                    handled += self.take_over(conn, group, &key).await?;
+                }
             }
-            handled += self.retry_own(conn, group, &key).await?;
-            if self.outage(group).is_none() {
-                handled += self.take_over(conn, group, &key).await?;
-            }
+            self.metrics.pending(group.name(), stream.name(), backlog);
         }
         Ok(handled)
     }
