@@ -3,7 +3,8 @@
 #
 #   [hadolint]    every Dockerfile* (best practices, and shellcheck on RUN lines)
 #   [compose]     docker-compose -f compose/compose.yaml config -q (schema, interpolation, env files)
-#   [k8s]         kubectl kustomize k8s/overlays/dev | kubernetes-validate --strict (schemas of
+#   [k8s]         for every overlay under k8s/overlays:
+#                 kubectl kustomize k8s/overlays/NAME | kubernetes-validate --strict (schemas of
 #                 Kubernetes K8S_VERSION, no unknown fields), then the references between objects that
 #                 no schema sees (selectors, named ports, Secret and ConfigMap keys, Ingress backends)
 #   [actionlint]  .github/workflows/*.yml (expressions, action inputs, shellcheck on run: blocks)
@@ -80,15 +81,41 @@ check_compose() {
 
 check_k8s() {
   if ! command -v kubectl >/dev/null; then
-    echo "kubectl is not on PATH (it renders the kustomize overlay)" >&2
+    echo "kubectl is not on PATH (it renders the kustomize overlays)" >&2
     return 1
   fi
-  local rendered
+  # Every overlay, found by its kustomization.yaml, so that a new one is checked without editing this.
+  local overlays=()
+  mapfile -t overlays < <(find k8s/overlays -mindepth 2 -maxdepth 2 -name kustomization.yaml -printf '%h\n' | sort)
+  if ((${#overlays[@]} == 0)); then
+    echo "no overlay found under k8s/overlays" >&2
+    return 1
+  fi
+  # Each overlay in its own errexit subshell (as main runs the checks), so that one failing overlay
+  # does not hide the findings of the next.
+  local overlay status failed=()
+  for overlay in "${overlays[@]}"; do
+    set +e
+    (set -e; check_k8s_overlay "${overlay}")
+    status=$?
+    set -e
+    ((status == 0)) || failed+=("${overlay}")
+  done
+  if ((${#failed[@]})); then
+    echo "k8s: ${#failed[@]} of ${#overlays[@]} overlay(s) failed: ${failed[*]}"
+    return 1
+  fi
+  echo "k8s: ${#overlays[@]} overlay(s) passed: ${overlays[*]}"
+}
+
+check_k8s_overlay() {
+  local overlay="$1" rendered
+  echo "--- ${overlay}"
   rendered="$(mktemp)"
   # shellcheck disable=SC2064 # expand now: the local variable is gone when the trap runs
   trap "rm -f '${rendered}'" RETURN
-  kubectl kustomize k8s/overlays/dev >"${rendered}"
-  echo "k8s/overlays/dev: $(grep -c '^kind:' "${rendered}") resources rendered"
+  kubectl kustomize "${overlay}" >"${rendered}"
+  echo "${overlay}: $(grep -c '^kind:' "${rendered}") resources rendered"
   # --quiet prints failures and warnings only. kubernetes-validate exits 0 on an unknown kind with a
   # warning, so warnings are failures here too.
   local out status=0
@@ -98,11 +125,11 @@ check_k8s() {
     return 1
   fi
   ((status == 0)) || return "${status}"
-  echo "k8s/overlays/dev: valid against the Kubernetes ${K8S_VERSION} schemas (strict)"
+  echo "${overlay}: valid against the Kubernetes ${K8S_VERSION} schemas (strict)"
   # What a schema cannot see: one object naming another. Each of these applies cleanly and then fails
   # at run time (a Service with no endpoints, a pod stuck in CreateContainerConfigError, a probe that
   # never succeeds, an Ingress answering 503).
-  python3 - "${rendered}" <<'PY'
+  python3 - "${rendered}" "${overlay}" <<'PY'
 import sys
 import yaml
 
@@ -224,7 +251,7 @@ for name, pdb in by_kind.get("PodDisruptionBudget", {}).items():
 
 for e in errors:
     print(f"ERROR - {e}")
-print(f"cross-references: {len(docs)} resources, {len(errors)} problem(s)")
+print(f"{sys.argv[2]}: cross-references: {len(docs)} resources, {len(errors)} problem(s)")
 sys.exit(1 if errors else 0)
 PY
 }
