@@ -3,9 +3,11 @@
 #
 #   [hadolint]    every Dockerfile* (best practices, and shellcheck on RUN lines)
 #   [compose]     docker-compose -f compose/compose.yaml config -q (schema, interpolation, env files)
-#   [k8s]         kubectl kustomize k8s/overlays/dev | kubernetes-validate --strict (schemas of
+#   [k8s]         for every overlay under k8s/overlays:
+#                 kubectl kustomize k8s/overlays/NAME | kubernetes-validate --strict (schemas of
 #                 Kubernetes K8S_VERSION, no unknown fields), then the references between objects that
-#                 no schema sees (selectors, named ports, Secret and ConfigMap keys, Ingress backends)
+#                 no schema sees (selectors, named ports, Secret and ConfigMap keys, Ingress backends,
+#                 in-cluster hosts in URLs, what an autoscaler needs)
 #   [actionlint]  .github/workflows/*.yml (expressions, action inputs, shellcheck on run: blocks)
 #   [shellcheck]  every *.sh in the tree, and every other file whose first line is a sh/bash shebang
 #                 (.ci/run)
@@ -80,15 +82,41 @@ check_compose() {
 
 check_k8s() {
   if ! command -v kubectl >/dev/null; then
-    echo "kubectl is not on PATH (it renders the kustomize overlay)" >&2
+    echo "kubectl is not on PATH (it renders the kustomize overlays)" >&2
     return 1
   fi
-  local rendered
+  # Every overlay, found by its kustomization.yaml, so that a new one is checked without editing this.
+  local overlays=()
+  mapfile -t overlays < <(find k8s/overlays -mindepth 2 -maxdepth 2 -name kustomization.yaml -printf '%h\n' | sort)
+  if ((${#overlays[@]} == 0)); then
+    echo "no overlay found under k8s/overlays" >&2
+    return 1
+  fi
+  # Each overlay in its own errexit subshell (as main runs the checks), so that one failing overlay
+  # does not hide the findings of the next.
+  local overlay status failed=()
+  for overlay in "${overlays[@]}"; do
+    set +e
+    (set -e; check_k8s_overlay "${overlay}")
+    status=$?
+    set -e
+    ((status == 0)) || failed+=("${overlay}")
+  done
+  if ((${#failed[@]})); then
+    echo "k8s: ${#failed[@]} of ${#overlays[@]} overlay(s) failed: ${failed[*]}"
+    return 1
+  fi
+  echo "k8s: ${#overlays[@]} overlay(s) passed: ${overlays[*]}"
+}
+
+check_k8s_overlay() {
+  local overlay="$1" rendered
+  echo "--- ${overlay}"
   rendered="$(mktemp)"
   # shellcheck disable=SC2064 # expand now: the local variable is gone when the trap runs
   trap "rm -f '${rendered}'" RETURN
-  kubectl kustomize k8s/overlays/dev >"${rendered}"
-  echo "k8s/overlays/dev: $(grep -c '^kind:' "${rendered}") resources rendered"
+  kubectl kustomize "${overlay}" >"${rendered}"
+  echo "${overlay}: $(grep -c '^kind:' "${rendered}") resources rendered"
   # --quiet prints failures and warnings only. kubernetes-validate exits 0 on an unknown kind with a
   # warning, so warnings are failures here too.
   local out status=0
@@ -98,12 +126,17 @@ check_k8s() {
     return 1
   fi
   ((status == 0)) || return "${status}"
-  echo "k8s/overlays/dev: valid against the Kubernetes ${K8S_VERSION} schemas (strict)"
+  echo "${overlay}: valid against the Kubernetes ${K8S_VERSION} schemas (strict)"
   # What a schema cannot see: one object naming another. Each of these applies cleanly and then fails
   # at run time (a Service with no endpoints, a pod stuck in CreateContainerConfigError, a probe that
   # never succeeds, an Ingress answering 503).
-  python3 - "${rendered}" <<'PY'
+  python3 - "${rendered}" "${overlay}" <<'PY'
+import base64
+import ipaddress
+import re
 import sys
+from urllib.parse import urlsplit
+
 import yaml
 
 with open(sys.argv[1], encoding="utf-8") as f:
@@ -186,7 +219,19 @@ for where, tpl in pod_templates():
             errors.append(f"{cw}: volumeMount {m!r} has no volume")
 
 for name, svc in by_kind.get("Service", {}).items():
+    if svc["spec"].get("type") == "ExternalName":
+        # A DNS alias for a server outside these manifests: no pods, no ports to match.
+        if not svc["spec"].get("externalName"):
+            errors.append(f"Service/{name}: type ExternalName without an externalName")
+        continue
     sel = svc["spec"].get("selector")
+    if not sel:
+        # No selector: the endpoints are written by hand (an outside server behind a cluster IP).
+        slices = [s for s in by_kind.get("EndpointSlice", {}).values()
+                  if s["metadata"].get("labels", {}).get("kubernetes.io/service-name") == name]
+        if name not in by_kind.get("Endpoints", {}) and not slices:
+            errors.append(f"Service/{name}: no selector, and no Endpoints or EndpointSlice for it")
+        continue
     pods = [(w, t) for w, t in pod_templates() if matches(sel, t["metadata"].get("labels", {}))]
     if not pods:
         errors.append(f"Service/{name}: selector {sel} matches no pod template")
@@ -214,8 +259,83 @@ for name, ing in by_kind.get("Ingress", {}).items():
 
 for name, hpa in by_kind.get("HorizontalPodAutoscaler", {}).items():
     ref = hpa["spec"]["scaleTargetRef"]
-    if ref["name"] not in by_kind.get(ref["kind"], {}):
-        errors.append(f"HorizontalPodAutoscaler/{name}: target {ref['kind']}/{ref['name']} is not in the manifests")
+    target = by_kind.get(ref["kind"], {}).get(ref["name"])
+    where = f"HorizontalPodAutoscaler/{name}"
+    if target is None:
+        errors.append(f"{where}: target {ref['kind']}/{ref['name']} is not in the manifests")
+        continue
+    # A replica count in the manifest is set back on every apply, undoing what the autoscaler chose.
+    if "replicas" in target["spec"]:
+        errors.append(f"{where}: {ref['kind']}/{ref['name']} sets spec.replicas, which every apply would reset")
+    # Utilization is usage divided by the request: a container without one leaves the HPA unable to act.
+    for m in hpa["spec"].get("metrics", []):
+        if m.get("type") != "Resource" or m["resource"]["target"].get("type") != "Utilization":
+            continue
+        resource = m["resource"]["name"]
+        for c in target["spec"]["template"]["spec"].get("containers", []):
+            if resource not in ((c.get("resources") or {}).get("requests") or {}):
+                errors.append(f"{where}: container {c['name']} of {ref['kind']}/{ref['name']} requests no {resource}")
+
+# URLs in configuration that name a Service of these manifests ("postgres", "redis.streambank.svc"):
+# the Service must exist, with that port. A host with any other dot is outside (or a pod under a
+# headless Service) and is not checked. Comma-separated lists (Redis Cluster seeds) are split. Values
+# are never printed: Secrets hold passwords in their URLs.
+URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+namespaces = {d["metadata"].get("namespace") for d in docs} - {None}
+
+
+def config_values():
+    for kind in ("ConfigMap", "Secret"):
+        for name, obj in by_kind.get(kind, {}).items():
+            for key, value in (obj.get("stringData") or {}).items():
+                yield f"{kind}/{name} key {key}", value
+            for key, value in (obj.get("data") or {}).items():
+                if kind == "Secret":
+                    try:
+                        value = base64.b64decode(value).decode("utf-8")
+                    except ValueError:
+                        continue
+                yield f"{kind}/{name} key {key}", value
+    for where, tpl in pod_templates():
+        for c in tpl["spec"].get("initContainers", []) + tpl["spec"].get("containers", []):
+            for env in c.get("env", []):
+                if "value" in env:
+                    yield f"{where} container {c['name']} env {env['name']}", env["value"]
+
+
+for where, value in config_values():
+    if not isinstance(value, str):
+        continue
+    for item in value.split(","):
+        item = item.strip()
+        if not URL.match(item):
+            continue
+        try:
+            parts = urlsplit(item)
+            host, port = parts.hostname, parts.port
+        except ValueError:
+            errors.append(f"{where}: an item does not parse as a URL")
+            continue
+        if not host or host == "localhost":
+            continue
+        try:
+            ipaddress.ip_address(host)
+            continue
+        except ValueError:
+            pass
+        labels = host.split(".")
+        if len(labels) == 1:
+            service_name = host
+        elif len(labels) >= 3 and labels[1] in namespaces and labels[2:] in (["svc"], ["svc", "cluster", "local"]):
+            service_name = labels[0]
+        else:
+            continue
+        svc = by_kind.get("Service", {}).get(service_name)
+        if svc is None:
+            errors.append(f"{where}: host {host!r} is not a Service in the manifests")
+        elif port is not None and svc["spec"].get("type") != "ExternalName" \
+                and port not in {p["port"] for p in svc["spec"].get("ports", [])}:
+            errors.append(f"{where}: Service {service_name!r} has no port {port}")
 
 for name, pdb in by_kind.get("PodDisruptionBudget", {}).items():
     sel = pdb["spec"].get("selector", {}).get("matchLabels")
@@ -224,7 +344,7 @@ for name, pdb in by_kind.get("PodDisruptionBudget", {}).items():
 
 for e in errors:
     print(f"ERROR - {e}")
-print(f"cross-references: {len(docs)} resources, {len(errors)} problem(s)")
+print(f"{sys.argv[2]}: cross-references: {len(docs)} resources, {len(errors)} problem(s)")
 sys.exit(1 if errors else 0)
 PY
 }
