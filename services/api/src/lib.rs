@@ -80,7 +80,7 @@ impl Api {
         let state = AppState {
             bank: Bank::new(pool),
             sessions: sessions.clone(),
-            redis: redis::Client::open(config.redis.url.as_str())
+            redis: streambank_bus::Bus::open(&config.redis.url)
                 .context("REDIS_URL is not a Redis URL")?,
             trusted_proxies: config.trusted_proxies.clone(),
             body_limit_bytes: config.body_limit_bytes,

@@ -12,7 +12,7 @@ use streambank_service::{Bank, Sessions};
 pub struct AppState {
     pub bank: Bank,
     pub sessions: Sessions,
-    pub redis: redis::Client,
+    pub redis: streambank_bus::Bus,
     pub trusted_proxies: Vec<IpAddr>,
     pub body_limit_bytes: usize,
     pub metrics: crate::contract::metrics::ApiMetrics,

@@ -18,10 +18,9 @@ pub async fn republish(options: &PgConnectOptions, since: &str) -> anyhow::Resul
     ))
 }
 
-async fn redis(url: &str) -> anyhow::Result<redis::aio::MultiplexedConnection> {
-    let client = redis::Client::open(url).context("REDIS_URL is not a Redis URL")?;
-    client
-        .get_multiplexed_async_connection()
+async fn redis(url: &str) -> anyhow::Result<streambank_bus::BusConnection> {
+    let bus = streambank_bus::Bus::open(url).context("REDIS_URL is not a Redis URL")?;
+    bus.connect()
         .await
         .map_err(|e| anyhow::anyhow!("cannot reach Redis at {url} ({e}); is it running?"))
 }

@@ -8,12 +8,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use redis::aio::MultiplexedConnection;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgListener};
+use streambank_bus::{Bus, BusConnection};
 use streambank_config::partition_prefix;
 use streambank_store::relay::{self, Partition};
-use streambank_telemetry::health::{Readiness, ping_redis};
+use streambank_telemetry::health::Readiness;
 use streambank_telemetry::shutdown::{CancellationToken, stop_token};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -38,7 +38,7 @@ const RETENTION_EVERY: Duration = Duration::from_secs(60);
 pub struct Relay {
     config: Config,
     pool: PgPool,
-    redis: redis::Client,
+    bus: Bus,
     led: Arc<Mutex<BTreeSet<u16>>>,
     metrics: RelayMetrics,
 }
@@ -62,12 +62,16 @@ impl Relay {
         let connections = (2 * u32::from(config.streams.partitions) + 2).clamp(4, 64);
         let pool = streambank_store::pool_options(connections)
             .connect_lazy_with(connect_options(&config.database.url).context("DATABASE_URL")?);
-        let redis = redis::Client::open(config.redis.url.as_str())
-            .context("REDIS_URL is not a Redis URL")?;
+        let bus = Bus::open(&config.redis.url).context("REDIS_URL is not a Redis URL")?;
+        anyhow::ensure!(
+            !bus.is_cluster() || config.streams.partitions > 1,
+            "REDIS_URL names a Redis Cluster: STREAM_PARTITIONS must be 2 or more, so that each \
+             partition's streams share a hash tag (a slot)"
+        );
         Ok(Self {
             config,
             pool,
-            redis,
+            bus,
             led: Arc::default(),
             metrics: RelayMetrics::default(),
         })
@@ -139,7 +143,7 @@ impl Relay {
         Readiness::default()
             .check("postgres", sqlx::query("SELECT 1").execute(&self.pool))
             .await
-            .check("redis", ping_redis(&self.redis))
+            .check("redis", self.bus.ping())
             .await
             .detail("role", role)
             .detail("partitions", partitions)
@@ -270,8 +274,8 @@ impl Relay {
         stop: CancellationToken,
     ) -> anyhow::Result<()> {
         let mut redis = self
-            .redis
-            .get_multiplexed_async_connection()
+            .bus
+            .connect()
             .await
             .context("cannot connect to Redis")?;
         let lane = Lane {
@@ -336,7 +340,7 @@ impl Relay {
     /// Publishes batches until one comes back short. Returns how many rows were published.
     async fn drain(
         &self,
-        redis: &mut MultiplexedConnection,
+        redis: &mut BusConnection,
         lane: &Lane,
         stop: &CancellationToken,
     ) -> anyhow::Result<usize> {

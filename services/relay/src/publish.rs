@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use redis::aio::MultiplexedConnection;
+use redis::aio::ConnectionLike;
 use sqlx::PgPool;
 use streambank_events::{EventType, Stream, StreamEntry, stream_key};
 use streambank_store::relay::{self, Partition};
@@ -46,7 +46,7 @@ impl Lane {
 /// marks them published. Returns how many rows it published (0: nothing was waiting).
 pub async fn publish_batch(
     pool: &PgPool,
-    redis: &mut MultiplexedConnection,
+    redis: &mut (impl ConnectionLike + Send),
     prefix: &str,
     batch_size: i64,
     max_stream_len: u64,
@@ -61,7 +61,7 @@ pub async fn publish_batch(
 /// [`drain_lane`] over the whole outbox under `prefix`, without `WAIT`.
 pub async fn drain(
     pool: &PgPool,
-    redis: &mut MultiplexedConnection,
+    redis: &mut (impl ConnectionLike + Send),
     prefix: &str,
     batch_size: i64,
     max_stream_len: u64,
@@ -80,7 +80,7 @@ pub async fn drain(
 #[tracing::instrument(name = "Drain the outbox", skip_all, fields(partition = lane.partition.index))]
 pub async fn drain_lane(
     pool: &PgPool,
-    redis: &mut MultiplexedConnection,
+    redis: &mut (impl ConnectionLike + Send),
     lane: &Lane,
     metrics: Option<&RelayMetrics>,
     stop: impl Fn() -> bool,
@@ -126,7 +126,7 @@ impl Batch {
     #[tracing::instrument(name = "Publish an outbox batch", skip_all, fields(rows = self.rows.len()))]
     async fn publish(
         self,
-        redis: &mut MultiplexedConnection,
+        redis: &mut (impl ConnectionLike + Send),
         lane: &Lane,
         metrics: Option<&RelayMetrics>,
     ) -> anyhow::Result<()> {

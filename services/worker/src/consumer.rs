@@ -16,11 +16,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use redis::AsyncConnectionConfig;
-use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamId, StreamReadReply};
 use sqlx::PgPool;
 use sqlx::postgres::PgConnectOptions;
+use streambank_bus::{Bus, BusConnection};
 use streambank_events::{StreamEntry, stream_key};
 use streambank_telemetry::health::Readiness;
 use streambank_telemetry::shutdown::{CancellationToken, stop_token};
@@ -61,7 +60,7 @@ pub(crate) struct Held {
 pub struct Worker {
     pub(crate) config: Config,
     handler: Arc<dyn Handle>,
-    redis: redis::Client,
+    bus: Bus,
     /// Where dead letters are recorded.
     pub(crate) db: PgPool,
     pub(crate) consumer: String,
@@ -92,8 +91,12 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Worker {
     pub fn new(config: Config, handler: Arc<dyn Handle>) -> anyhow::Result<Self> {
-        let redis = redis::Client::open(config.redis.url.as_str())
-            .context("REDIS_URL is not a Redis URL")?;
+        let bus = Bus::open(&config.redis.url).context("REDIS_URL is not a Redis URL")?;
+        anyhow::ensure!(
+            !bus.is_cluster() || config.streams.partitions > 1,
+            "REDIS_URL names a Redis Cluster: STREAM_PARTITIONS must be 2 or more, so that each \
+             partition's streams share a hash tag (a slot)"
+        );
         let options: PgConnectOptions = config.database.url.parse().context("DATABASE_URL")?;
         let db = streambank_store::pool_options(2).connect_lazy_with(options);
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".to_owned());
@@ -105,7 +108,7 @@ impl Worker {
         Ok(Self {
             config,
             handler,
-            redis,
+            bus,
             db,
             consumer,
             failures: Arc::default(),
@@ -134,18 +137,36 @@ impl Worker {
             .collect()
     }
 
+    /// The sets of keys `group` reads with one `XREADGROUP` each, each in a loop of its own: all its
+    /// keys at once on a lone Redis; one partition's on a Redis Cluster, where a command may not
+    /// cross slots.
+    pub(crate) fn lanes(&self, group: Group) -> Vec<Vec<String>> {
+        if !self.bus.is_cluster() {
+            return vec![self.keys(group)];
+        }
+        self.config
+            .streams
+            .partition_prefixes()
+            .iter()
+            .map(|prefix| {
+                group
+                    .streams()
+                    .iter()
+                    .map(|s| stream_key(prefix, *s))
+                    .collect()
+            })
+            .collect()
+    }
+
     /// A connection for non-blocking commands.
-    pub async fn connection(&self) -> anyhow::Result<MultiplexedConnection> {
-        self.redis
-            .get_multiplexed_async_connection()
-            .await
-            .context("cannot connect to Redis")
+    pub async fn connection(&self) -> anyhow::Result<BusConnection> {
+        self.bus.connect().await.context("cannot connect to Redis")
     }
 
     /// Creates the consumer groups (and their streams) if they do not exist; `BUSYGROUP` is fine. New
     /// groups start at the beginning of the stream, so events published before the first worker started
     /// are handled too.
-    pub async fn ensure_groups(&self, conn: &mut MultiplexedConnection) -> anyhow::Result<()> {
+    pub async fn ensure_groups(&self, conn: &mut BusConnection) -> anyhow::Result<()> {
         for group in Group::ALL {
             for key in self.keys(group) {
                 let created: redis::RedisResult<()> = redis::cmd("XGROUP")
@@ -174,23 +195,25 @@ impl Worker {
     /// handles them. Returns how many entries it read.
     pub async fn read_once(
         &self,
-        blocking: &mut MultiplexedConnection,
-        conn: &mut MultiplexedConnection,
+        blocking: &mut BusConnection,
+        conn: &mut BusConnection,
         group: Group,
         block: Option<Duration>,
     ) -> anyhow::Result<usize> {
-        self.read(blocking, conn, group, block, READ_COUNT).await
+        let keys = self.keys(group);
+        self.read(blocking, conn, group, &keys, block, READ_COUNT)
+            .await
     }
 
     async fn read(
         &self,
-        blocking: &mut MultiplexedConnection,
-        conn: &mut MultiplexedConnection,
+        blocking: &mut BusConnection,
+        conn: &mut BusConnection,
         group: Group,
+        keys: &[String],
         block: Option<Duration>,
         count: usize,
     ) -> anyhow::Result<usize> {
-        let keys = self.keys(group);
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP")
             .arg(group.name())
@@ -200,8 +223,8 @@ impl Worker {
         if let Some(block) = block {
             cmd.arg("BLOCK").arg(block.as_millis() as u64);
         }
-        cmd.arg("STREAMS").arg(&keys);
-        for _ in &keys {
+        cmd.arg("STREAMS").arg(keys);
+        for _ in keys {
             cmd.arg(">");
         }
         let reply: Option<StreamReadReply> = cmd
@@ -229,8 +252,12 @@ impl Worker {
     /// Keeps this consumer known to be alive while it reads nothing (a group waiting out an outage):
     /// a read of its own history past its newest entry returns nothing, and refreshes the consumer's
     /// idle time, which is how the other workers tell a live consumer from a dead one.
-    async fn touch(&self, conn: &mut MultiplexedConnection, group: Group) -> anyhow::Result<()> {
-        let keys = self.keys(group);
+    async fn touch(
+        &self,
+        conn: &mut BusConnection,
+        group: Group,
+        keys: &[String],
+    ) -> anyhow::Result<()> {
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP")
             .arg(group.name())
@@ -238,8 +265,8 @@ impl Worker {
             .arg("COUNT")
             .arg(1)
             .arg("STREAMS")
-            .arg(&keys);
-        for _ in &keys {
+            .arg(keys);
+        for _ in keys {
             cmd.arg("18446744073709551615-0");
         }
         let _: Option<StreamReadReply> = cmd.query_async(conn).await?;
@@ -249,7 +276,7 @@ impl Worker {
     /// Handles entries this process holds, in batches of [`READ_COUNT`], and settles each.
     pub(crate) async fn handle_held(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut BusConnection,
         group: Group,
         held: Vec<Held>,
     ) -> anyhow::Result<usize> {
@@ -293,7 +320,7 @@ impl Worker {
     /// others pending for a retry.
     async fn settle(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut BusConnection,
         group: Group,
         settled: Vec<(Held, anyhow::Result<()>)>,
         elapsed: Duration,
@@ -469,9 +496,14 @@ impl Worker {
 
         let mut tasks = tokio::task::JoinSet::new();
         for group in Group::ALL {
-            let worker = self.clone();
-            let stop = stop.clone();
-            tasks.spawn(async move { worker.run_group(group, stop).await });
+            for (lane, keys) in self.lanes(group).into_iter().enumerate() {
+                let worker = self.clone();
+                let stop = stop.clone();
+                // The first lane of a group also sweeps the group's pending entries, on every
+                // partition (each sweep command names one key, so it never crosses slots).
+                let sweeps = lane == 0;
+                tasks.spawn(async move { worker.run_lane(group, keys, sweeps, stop).await });
+            }
         }
         while let Some(done) = tasks.join_next().await {
             if let Ok(Err(e)) = done {
@@ -483,7 +515,14 @@ impl Worker {
         Ok(())
     }
 
-    async fn run_group(&self, group: Group, stop: CancellationToken) -> anyhow::Result<()> {
+    /// Reads `keys` for `group` until `stop`, sweeping the group's pending entries too when `sweeps`.
+    async fn run_lane(
+        &self,
+        group: Group,
+        keys: Vec<String>,
+        sweeps: bool,
+        stop: CancellationToken,
+    ) -> anyhow::Result<()> {
         let block = Duration::from_millis(1000);
         let mut failures_in_a_row = 0u64;
         while !stop.is_cancelled() {
@@ -491,11 +530,7 @@ impl Worker {
                 let mut conn = self.connection().await?;
                 self.ensure_groups(&mut conn).await?;
                 // The blocking read gets a connection of its own, without a response timeout.
-                let config = AsyncConnectionConfig::new().set_response_timeout(None);
-                let mut blocking = self
-                    .redis
-                    .get_multiplexed_async_connection_with_config(&config)
-                    .await?;
+                let mut blocking = self.bus.connect_blocking().await?;
                 let mut last_sweep = Instant::now();
                 while !stop.is_cancelled() {
                     match self.outage(group) {
@@ -507,14 +542,26 @@ impl Worker {
                                 () = tokio::time::sleep(nap) => {}
                                 () = stop.cancelled() => {}
                             }
-                            self.touch(&mut conn, group).await?;
+                            self.touch(&mut conn, group, &keys).await?;
                             continue;
                         }
                         Some(_) => {
                             // Probe: retry a few of the failed entries; if there are none, read a few.
-                            if self.sweep_once(&mut conn, group).await? == 0 {
-                                self.read(&mut blocking, &mut conn, group, None, PROBE_COUNT)
-                                    .await?;
+                            let retried = if sweeps {
+                                self.sweep_once(&mut conn, group).await?
+                            } else {
+                                0
+                            };
+                            if retried == 0 {
+                                self.read(
+                                    &mut blocking,
+                                    &mut conn,
+                                    group,
+                                    &keys,
+                                    None,
+                                    PROBE_COUNT,
+                                )
+                                .await?;
                             }
                             if self
                                 .outage(group)
@@ -528,10 +575,17 @@ impl Worker {
                         }
                         None => {}
                     }
-                    self.read_once(&mut blocking, &mut conn, group, Some(block))
-                        .await?;
+                    self.read(
+                        &mut blocking,
+                        &mut conn,
+                        group,
+                        &keys,
+                        Some(block),
+                        READ_COUNT,
+                    )
+                    .await?;
                     failures_in_a_row = 0;
-                    if last_sweep.elapsed() >= self.config.sweep_interval {
+                    if sweeps && last_sweep.elapsed() >= self.config.sweep_interval {
                         self.sweep_once(&mut conn, group).await?;
                         last_sweep = Instant::now();
                     }
@@ -560,13 +614,7 @@ impl Worker {
 
     async fn readiness(&self) -> Result<serde_json::Value, serde_json::Value> {
         Readiness::default()
-            .check("redis", async {
-                let mut conn = self.connection().await?;
-                redis::cmd("PING")
-                    .query_async::<()>(&mut conn)
-                    .await
-                    .map_err(anyhow::Error::from)
-            })
+            .check("redis", self.bus.ping())
             .await
             .detail("consumer", self.consumer.as_str())
             .report()

@@ -17,10 +17,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
 use redis::streams::{
     StreamClaimReply, StreamInfoConsumersReply, StreamPendingCountReply, StreamPendingReply,
 };
+use streambank_bus::BusConnection;
 use streambank_events::{StreamEntry, dead_letter_key, stream_key};
 use streambank_store::dead_letters::{self, NewDeadLetter};
 
@@ -64,7 +64,7 @@ impl Worker {
     /// handled.
     pub async fn sweep_once(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut BusConnection,
         group: Group,
     ) -> anyhow::Result<usize> {
         let mut handled = 0;
@@ -95,7 +95,7 @@ impl Worker {
     /// Retries this process's failed entries on `key` whose time has come.
     async fn retry_own(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut BusConnection,
         group: Group,
         key: &str,
     ) -> anyhow::Result<usize> {
@@ -146,7 +146,7 @@ impl Worker {
     /// Takes over, and handles, the entries on `key` of consumers that are dead.
     async fn take_over(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut BusConnection,
         group: Group,
         key: &str,
     ) -> anyhow::Result<usize> {
@@ -208,7 +208,7 @@ impl Worker {
     /// record it, the entry stays pending and is dead-lettered on a later try.
     pub(crate) async fn dead_letter(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut BusConnection,
         group: Group,
         held: &Held,
         failure: &FailureRecord,

@@ -511,7 +511,7 @@ impl Handle for FailOnAccountOpened {
 /// Sweeps `group` until the dead-letter stream holds `n` entries, and returns their fields.
 async fn dead_letters(
     worker: &Worker,
-    conn: &mut MultiplexedConnection,
+    conn: &mut streambank_bus::BusConnection,
     group: Group,
     prefix: &str,
     n: usize,

@@ -19,7 +19,7 @@ pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 /// ```ignore
 /// Readiness::default()
 ///     .check("postgres", bank.ping()).await
-///     .check("redis", ping(&redis)).await
+///     .check("redis", bus.ping()).await
 ///     .detail("role", "leader")
 ///     .report()
 /// ```
@@ -72,12 +72,6 @@ impl Readiness {
             Err(details) => (StatusCode::SERVICE_UNAVAILABLE, Json(details)),
         }
     }
-}
-
-/// Whether Redis answers `PING` on a fresh multiplexed connection.
-pub async fn ping_redis(client: &redis::Client) -> redis::RedisResult<()> {
-    let mut conn = client.get_multiplexed_async_connection().await?;
-    redis::cmd("PING").query_async::<()>(&mut conn).await
 }
 
 /// Binds `addr` (`HEALTH_ADDR`) and serves the health endpoints of `process` until `stop` is

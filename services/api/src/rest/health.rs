@@ -6,7 +6,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use streambank_telemetry::health::{Readiness, ping_redis};
+use streambank_telemetry::health::Readiness;
 
 use crate::state::AppState;
 
@@ -24,7 +24,7 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     Readiness::default()
         .check("postgres", state.bank.ping())
         .await
-        .check("redis", ping_redis(&state.redis))
+        .check("redis", state.redis.ping())
         .await
         .answer()
 }
