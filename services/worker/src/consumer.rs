@@ -1,9 +1,11 @@
 //! The consumer-group machinery: read, hand to the handlers, acknowledge, and decide what a failure
 //! means ([`crate::failure`]); the pending entries are swept in [`crate::pending`].
 //!
-//! Each group runs as one task that alternates a blocking `XREADGROUP` (on its own connection, which has
-//! no response timeout: `BLOCK` outlives redis-rs's default 500 ms) with a sweep of the pending entries
-//! list. Running both in one task means an entry is never handled twice at once by this process.
+//! Each lane of a group (all its keys on a lone Redis, one partition's on a Redis Cluster) runs as one
+//! task, in [`crate::lanes`], that alternates a blocking `XREADGROUP` (on its own connection, which has
+//! no response timeout: `BLOCK` outlives redis-rs's default 500 ms) with, in the group's first lane, a
+//! sweep of the pending entries list. Running both in one task means an entry is never handled twice at
+//! once by this process.
 //!
 //! When a dependency is down (Postgres or the SMTP server), a group stops reading new entries: it probes
 //! with a few of its failed entries at growing, jittered intervals (capped at `WORKER_RETRY_MAX`) and
@@ -11,7 +13,6 @@
 //! dead-lettered by count, only once older than `WORKER_DEAD_LETTER_AFTER`.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,8 +22,6 @@ use sqlx::PgPool;
 use sqlx::postgres::PgConnectOptions;
 use streambank_bus::{Bus, BusConnection};
 use streambank_events::{StreamEntry, stream_key};
-use streambank_telemetry::health::Readiness;
-use streambank_telemetry::shutdown::{CancellationToken, stop_token};
 use tokio::time::Instant;
 
 use crate::Config;
@@ -60,14 +59,14 @@ pub(crate) struct Held {
 pub struct Worker {
     pub(crate) config: Config,
     handler: Arc<dyn Handle>,
-    bus: Bus,
+    pub(crate) bus: Bus,
     /// Where dead letters are recorded.
     pub(crate) db: PgPool,
     pub(crate) consumer: String,
     /// Why each entry this process failed last failed (removed once it succeeds or is dead-lettered).
     failures: Arc<Mutex<HashMap<String, FailureRecord>>>,
     /// The groups whose dependencies are down.
-    outages: Arc<Mutex<HashMap<Group, Outage>>>,
+    pub(crate) outages: Arc<Mutex<HashMap<Group, Outage>>>,
     pub(crate) metrics: WorkerMetrics,
 }
 
@@ -83,7 +82,7 @@ pub(crate) fn fields(id: &StreamId) -> HashMap<String, String> {
 }
 
 /// Locks a mutex whose data stays consistent even if a holder panicked.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -205,7 +204,7 @@ impl Worker {
             .await
     }
 
-    async fn read(
+    pub(crate) async fn read(
         &self,
         blocking: &mut BusConnection,
         conn: &mut BusConnection,
@@ -252,7 +251,7 @@ impl Worker {
     /// Keeps this consumer known to be alive while it reads nothing (a group waiting out an outage):
     /// a read of its own history past its newest entry returns nothing, and refreshes the consumer's
     /// idle time, which is how the other workers tell a live consumer from a dead one.
-    async fn touch(
+    pub(crate) async fn touch(
         &self,
         conn: &mut BusConnection,
         group: Group,
@@ -476,148 +475,6 @@ impl Worker {
             }
         }
         Ok(total)
-    }
-
-    /// Runs every group until `shutdown` completes; in-flight entries are finished and acknowledged first.
-    pub async fn run(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
-        let stop = stop_token(shutdown);
-        tracing::info!(consumer = %self.consumer, "worker starting");
-        let (_, health) = streambank_telemetry::health::serve(
-            self.config.health_addr,
-            self.clone(),
-            |worker| async move { worker.readiness().await },
-            self.metrics.registry.clone(),
-            &stop,
-        )
-        .await?;
-
-        let mut tasks = tokio::task::JoinSet::new();
-        for group in Group::ALL {
-            for (lane, keys) in self.lanes(group).into_iter().enumerate() {
-                let worker = self.clone();
-                let stop = stop.clone();
-                // The first lane of a group also sweeps the group's pending entries, on every
-                // partition (each sweep command names one key, so it never crosses slots).
-                let sweeps = lane == 0;
-                tasks.spawn(async move { worker.run_lane(group, keys, sweeps, stop).await });
-            }
-        }
-        while let Some(done) = tasks.join_next().await {
-            if let Ok(Err(e)) = done {
-                tracing::error!(error = format!("{e:#}"), "a consumer group loop failed");
-            }
-        }
-        let _ = health.await;
-        tracing::info!("worker stopped");
-        Ok(())
-    }
-
-    /// Reads `keys` for `group` until `stop`, sweeping the group's pending entries too when `sweeps`.
-    async fn run_lane(
-        &self,
-        group: Group,
-        keys: Vec<String>,
-        sweeps: bool,
-        stop: CancellationToken,
-    ) -> anyhow::Result<()> {
-        let block = Duration::from_millis(1000);
-        let mut failures_in_a_row = 0u64;
-        while !stop.is_cancelled() {
-            let session = async {
-                let mut conn = self.connection().await?;
-                self.ensure_groups(&mut conn).await?;
-                // The blocking read gets a connection of its own, without a response timeout.
-                let mut blocking = self.bus.connect_blocking().await?;
-                let mut last_sweep = Instant::now();
-                while !stop.is_cancelled() {
-                    match self.outage(group) {
-                        Some(outage) if outage.next_probe > Instant::now() => {
-                            // Waiting out an outage: no new reads; stay known as alive.
-                            let nap =
-                                (outage.next_probe - Instant::now()).min(Duration::from_secs(1));
-                            tokio::select! {
-                                () = tokio::time::sleep(nap) => {}
-                                () = stop.cancelled() => {}
-                            }
-                            self.touch(&mut conn, group, &keys).await?;
-                            continue;
-                        }
-                        Some(_) => {
-                            // Probe: retry a few of the failed entries; if there are none, read a few.
-                            let retried = if sweeps {
-                                self.sweep_once(&mut conn, group).await?
-                            } else {
-                                0
-                            };
-                            if retried == 0 {
-                                self.read(
-                                    &mut blocking,
-                                    &mut conn,
-                                    group,
-                                    &keys,
-                                    None,
-                                    PROBE_COUNT,
-                                )
-                                .await?;
-                            }
-                            if self
-                                .outage(group)
-                                .is_some_and(|o| o.next_probe <= Instant::now())
-                            {
-                                // Nothing to probe with: the dependencies may be back.
-                                lock(&self.outages).remove(&group);
-                            }
-                            last_sweep = Instant::now();
-                            continue;
-                        }
-                        None => {}
-                    }
-                    self.read(
-                        &mut blocking,
-                        &mut conn,
-                        group,
-                        &keys,
-                        Some(block),
-                        READ_COUNT,
-                    )
-                    .await?;
-                    failures_in_a_row = 0;
-                    if sweeps && last_sweep.elapsed() >= self.config.sweep_interval {
-                        self.sweep_once(&mut conn, group).await?;
-                        last_sweep = Instant::now();
-                    }
-                }
-                anyhow::Ok(())
-            };
-            if let Err(e) = session.await {
-                failures_in_a_row += 1;
-                let wait = self
-                    .backoff(group.name(), failures_in_a_row)
-                    .max(Duration::from_millis(200));
-                tracing::warn!(
-                    group = group.name(),
-                    error = format!("{e:#}"),
-                    retry_in_ms = wait.as_millis() as u64,
-                    "consumer loop failed (Redis or Postgres unreachable?); retrying"
-                );
-                tokio::select! {
-                    () = tokio::time::sleep(wait) => {}
-                    () = stop.cancelled() => {}
-                }
-            }
-        }
-        Ok(())
-    }
-
-    async fn readiness(&self) -> Result<serde_json::Value, serde_json::Value> {
-        Readiness::default()
-            .check("redis", self.bus.ping())
-            .await
-            .detail("consumer", self.consumer.as_str())
-            .report()
     }
 }
 

@@ -32,6 +32,7 @@ pub mod failure;
 pub mod group;
 pub mod handle;
 pub mod handlers;
+mod lanes;
 pub mod mail;
 pub mod metrics;
 pub mod pending;
