@@ -210,12 +210,7 @@ impl ReadReplica {
         let mut written = self.written();
         for &user in users {
             let entry = written.by_user.entry(user).or_insert(position);
-            // A later write's position is the larger; a known one replaces an unknown one.
-            *entry = match (*entry, position) {
-                (_, UNKNOWN) => UNKNOWN,
-                (UNKNOWN, known) => known,
-                (old, new) => old.max(new),
-            };
+            *entry = later(*entry, position);
         }
     }
 
@@ -317,6 +312,17 @@ impl ReadReplica {
     }
 }
 
+/// The position to keep for a caller who had written at `old` and has written again at `new`: the
+/// larger (positions only grow), but an unknown one as soon as the newest is, and a known one as soon as
+/// the newest is known.
+fn later(old: u64, new: u64) -> u64 {
+    match (old, new) {
+        (_, UNKNOWN) => UNKNOWN,
+        (UNKNOWN, known) => known,
+        (old, new) => old.max(new),
+    }
+}
+
 impl Bank {
     /// Sends lists to `replica`, a streaming replica (hot standby) of this bank's primary, as the
     /// module documentation says. Call it before the bank is used.
@@ -370,5 +376,34 @@ impl Bank {
         }
         self.stats.reads.count(route, checked);
         crate::retry::read(|| read(&self.pool)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_callers_position_only_grows_and_unknown_lasts_until_the_next_known_write() {
+        assert_eq!(later(10, 20), 20);
+        assert_eq!(
+            later(20, 10),
+            20,
+            "an answer that arrives late does not go back"
+        );
+        assert_eq!(later(20, UNKNOWN), UNKNOWN);
+        assert_eq!(later(UNKNOWN, 30), 30);
+    }
+
+    #[test]
+    fn every_route_has_its_own_counter_and_labels() {
+        let labels: std::collections::HashSet<_> = ReadRoute::ALL
+            .iter()
+            .map(|r| (r.server(), r.check()))
+            .collect();
+        assert_eq!(labels.len(), ReadRoute::ALL.len());
+        for (i, route) in ReadRoute::ALL.iter().enumerate() {
+            assert_eq!(route.index(), i);
+        }
     }
 }
