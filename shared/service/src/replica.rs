@@ -275,13 +275,17 @@ impl ReadReplica {
         let started = Instant::now();
         let mut waited = false;
         loop {
-            let replayed = match wal::replayed(&self.pool).await {
-                Ok(replayed) => replayed,
-                Err(e) => {
-                    self.rest(&e);
-                    return (ReadRoute::PrimaryFailed, Some(started.elapsed()));
-                }
-            };
+            // A replica that does not answer at all is as good as one that is behind.
+            let remaining = self.options.max_wait.saturating_sub(started.elapsed());
+            let replayed =
+                match tokio::time::timeout(remaining.max(POLL), wal::replayed(&self.pool)).await {
+                    Ok(Ok(replayed)) => replayed,
+                    Ok(Err(e)) => {
+                        self.rest(&e);
+                        return (ReadRoute::PrimaryFailed, Some(started.elapsed()));
+                    }
+                    Err(_) => return (ReadRoute::PrimaryBehind, Some(started.elapsed())),
+                };
             self.replayed.fetch_max(replayed, Ordering::Relaxed);
             if replayed >= position {
                 let mut written = self.written();
