@@ -37,7 +37,8 @@ pub struct Config {
     #[arg(long, env = "DATABASE_READ_URL", value_parser = values::postgres_url, hide_env_values = true)]
     pub database_read_url: Option<String>,
     /// How long a list waits for the replica to replay its caller's last write before it reads the
-    /// primary instead.
+    /// primary instead (a replica that does not answer the check in that time, or 10 ms, counts as
+    /// unreachable until a probe reaches it).
     #[arg(long, env = "DATABASE_READ_MAX_WAIT", default_value = "50ms", value_parser = parse_duration)]
     pub database_read_max_wait: Duration,
     /// Redis, for readiness.

@@ -82,6 +82,7 @@ impl Api {
         if let Some(url) = &config.database_read_url {
             let options: PgConnectOptions = url.parse().context("DATABASE_READ_URL")?;
             let replica = streambank_store::pool_options(config.database_max_connections)
+                .acquire_timeout(streambank_service::replica::ACQUIRE_TIMEOUT)
                 .connect_lazy_with(options);
             let options = ReplicaOptions {
                 max_wait: config.database_read_max_wait,

@@ -649,3 +649,54 @@ async fn without_a_read_url_everything_reads_the_primary() {
         "no replica series"
     );
 }
+
+/// A replica that cannot be reached costs one list the replica pool's acquire timeout (1 s); that list
+/// and every one after it are answered from the primary, with nothing missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_replica_sends_lists_to_the_primary() {
+    let (primary, _) = engines().await;
+    let _one_at_a_time = one_at_a_time(&primary).await;
+    let db = TestDb::on(&primary).await;
+    // Nothing listens on port 1: every connection is refused.
+    let app = App::spawn(&db, Some("postgres://postgres@127.0.0.1:1/streambank")).await;
+    let ann = payer(&app, "u").await;
+    let (ann_usd, bob_usd, _) = ann.accounts[0];
+
+    // Ann has written nothing yet: her list goes straight to the replica's pool, which gives up.
+    let t = Instant::now();
+    let statement = app.newest_entry(&ann.token, ann_usd).await;
+    let first = t.elapsed();
+    assert!(statement.is_some(), "the deposit, from the primary");
+    let mut slowest = Duration::ZERO;
+    for _ in 0..20 {
+        let (own, entry) = app
+            .transfer(&ann.token, ann_usd, bob_usd, "USD", None)
+            .await;
+        let t = Instant::now();
+        assert_eq!(app.newest_entry(&ann.token, ann_usd).await, Some(entry));
+        assert_eq!(app.newest_transfer(&ann.token, ann_usd).await, Some(own));
+        slowest = slowest.max(t.elapsed());
+    }
+    println!("first list {first:?}, slowest pair of lists after it {slowest:?}");
+    assert!(
+        first < Duration::from_millis(1500),
+        "the first list gave up on the replica after the acquire timeout (1 s): {first:?}"
+    );
+    assert!(
+        slowest < Duration::from_millis(500),
+        "later lists went straight to the primary: {slowest:?}"
+    );
+    let reads = app.replica_reads().await;
+    let count = |server: &str, check: &str| {
+        reads
+            .get(&(server.to_owned(), check.to_owned()))
+            .copied()
+            .unwrap_or(0)
+    };
+    assert_eq!(count("primary", "failed"), 41, "{reads:?}");
+    let on_replica: u64 = ["none", "replayed", "waited"]
+        .iter()
+        .map(|check| count("replica", check))
+        .sum();
+    assert_eq!(on_replica, 0);
+}

@@ -20,12 +20,16 @@
 //! The records live in this process: a caller whose next request goes to another api process is
 //! not known there and reads from the replica at once (`docs/operations.md`, Reads from a replica).
 //!
-//! A replica that cannot be reached sends that read, and for [`RESTING`] every read, to the primary;
-//! a statement the replica cancels (a recovery conflict, SQLSTATE 40001) runs again on the primary.
+//! A replica that cannot be reached, or does not answer a check within `max_wait`, sends that read,
+//! and every read after it, to the primary, until a probe in the background (every [`PROBE_EVERY`])
+//! finds it answering again; a statement the replica
+//! cancels (a recovery conflict, SQLSTATE 40001) runs again on the primary. Its pool should give up on
+//! a connection soon ([`ACQUIRE_TIMEOUT`]): the reads already sent to a replica that went away wait
+//! that long before they go to the primary.
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -37,8 +41,18 @@ use crate::{Bank, Caller, Error, Result};
 /// How often a read waiting for the replica asks it again.
 pub const POLL: Duration = Duration::from_millis(1);
 
-/// How long the primary serves every read after the replica could not be reached.
-pub const RESTING: Duration = Duration::from_secs(1);
+/// How often a replica that could not be reached is tried again, in the background, while the
+/// primary serves every list.
+pub const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// The least time a replay check is given to answer, however little of `max_wait` is left, before
+/// the replica counts as unreachable.
+const MIN_CHECK: Duration = Duration::from_millis(10);
+
+/// How long a read waits for a connection of the replica's pool (a new one, to a replica that went
+/// away, or a free one, when all are busy) before it goes to the primary: the `acquire_timeout` for
+/// the replica's pool.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A WAL position that could not be read after a write: that caller's lists go to the primary until
 /// their next write records one.
@@ -75,8 +89,8 @@ pub enum ReadRoute {
     /// On the primary: the replica was still behind the caller's last write after `max_wait` (or
     /// that write's position is unknown).
     PrimaryBehind,
-    /// On the primary: the replica could not be reached, or is resting after it could not, or
-    /// cancelled the statement.
+    /// On the primary: the replica could not be reached or did not answer the check within
+    /// `max_wait` (or has not answered a probe since), or cancelled the statement.
     PrimaryFailed,
 }
 
@@ -155,8 +169,8 @@ pub(crate) struct ReadReplica {
     written: Mutex<Written>,
     /// The furthest the replica has been seen to replay.
     replayed: AtomicU64,
-    /// Until when the primary serves every read, after the replica could not be reached.
-    resting_until: Mutex<Option<Instant>>,
+    /// Set when the replica could not be reached, until a probe reaches it again.
+    down: Arc<AtomicBool>,
 }
 
 #[derive(Debug, Default)]
@@ -176,7 +190,7 @@ impl ReadReplica {
                 prune_at: PRUNE_MIN,
             }),
             replayed: AtomicU64::new(0),
-            resting_until: Mutex::new(None),
+            down: Arc::default(),
         }
     }
 
@@ -237,33 +251,33 @@ impl ReadReplica {
         Some(position)
     }
 
-    fn resting(&self) -> bool {
-        let mut until = self
-            .resting_until
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        match *until {
-            Some(t) if Instant::now() < t => true,
-            Some(_) => {
-                *until = None;
-                false
-            }
-            None => false,
-        }
+    fn is_down(&self) -> bool {
+        self.down.load(Ordering::Acquire)
     }
 
-    fn rest(&self, e: &sqlx::Error) {
-        tracing::warn!(error = %e, "the read replica failed; lists go to the primary for {RESTING:?}");
-        *self
-            .resting_until
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Instant::now() + RESTING);
+    /// Sends every list to the primary until the replica answers again, which a task probes for.
+    fn went_down(&self, why: &dyn std::fmt::Display) {
+        if self.down.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tracing::warn!(error = %why, "the read replica cannot be reached; lists go to the primary until it answers");
+        let (pool, down) = (self.pool.clone(), Arc::clone(&self.down));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(PROBE_EVERY).await;
+                if let Ok(Ok(_)) = tokio::time::timeout(PROBE_EVERY, wal::replayed(&pool)).await {
+                    down.store(false, Ordering::Release);
+                    tracing::info!("the read replica answers again; lists go to it");
+                    return;
+                }
+            }
+        });
     }
 
     /// Where `user_id`'s list runs, and how long deciding took when it asked the replica.
     #[tracing::instrument(name = "Choose where a list reads", skip(self))]
     async fn route(&self, user_id: i64) -> (ReadRoute, Option<Duration>) {
-        if self.resting() {
+        if self.is_down() {
             return (ReadRoute::PrimaryFailed, None);
         }
         let Some(position) = self.pending(user_id) else {
@@ -275,17 +289,23 @@ impl ReadReplica {
         let started = Instant::now();
         let mut waited = false;
         loop {
-            // A replica that does not answer at all is as good as one that is behind.
             let remaining = self.options.max_wait.saturating_sub(started.elapsed());
-            let replayed =
-                match tokio::time::timeout(remaining.max(POLL), wal::replayed(&self.pool)).await {
-                    Ok(Ok(replayed)) => replayed,
-                    Ok(Err(e)) => {
-                        self.rest(&e);
-                        return (ReadRoute::PrimaryFailed, Some(started.elapsed()));
+            let check = tokio::time::timeout(remaining.max(MIN_CHECK), wal::replayed(&self.pool));
+            let replayed = match check.await {
+                Ok(Ok(replayed)) => replayed,
+                Ok(Err(e)) => {
+                    if streambank_store::is_connection_error(&e) {
+                        self.went_down(&e);
                     }
-                    Err(_) => return (ReadRoute::PrimaryBehind, Some(started.elapsed())),
-                };
+                    return (ReadRoute::PrimaryFailed, Some(started.elapsed()));
+                }
+                // No answer in time: unreachable, or too slow to be worth asking until a probe
+                // finds it answering again.
+                Err(_) => {
+                    self.went_down(&"no answer to the replay check within DATABASE_READ_MAX_WAIT");
+                    return (ReadRoute::PrimaryFailed, Some(started.elapsed()));
+                }
+            };
             self.replayed.fetch_max(replayed, Ordering::Relaxed);
             if replayed >= position {
                 let mut written = self.written();
@@ -364,7 +384,7 @@ impl Bank {
         if route.server() == "replica" {
             match read(&replica.pool).await {
                 Err(e) if streambank_store::is_connection_error(&e) => {
-                    replica.rest(&e);
+                    replica.went_down(&e);
                     route = ReadRoute::PrimaryFailed;
                 }
                 // A recovery conflict: the replica cancelled the statement; the primary has none.
