@@ -31,6 +31,16 @@ pub struct Config {
     /// Connections in the Postgres pool.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value = "32", value_parser = values::positive::<u32>)]
     pub database_max_connections: u32,
+    /// A streaming replica (hot standby) of `DATABASE_URL` for the lists: statements, transfer
+    /// histories, notifications (the pool has `DATABASE_MAX_CONNECTIONS` too). Unset: every read
+    /// goes to the primary.
+    #[arg(long, env = "DATABASE_READ_URL", value_parser = values::postgres_url, hide_env_values = true)]
+    pub database_read_url: Option<String>,
+    /// How long a list waits for the replica to replay its caller's last write before it reads the
+    /// primary instead (a replica that does not answer the check in that time, or 10 ms, counts as
+    /// unreachable until a probe reaches it).
+    #[arg(long, env = "DATABASE_READ_MAX_WAIT", default_value = "50ms", value_parser = parse_duration)]
+    pub database_read_max_wait: Duration,
     /// Redis, for readiness.
     #[command(flatten)]
     pub redis: streambank_config::Redis,
@@ -200,6 +210,13 @@ mod tests {
         assert!(
             idle.to_string().starts_with("IDLE_TIMEOUT must be longer"),
             "{idle}"
+        );
+        assert_eq!(defaults.database_read_url, None, "no replica unless named");
+        assert_eq!(defaults.database_read_max_wait, Duration::from_millis(50));
+        let read_url = config(&[("DATABASE_READ_URL", "mysql://replica")]).expect_err("read url");
+        assert_eq!(
+            read_url.to_string(),
+            "DATABASE_READ_URL must be a postgres:// URL"
         );
         assert_eq!(defaults.gateway_upstream, None);
         let upstream = config(&[("GATEWAY_UPSTREAM", "localhost:9090")]).expect_err("upstream");

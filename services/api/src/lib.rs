@@ -35,7 +35,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use sqlx::postgres::PgConnectOptions;
-use streambank_service::{Bank, Sessions};
+use streambank_service::{Bank, ReplicaOptions, Sessions};
 use tokio::net::TcpListener;
 
 pub use config::Config;
@@ -61,7 +61,8 @@ pub struct Api {
 
 impl Api {
     /// Connects to Postgres (lazily: the process starts, and reports not ready, while the database is
-    /// down), builds the service layer and binds the listeners.
+    /// down), and to the read replica if `DATABASE_READ_URL` names one (lazily too; while it is down,
+    /// lists read the primary), builds the service layer and binds the listeners.
     pub async fn bind(config: &Config) -> anyhow::Result<Self> {
         let options: PgConnectOptions = config.database.url.parse().context("DATABASE_URL")?;
         let pool = streambank_store::pool_options(config.database_max_connections)
@@ -77,14 +78,25 @@ impl Api {
         .await?;
         tokio::spawn(sessions.clone().listen_for_invalidations());
         tokio::spawn(expire_idempotency_keys(Bank::new(pool.clone())));
+        let mut bank = Bank::new(pool);
+        if let Some(url) = &config.database_read_url {
+            let options: PgConnectOptions = url.parse().context("DATABASE_READ_URL")?;
+            let replica = streambank_store::pool_options(config.database_max_connections)
+                .acquire_timeout(streambank_service::replica::ACQUIRE_TIMEOUT)
+                .connect_lazy_with(options);
+            let options = ReplicaOptions {
+                max_wait: config.database_read_max_wait,
+            };
+            bank = bank.with_read_replica(replica, options);
+        }
         let state = AppState {
-            bank: Bank::new(pool),
+            metrics: contract::metrics::ApiMetrics::new(&bank),
+            bank,
             sessions: sessions.clone(),
             redis: streambank_bus::Bus::open(&config.redis.url)
                 .context("REDIS_URL is not a Redis URL")?,
             trusted_proxies: config.trusted_proxies.clone(),
             body_limit_bytes: config.body_limit_bytes,
-            metrics: contract::metrics::ApiMetrics::default(),
             auth_limiter: state::AuthRateLimiter::new(config.auth_rate_limit_per_minute),
         };
         let metrics_router = contract::metrics::router(state.metrics.clone());

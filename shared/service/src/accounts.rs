@@ -55,7 +55,8 @@ impl Bank {
         Ok(page.into_page(rows, |a| a.id))
     }
 
-    /// An account's statement: its entries, newest first.
+    /// An account's statement: its entries, newest first. The ownership check reads the primary; the
+    /// entries come from the read replica when there is one ([`crate::replica`]).
     #[tracing::instrument(name = "List entries", skip(self))]
     pub async fn list_entries(
         &self,
@@ -64,10 +65,11 @@ impl Bank {
         page: PageRequest,
     ) -> Result<Page<Entry>> {
         self.get_account(caller, account_id).await?;
-        let rows = crate::retry::read(|| {
-            ledger::list_entries(&self.pool, account_id, page.after, page.fetch_limit())
-        })
-        .await?;
+        let rows = self
+            .list_read(caller, |db| {
+                ledger::list_entries(db, account_id, page.after, page.fetch_limit())
+            })
+            .await?;
         Ok(page.into_page(rows, |e| e.id))
     }
 
@@ -91,7 +93,8 @@ impl Bank {
         Err(Error::TransferNotFound(transfer_id))
     }
 
-    /// The transfers into and out of one of the caller's accounts, newest first.
+    /// The transfers into and out of one of the caller's accounts, newest first (from the read
+    /// replica when there is one, after an ownership check on the primary).
     #[tracing::instrument(name = "List transfers", skip(self))]
     pub async fn list_transfers(
         &self,
@@ -101,31 +104,33 @@ impl Bank {
     ) -> Result<Page<Transfer>> {
         let account_id = required(account_id, "account_id")?;
         self.get_account(caller, account_id).await?;
-        let rows = crate::retry::read(|| {
-            ledger::list_transfers(&self.pool, account_id, page.after, page.fetch_limit())
-        })
-        .await?;
+        let rows = self
+            .list_read(caller, |db| {
+                ledger::list_transfers(db, account_id, page.after, page.fetch_limit())
+            })
+            .await?;
         Ok(page.into_page(rows, |t| t.id))
     }
 }
 
 impl Bank {
-    /// The caller's notifications, newest first.
+    /// The caller's notifications, newest first (from the read replica when there is one).
     #[tracing::instrument(name = "List notifications", skip(self))]
     pub async fn list_notifications(
         &self,
         caller: Caller,
         page: PageRequest,
     ) -> Result<Page<crate::Notification>> {
-        let rows = crate::retry::read(|| {
-            streambank_store::notifications::list(
-                &self.pool,
-                caller.user_id,
-                page.after,
-                page.fetch_limit(),
-            )
-        })
-        .await?;
+        let rows = self
+            .list_read(caller, |db| {
+                streambank_store::notifications::list(
+                    db,
+                    caller.user_id,
+                    page.after,
+                    page.fetch_limit(),
+                )
+            })
+            .await?;
         Ok(page.into_page(rows, |n| n.id))
     }
 }

@@ -11,9 +11,11 @@ use streambank_store::EventMeta;
 #[derive(Debug, Clone)]
 pub struct Bank {
     pub(crate) pool: PgPool,
+    /// Where lists run, when there is a streaming replica ([`crate::replica`]).
+    pub(crate) replica: Option<Arc<crate::replica::ReadReplica>>,
     pub(crate) stats: Arc<Stats>,
     /// Started on the first transfer, on the runtime that makes it.
-    batcher: Arc<OnceLock<crate::batch::Batcher>>,
+    pub(crate) batcher: Arc<OnceLock<crate::batch::Batcher>>,
     batch_options: crate::BatchOptions,
 }
 
@@ -54,6 +56,7 @@ pub struct Stats {
     transfers_retried: AtomicU64,
     transfer_batches: AtomicU64,
     transfers_batched: AtomicU64,
+    pub(crate) reads: crate::replica::ReadCounters,
 }
 
 impl Stats {
@@ -80,6 +83,17 @@ impl Stats {
         self.transfers_batched
             .fetch_add(transfers as u64, Ordering::Relaxed);
     }
+
+    /// How many lists were routed as `route` (all zero without a read replica).
+    pub fn replica_reads(&self, route: crate::ReadRoute) -> u64 {
+        self.reads.routed(route)
+    }
+
+    /// How many lists asked the read replica how far it had replayed (their caller had written), and
+    /// the time that took them in all, waiting for it included.
+    pub fn replica_checks(&self) -> (u64, std::time::Duration) {
+        self.reads.checks()
+    }
 }
 
 impl Bank {
@@ -91,6 +105,7 @@ impl Bank {
     pub fn with_batching(pool: PgPool, options: crate::BatchOptions) -> Self {
         Self {
             pool,
+            replica: None,
             stats: Arc::default(),
             batcher: Arc::default(),
             batch_options: options,
@@ -101,6 +116,7 @@ impl Bank {
         self.batcher.get_or_init(|| {
             crate::batch::Batcher::start(
                 self.pool.clone(),
+                self.replica.clone(),
                 Arc::clone(&self.stats),
                 self.batch_options,
             )

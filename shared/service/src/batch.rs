@@ -25,6 +25,7 @@ use tracing::Instrument as _;
 
 use crate::bank::Stats;
 use crate::money::{MAX_ATTEMPTS, rejection};
+use crate::replica::ReadReplica;
 use crate::{Error, Result, TransferResult};
 
 /// How transfers are batched.
@@ -71,13 +72,20 @@ impl std::fmt::Debug for Job {
 }
 
 impl Batcher {
-    /// Starts `options.executors` executors on the current runtime.
-    pub(crate) fn start(pool: PgPool, stats: Arc<Stats>, options: BatchOptions) -> Self {
+    /// Starts `options.executors` executors on the current runtime. With a read replica, each batch
+    /// records its callers' writes there before it answers them.
+    pub(crate) fn start(
+        pool: PgPool,
+        replica: Option<Arc<ReadReplica>>,
+        stats: Arc<Stats>,
+        options: BatchOptions,
+    ) -> Self {
         let (queue, jobs) = mpsc::channel::<Job>(options.max_batch.max(1) * 64);
         let jobs = Arc::new(Mutex::new(jobs));
         for _ in 0..options.executors.max(1) {
             tokio::spawn(execute(
                 pool.clone(),
+                replica.clone(),
                 Arc::clone(&stats),
                 Arc::clone(&jobs),
                 options.max_batch.max(1),
@@ -107,6 +115,7 @@ impl Batcher {
 /// until the queue closes.
 async fn execute(
     pool: PgPool,
+    replica: Option<Arc<ReadReplica>>,
     stats: Arc<Stats>,
     jobs: Arc<Mutex<mpsc::Receiver<Job>>>,
     max_batch: usize,
@@ -122,7 +131,9 @@ async fn execute(
             batch
         };
         let span = tracing::info_span!("Write a transfer batch", transfers = batch.len());
-        run(&pool, &stats, batch).instrument(span).await;
+        run(&pool, replica.as_deref(), &stats, batch)
+            .instrument(span)
+            .await;
     }
 }
 
@@ -153,7 +164,7 @@ async fn gather(jobs: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>, max_batch:
     }
 }
 
-async fn run(pool: &PgPool, stats: &Stats, jobs: Vec<Job>) {
+async fn run(pool: &PgPool, replica: Option<&ReadReplica>, stats: &Stats, jobs: Vec<Job>) {
     stats.count_transfer_batch(jobs.len());
     let batch: Vec<(NewTransfer<'static>, EventMeta)> =
         jobs.iter().map(|j| (j.new, j.event.clone())).collect();
@@ -167,14 +178,16 @@ async fn run(pool: &PgPool, stats: &Stats, jobs: Vec<Job>) {
         };
         match written {
             Ok(outcomes) => {
-                for (job, outcome) in jobs.into_iter().zip(outcomes) {
-                    let _ = job.reply.send(
+                let outcomes = jobs
+                    .iter()
+                    .zip(outcomes)
+                    .map(|(job, outcome)| {
                         outcome
                             .map(TransferResult::from)
-                            .map_err(|r| rejection(&job.new, r)),
-                    );
-                }
-                return;
+                            .map_err(|r| rejection(&job.new, r))
+                    })
+                    .collect();
+                return answer(pool, replica, jobs, outcomes).await;
             }
             // A dropped connection: the batch's transaction rolled back, unless the connection died
             // in its commit. Running it again is safe either way: the batch's outbox rows keep their
@@ -203,7 +216,8 @@ async fn run(pool: &PgPool, stats: &Stats, jobs: Vec<Job>) {
     }
     // Not transient: find out which transfer it was by running them one at a time.
     tracing::warn!(error = %failure, "transfer batch failed; running its transfers one by one");
-    for job in jobs {
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    for job in &jobs {
         let outcome = match ledger::transfer(pool, job.new, &job.event).await {
             Ok(outcome) => outcome
                 .map(TransferResult::from)
@@ -217,6 +231,29 @@ async fn run(pool: &PgPool, stats: &Stats, jobs: Vec<Job>) {
             Err(e) if streambank_store::is_retryable(&e) => Err(Error::Busy),
             Err(e) => Err(Error::db(e)),
         };
+        outcomes.push(outcome);
+    }
+    answer(pool, replica, jobs, outcomes).await;
+}
+
+/// Answers each job with its outcome, once a read replica (if any) knows of the transfers that
+/// happened, so that their callers' next lists show them.
+async fn answer(
+    pool: &PgPool,
+    replica: Option<&ReadReplica>,
+    jobs: Vec<Job>,
+    outcomes: Vec<Result<TransferResult>>,
+) {
+    if let Some(replica) = replica {
+        let writers: Vec<i64> = jobs
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, outcome)| outcome.is_ok())
+            .map(|(job, _)| job.new.caller_id)
+            .collect();
+        replica.wrote(pool, &writers).await;
+    }
+    for (job, outcome) in jobs.into_iter().zip(outcomes) {
         let _ = job.reply.send(outcome);
     }
 }

@@ -14,6 +14,7 @@
 //! - [`accounts`]: opening, reading and listing accounts; statements.
 //! - [`money`]: deposits and transfers, with bounded retries of transient failures.
 //! - [`batch`]: group commit: concurrent transfers written as one statement and one transaction.
+//! - [`replica`]: lists on a streaming replica, and how a caller still reads their own writes there.
 //! - [`sessions`]: [`Sessions`], login, refresh-token rotation with reuse detection, logout, and the
 //!   per-request authentication that makes revocation immediate.
 //! - [`password`]: argon2id hashing and verification.
@@ -27,6 +28,7 @@ pub mod effects;
 pub mod error;
 pub mod money;
 pub mod password;
+pub mod replica;
 mod retry;
 pub mod sessions;
 pub mod users;
@@ -36,6 +38,7 @@ pub use bank::{Bank, Caller, Stats, page_request};
 pub use batch::BatchOptions;
 pub use error::{Code, Error};
 pub use money::{TransferRequest, TransferResult};
+pub use replica::{ReadRoute, ReplicaOptions};
 pub use sessions::{Authenticated, ClientMeta, Credentials, Sessions};
 pub use streambank_domain::{
     Account, Deposit, Entry, Notification, Page, PageRequest, Role, Transfer,

@@ -79,6 +79,9 @@ impl Bank {
         )
         .await
         .map_err(Error::db)?;
+        if outcome.is_ok() {
+            self.wrote(&[caller.user_id]).await;
+        }
         outcome.map_err(|rejection| match rejection {
             DepositRejection::NotBanker => Error::BankerOnly,
             DepositRejection::AccountNotFound => Error::AccountNotFound(account_id),
@@ -159,7 +162,12 @@ impl Bank {
                 .transfer_keyed(caller.user_id, key, &fingerprint, new, &event)
                 .await
             {
-                Ok(outcome) => return outcome,
+                Ok(outcome) => {
+                    if outcome.is_ok() {
+                        self.wrote(&[caller.user_id]).await;
+                    }
+                    return outcome;
+                }
                 // The connection died: the transaction rolled back, or (if it died in the commit) the
                 // transfer and the key's answer committed together. Running it again finds out: the key
                 // is claimed anew, or its stored answer is returned.

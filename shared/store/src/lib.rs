@@ -21,6 +21,7 @@
 //! - [`consumers`]: processed events, notifications and email deliveries (effects exactly once).
 //! - [`dead_letters`]: stream entries a consumer group gave up on.
 //! - [`errors`]: telling constraint violations apart by constraint name.
+//! - [`wal`]: WAL positions, so that a caller reads their own writes on a streaming replica.
 
 pub mod accounts;
 pub mod consumers;
@@ -34,6 +35,7 @@ pub mod relay;
 pub mod sessions;
 pub mod users;
 pub mod verifications;
+pub mod wal;
 
 pub use errors::{constraint_name, is_connection_error, is_retryable};
 pub use outbox::EventMeta;

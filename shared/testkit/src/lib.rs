@@ -5,9 +5,11 @@
 //!
 //! # Layout
 //!
-//! - [`TestDb`]: creates `sbtest_<uuid>` on `DATABASE_URL`'s server, applies the migrations, hands out a
-//!   pool, and drops the database when the test passes. A failing test keeps its database for a
-//!   post-mortem and prints its name; `.ci/run` drops leftovers before each run.
+//! - [`TestDb`]: creates `sbtest_<uuid>` on `DATABASE_URL`'s server (or another, [`TestDb::on`]),
+//!   applies the migrations, hands out a pool, and drops the database when the test passes. A failing
+//!   test keeps its database for a post-mortem and prints its name; `.ci/run` drops leftovers before
+//!   each run. On a primary with a streaming replica, [`TestDb::on_replica`] waits for the database to
+//!   reach the replica and gives its URL there.
 //! - [`process`]: the real binaries as child processes, killed when the test ends.
 
 pub mod process;
@@ -39,17 +41,33 @@ impl TestDb {
     /// Creates and migrates a fresh database with a pool of up to `max` connections.
     pub async fn with_max_connections(max: u32) -> Self {
         let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned());
-        let server = PgConnectOptions::from_str(&url)
-            .unwrap_or_else(|e| panic!("DATABASE_URL={url:?} is not a Postgres URL: {e}"));
+        Self::create(
+            &url,
+            max,
+            "Start it with `pg_ctlcluster 15 main start` (or run `.ci/run`, which starts it), \
+             or point DATABASE_URL at a server whose user may CREATE DATABASE.",
+        )
+        .await
+    }
+
+    /// Creates and migrates a fresh database, with a pool of up to 10 connections, on the server that
+    /// `server_url` names (its database part is ignored), whatever `DATABASE_URL` says: for tests that
+    /// need a server of their own, such as a primary with a streaming replica.
+    pub async fn on(server_url: &str) -> Self {
+        Self::create(
+            server_url,
+            10,
+            "Is it started? The test that uses it says how to start it.",
+        )
+        .await
+    }
+
+    async fn create(url: &str, max: u32, hint: &str) -> Self {
+        let server = PgConnectOptions::from_str(url)
+            .unwrap_or_else(|e| panic!("{url:?} is not a Postgres URL: {e}"));
         let mut admin = PgConnection::connect_with(&server.clone().database("postgres"))
             .await
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot reach Postgres at {url} ({e}).\n\
-                     Start it with `pg_ctlcluster 15 main start` (or run `.ci/run`, which starts it), \
-                     or point DATABASE_URL at a server whose user may CREATE DATABASE."
-                )
-            });
+            .unwrap_or_else(|e| panic!("cannot reach Postgres at {url} ({e}).\n{hint}"));
         let name = Self::unique_name();
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&mut admin)
@@ -66,13 +84,49 @@ impl TestDb {
             .run(&pool)
             .await
             .unwrap_or_else(|e| panic!("migrations failed on {name}: {e}"));
-        let url = database_url_for(&url, &name);
+        let url = database_url_for(url, &name);
         Self {
             name,
             pool,
             options,
             url,
         }
+    }
+
+    /// This database's URL on `replica_server_url`, a streaming replica of the server it was created
+    /// on, once the replica has replayed everything the primary had written when this was called (the
+    /// database, its migrations and whatever the test wrote before). Panics after 30 s.
+    pub async fn on_replica(&self, replica_server_url: &str) -> String {
+        let written: String = sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap_or_else(|e| panic!("cannot read the WAL position of {}: {e}", self.name));
+        let replica = PgConnectOptions::from_str(replica_server_url)
+            .unwrap_or_else(|e| panic!("{replica_server_url:?} is not a Postgres URL: {e}"));
+        let mut admin = PgConnection::connect_with(&replica.database("postgres"))
+            .await
+            .unwrap_or_else(|e| panic!("cannot reach the replica at {replica_server_url}: {e}"));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let replayed: Option<bool> =
+                sqlx::query_scalar("SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn")
+                    .bind(&written)
+                    .fetch_one(&mut admin)
+                    .await
+                    .unwrap_or_else(|e| {
+                        panic!("cannot ask {replica_server_url} how far it replayed: {e}")
+                    });
+            match replayed {
+                Some(true) => break,
+                None => panic!("{replica_server_url} is not a streaming replica (not in recovery)"),
+                Some(false) if std::time::Instant::now() > deadline => panic!(
+                    "{replica_server_url} did not replay the primary's WAL up to {written} in 30 s"
+                ),
+                Some(false) => tokio::time::sleep(std::time::Duration::from_millis(5)).await,
+            }
+        }
+        admin.close().await.ok();
+        database_url_for(replica_server_url, &self.name)
     }
 
     /// A fresh database name on the test server, not created: for tests of code that creates databases.

@@ -1,5 +1,7 @@
 //! `/metrics`: requests by route, method and status, and a latency histogram by route (Prometheus);
 //! the gRPC server records its calls in the same registry (`grpc_requests_total`, by method and code).
+//! With a read replica, the service layer's count of where lists ran is read at each scrape
+//! (`replica_reads_total`, [`ReplicaReads`]).
 //!
 //! Every label comes from a closed set, so that no request, however strange, adds a series: the route
 //! is the matched template or `unmatched`, the method one of HTTP's nine or `other`, the status one of
@@ -13,6 +15,10 @@ use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric as _};
+use prometheus_client::metrics::counter::ConstCounter;
+use streambank_service::{Bank, ReadRoute};
 use streambank_telemetry::metrics::{
     Counter, EncodeLabelSet, Family, Histograms, Registry, Shared, endpoint, latency_histograms,
 };
@@ -53,9 +59,14 @@ pub struct ApiMetrics {
     grpc_latency: Histograms<MethodLabel>,
 }
 
-impl Default for ApiMetrics {
-    fn default() -> Self {
+impl ApiMetrics {
+    /// The API's series, and the bank's read routing when it has a read replica (without one, no
+    /// series is added).
+    pub fn new(bank: &Bank) -> Self {
         let mut registry = Registry::default();
+        if bank.has_read_replica() {
+            registry.register_collector(Box::new(ReplicaReads(bank.clone())));
+        }
         let requests = Family::default();
         registry.register(
             "http_requests",
@@ -120,6 +131,41 @@ impl ApiMetrics {
                 method: method.to_owned(),
             })
             .observe(elapsed.as_secs_f64());
+    }
+}
+
+/// The service layer's counts of where lists ran, read at each scrape.
+#[derive(Debug)]
+struct ReplicaReads(Bank);
+
+impl Collector for ReplicaReads {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let stats = self.0.stats();
+        let counter = ConstCounter::new(0u64);
+        let mut reads = encoder.encode_descriptor(
+            "replica_reads",
+            "Lists (statements, transfer histories, notifications) by the server that answered and what \
+             the caller's last write made of it: none, replayed, waited, behind or failed",
+            None,
+            counter.metric_type(),
+        )?;
+        for route in ReadRoute::ALL {
+            let labels = [("server", route.server()), ("check", route.check())];
+            ConstCounter::new(stats.replica_reads(route)).encode(reads.encode_family(&labels)?)?;
+        }
+        let (checks, waited) = stats.replica_checks();
+        ConstCounter::new(checks).encode(encoder.encode_descriptor(
+            "replica_checks",
+            "Lists that asked the read replica how far it had replayed, because their caller had written",
+            None,
+            counter.metric_type(),
+        )?)?;
+        ConstCounter::new(waited.as_secs_f64()).encode(encoder.encode_descriptor(
+            "replica_check_seconds",
+            "Time those lists spent asking and waiting for the replica",
+            None,
+            counter.metric_type(),
+        )?)
     }
 }
 
