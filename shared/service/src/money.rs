@@ -171,7 +171,13 @@ impl Bank {
                 // The connection died: the transaction rolled back, or (if it died in the commit) the
                 // transfer and the key's answer committed together. Running it again finds out: the key
                 // is claimed anew, or its stored answer is returned.
-                Err(e) if streambank_store::is_connection_error(&e) && reconnects < 10 => {
+                // Every idle connection of the pool may have died at once (a restarted or failed-over
+                // server, `pg_terminate_backend`), and the pool hands them out without a check: allow
+                // one attempt per pooled connection and a few more.
+                Err(e)
+                    if streambank_store::is_connection_error(&e)
+                        && reconnects < self.pool.options().get_max_connections() + 3 =>
+                {
                     reconnects += 1;
                     tracing::warn!(error = %e, "the database connection failed mid-transfer; running it again on another");
                     tokio::time::sleep(Duration::from_millis(10 << reconnects.min(4))).await;
