@@ -1,8 +1,6 @@
 //! The whole journey over HTTP, once with each token format.
 
-mod common;
-
-use common::{PASSWORD, TestApp, Transport, expect_error};
+use crate::common::{PASSWORD, TestApp, Transport, expect_error};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 

@@ -2,13 +2,11 @@
 //! details, idempotency metadata, the authentication table over every method of the descriptor, panic
 //! recovery, rate limits and health.
 
-mod common;
-
 use std::convert::Infallible;
 use std::task::{Context, Poll};
 
 use bytes::{Buf as _, BufMut as _};
-use common::{PASSWORD, TEST_KEY, TestApp};
+use crate::common::{PASSWORD, TEST_KEY, TestApp};
 use streambank_auth::{Claims, TokenKey, TokenType};
 use streambank_domain::Role;
 use streambank_proto::v1 as pb;

@@ -4,12 +4,10 @@
 //! The contract tests that run over both transports (`over_both_transports!` in `auth.rs`, `input.rs`,
 //! `journey.rs`) cover the API's behaviour; these cover what is the gateway's own.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{PASSWORD, TestApp, expect_error};
+use crate::common::{PASSWORD, TestApp, expect_error};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use streambank_api::gateway::{self, GatewayOptions};

@@ -25,7 +25,6 @@ pub enum Transport {
 
 /// Runs a contract test once against each transport: `over_both_transports!(name, test_fn)` makes
 /// `name::rest` and `name::gateway`, each calling `test_fn(Transport::..)`.
-#[macro_export]
 macro_rules! over_both_transports {
     ($name:ident, $test:path) => {
         mod $name {

@@ -1,10 +1,8 @@
 //! Findings of the security review (issue 22), each held by a test over real sockets.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::TestApp;
+use crate::common::{PASSWORD, Session, TEST_KEY, TestApp, expect_error};
 use reqwest::{Method, StatusCode};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -321,8 +319,8 @@ async fn a_declared_body_over_the_limit_is_refused_at_once() {
 
 /// Two customers with USD accounts (Ann's funded with 1,000), and Bob's EUR account.
 struct Parties {
-    ann: common::Session,
-    bob: common::Session,
+    ann: Session,
+    bob: Session,
     ann_usd: i64,
     bob_usd: i64,
     bob_eur: i64,
@@ -458,7 +456,7 @@ async fn refusals_reveal_nothing_about_the_destination() {
                 .send()
                 .await
                 .expect("transfer");
-            let body = common::expect_error(
+            let body = expect_error(
                 response,
                 StatusCode::BAD_REQUEST,
                 "failed_precondition",
@@ -706,7 +704,7 @@ async fn one_login_budget_per_address_across_transports() {
             .await
             .expect("login");
         assert!(response.headers().contains_key("retry-after"), "{base}");
-        common::expect_error(
+        expect_error(
             response,
             StatusCode::TOO_MANY_REQUESTS,
             "resource_exhausted",
@@ -729,7 +727,7 @@ async fn answers_carry_the_headers_a_json_api_should() {
         let login = app
             .client
             .post(format!("{base}/v1/sessions"))
-            .json(&serde_json::json!({"username": "ann", "password": common::PASSWORD}))
+            .json(&serde_json::json!({"username": "ann", "password": PASSWORD}))
             .send()
             .await
             .expect("login");
@@ -863,7 +861,7 @@ async fn no_secret_reaches_the_logs_even_at_trace() {
     let mut secrets: Vec<(&str, String)> = vec![
         ("password", password.clone()),
         ("verification code", code.clone()),
-        ("token key", common::TEST_KEY.to_owned()),
+        ("token key", TEST_KEY.to_owned()),
     ];
 
     let register = app

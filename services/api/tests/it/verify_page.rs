@@ -1,9 +1,7 @@
 //! The link in the verification email opened in a browser, over a real socket: a page for each outcome
 //! (verified, already verified, not valid), and JSON for a client that does not ask for HTML.
 
-mod common;
-
-use common::TestApp;
+use crate::common::TestApp;
 use reqwest::StatusCode;
 
 const BROWSER: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";

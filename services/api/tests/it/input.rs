@@ -1,8 +1,6 @@
 //! Malformed input, idempotency, health, request ids and the OpenAPI document, over HTTP.
 
-mod common;
-
-use common::{TestApp, Transport, expect_error};
+use crate::common::{TestApp, Transport, expect_error};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 

@@ -1,10 +1,8 @@
 //! Token attacks, refresh rotation and reuse detection, ownership, and rate limits: all over HTTP.
 
-mod common;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{PASSWORD, TEST_KEY, TestApp, Transport, expect_error};
+use crate::common::{PASSWORD, TEST_KEY, TestApp, Transport, expect_error};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use streambank_auth::{Claims, TokenKey, TokenType};
