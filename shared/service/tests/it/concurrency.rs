@@ -2,11 +2,9 @@
 //! same pairs and with amounts that would overdraw. Checked afterwards against the ledger's invariants,
 //! not against any expected interleaving.
 
-mod common;
-
 use std::collections::HashMap;
 
-use common::TestBank;
+use crate::common::TestBank;
 use rand::Rng as _;
 use rand::seq::IndexedRandom as _;
 use streambank_service::{Caller, Error, TransferRequest};

@@ -1,9 +1,7 @@
 //! The service layer against a real Postgres: users, accounts, deposits, transfers, statements, and the
 //! outbox rows each change writes in the same statement.
 
-mod common;
-
-use common::TestBank;
+use crate::common::TestBank;
 use serde_json::Value;
 use streambank_events::EventType;
 use streambank_events::payload::{
