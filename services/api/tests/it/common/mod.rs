@@ -1,7 +1,5 @@
 //! A real `streambank-api` on port 0 over a fresh database, and a typed way to talk to it.
 
-#![allow(dead_code)]
-
 use std::collections::HashMap;
 
 use reqwest::{Client, Method, Response, StatusCode};
@@ -53,7 +51,6 @@ pub struct TestApp {
     pub db: TestDb,
     pub bank: Bank,
     pub client: Client,
-    pub token_kind: String,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -127,7 +124,6 @@ impl TestApp {
             bank,
             db,
             client: Client::new(),
-            token_kind: String::new(),
             stop: Some(stop),
             server: Some(server),
         }

@@ -1,8 +1,6 @@
 //! Helpers shared by the service-layer tests: a bank on a fresh database and quick ways to make
 //! customers, bankers and funded accounts through the service layer itself.
 
-#![allow(dead_code)]
-
 use streambank_service::{Account, Bank, Caller, RegisterUser, Role, UserOptions};
 use streambank_testkit::TestDb;
 
