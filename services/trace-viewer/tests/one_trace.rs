@@ -6,27 +6,13 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use streambank_service::{Bank, RegisterUser, Role, UserOptions};
-use streambank_testkit::TestDb;
+use streambank_service::{Bank, Role};
 use streambank_testkit::process::{Spawned, Stack, free_port, wait_for_port};
+use streambank_testkit::{TestDb, fixtures, rest};
 
-const PASSWORD: &str = "correct horse battery";
-
+/// A verified user at a domain of this test's own (the worker mails it).
 async fn user(bank: &Bank, name: &str, role: Role) {
-    bank.create_user(
-        RegisterUser {
-            username: name.into(),
-            email: format!("{name}@trace.example.com"),
-            full_name: name.into(),
-            password: PASSWORD.into(),
-        },
-        UserOptions {
-            role,
-            verified: true,
-        },
-    )
-    .await
-    .expect("create user");
+    fixtures::user_at(bank, name, &format!("{name}@trace.example.com"), role).await;
 }
 
 async fn call(request: reqwest::RequestBuilder) -> Value {
@@ -83,32 +69,13 @@ async fn the_trace_of_one_transfer_holds_spans_of_api_relay_and_worker() {
     let base = &stack.rest_base;
     let mut tokens = Vec::new();
     for name in ["banker", "ann", "bob"] {
-        let login = call(
-            client
-                .post(format!("{base}/v1/sessions"))
-                .json(&json!({"username": name, "password": PASSWORD})),
-        )
-        .await;
-        tokens.push(login["access_token"].as_str().expect("token").to_owned());
+        tokens.push(rest::login(&client, base, name).await.access);
     }
     let mut accounts = Vec::new();
     for token in &tokens[1..] {
-        let account = call(
-            client
-                .post(format!("{base}/v1/accounts"))
-                .bearer_auth(token)
-                .json(&json!({"currency": "EUR"})),
-        )
-        .await;
-        accounts.push(account["id"].as_i64().expect("id"));
+        accounts.push(rest::open_account(&client, base, token, "EUR").await);
     }
-    call(
-        client
-            .post(format!("{base}/v1/accounts/{}/deposits", accounts[0]))
-            .bearer_auth(&tokens[0])
-            .json(&json!({"amount": 10_000, "currency": "EUR"})),
-    )
-    .await;
+    rest::deposit(&client, base, &tokens[0], accounts[0], 10_000, "EUR").await;
     let transfer = call(
         client
             .post(format!("{base}/v1/transfers"))

@@ -1,4 +1,5 @@
-//! The test harness: every test gets its own freshly migrated database on the real Postgres server.
+//! The test harness: every test gets its own freshly migrated database on the real Postgres server,
+//! and the users, logins and funded accounts every crate's tests begin with.
 //!
 //! Tests never share state, so they run in parallel, and they never skip: when Postgres cannot be
 //! reached, [`TestDb::new`] fails the test with a message saying how to start it.
@@ -8,9 +9,14 @@
 //! - [`TestDb`]: creates `sbtest_<uuid>` on `DATABASE_URL`'s server, applies the migrations, hands out a
 //!   pool, and drops the database when the test passes. A failing test keeps its database for a
 //!   post-mortem and prints its name; `.ci/run` drops leftovers before each run.
+//! - [`fixtures`]: users (verified, with the one test [`fixtures::PASSWORD`]) and funded accounts,
+//!   made through the service layer.
+//! - [`rest`]: the same over REST (register, log in, open, deposit), asserting the contract's statuses.
 //! - [`process`]: the real binaries as child processes, killed when the test ends.
 
+pub mod fixtures;
 pub mod process;
+pub mod rest;
 
 use std::str::FromStr;
 

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use streambank_events::{Stream, StreamEntry, stream_key};
-use streambank_service::{Bank, RegisterUser, Role, UserOptions};
-use streambank_testkit::TestDb;
+use streambank_service::Bank;
+use streambank_testkit::{TestDb, fixtures};
 use streambank_worker::consumer::Handle;
 use streambank_worker::{Group, Handlers, Worker};
 
@@ -33,20 +33,6 @@ fn redis_url() -> String {
 
 async fn redis() -> redis::aio::MultiplexedConnection {
     streambank_testkit::redis_at(&redis_url()).await
-}
-
-async fn user(bank: &Bank, name: &str) -> i64 {
-    let input = RegisterUser {
-        username: name.into(),
-        email: format!("{name}@repair.example.com"),
-        full_name: name.into(),
-        password: "correct horse battery".into(),
-    };
-    let options = UserOptions {
-        role: Role::Customer,
-        verified: true,
-    };
-    bank.create_user(input, options).await.expect("user").id
 }
 
 /// The real handlers for the `notifications` group; the email groups acknowledge without sending (the
@@ -114,7 +100,8 @@ async fn wait_until_published(db: &TestDb) {
 async fn a_killed_relay_and_a_flushed_redis_leave_every_notification_once() {
     let db = TestDb::new().await;
     let bank = Bank::new(db.pool.clone());
-    let (ann, bob) = (user(&bank, "ann").await, user(&bank, "bob").await);
+    let ann = fixtures::customer(&bank, "ann").await.user_id;
+    let bob = fixtures::customer(&bank, "bob").await.user_id;
     // The backlog: transfer events between ann and bob (the other rows, from the users' creation, go to
     // the users stream).
     sqlx::query(

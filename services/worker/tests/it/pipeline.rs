@@ -14,12 +14,11 @@ use redis::aio::MultiplexedConnection;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use streambank_events::{EventType, Stream, StreamEntry, dead_letter_key, stream_key};
-use streambank_testkit::TestDb;
+use streambank_testkit::{TestDb, fixtures, rest};
 use streambank_worker::consumer::Handle;
 use streambank_worker::{Config, Group, Handlers, Worker};
 
 const MAILDEV: &str = "http://127.0.0.1:1080";
-const PASSWORD: &str = "correct horse battery";
 
 struct Env {
     db: TestDb,
@@ -116,28 +115,9 @@ impl Env {
         format!("{name}@{}", self.domain)
     }
 
+    /// Registers `name` over REST at this test's own domain.
     async fn register(&self, name: &str) -> i64 {
-        let body = json!({"username": name, "full_name": format!("{name} Example"), "email": self.email(name), "password": PASSWORD});
-        let response = self
-            .http
-            .post(format!("{}/v1/users", self.api))
-            .json(&body)
-            .send()
-            .await
-            .expect("POST");
-        assert_eq!(response.status(), StatusCode::CREATED);
-        response.json::<Value>().await.expect("json")["id"]
-            .as_i64()
-            .expect("id")
-    }
-
-    async fn login(&self, name: &str) -> reqwest::Response {
-        self.http
-            .post(format!("{}/v1/sessions", self.api))
-            .json(&json!({"username": name, "password": PASSWORD}))
-            .send()
-            .await
-            .expect("POST")
+        rest::register(&self.http, &self.api, name, &self.email(name)).await
     }
 
     /// The emails maildev holds for `address`.
@@ -211,12 +191,7 @@ async fn verified_customer(env: &mut Env, worker: &Worker, name: &str) -> String
     );
     let page = env.http.get(&link).send().await.expect("GET link");
     assert_eq!(page.status(), StatusCode::OK);
-    let login = env.login(name).await;
-    assert_eq!(login.status(), StatusCode::CREATED);
-    login.json::<Value>().await.expect("json")["access_token"]
-        .as_str()
-        .expect("token")
-        .to_owned()
+    rest::login(&env.http, &env.api, name).await.access
 }
 
 #[tokio::test]
@@ -225,7 +200,7 @@ async fn register_verify_by_email_then_transfer_notifies_both_parties() {
     let worker = env.worker();
 
     env.register("ann").await;
-    let early = env.login("ann").await;
+    let early = rest::attempt_login(&env.http, &env.api, "ann").await;
     assert_eq!(early.status(), StatusCode::BAD_REQUEST, "not verified yet");
     // Put the verification back to the helper below for bob; here do ann's by hand to show the steps.
     env.publish().await;
@@ -242,52 +217,20 @@ async fn register_verify_by_email_then_transfer_notifies_both_parties() {
         .await
         .expect("GET link");
     assert_eq!(page.status(), StatusCode::OK);
-    let ann_login = env.login("ann").await;
-    assert_eq!(ann_login.status(), StatusCode::CREATED);
-    let ann: Value = ann_login.json().await.expect("json");
-    let ann_token = ann["access_token"].as_str().expect("token").to_owned();
-    let ann_id = ann["user"]["id"].as_i64().expect("id");
+    let ann = rest::login(&env.http, &env.api, "ann").await;
+    let (ann_token, ann_id) = (ann.access, ann.user_id);
     let bob_token = verified_customer(&mut env, &worker, "bob").await;
 
-    let open = |token: String| {
-        let http = env.http.clone();
-        let api = env.api.clone();
-        async move {
-            let r = http
-                .post(format!("{api}/v1/accounts"))
-                .bearer_auth(token)
-                .json(&json!({"currency": "USD"}))
-                .send()
-                .await
-                .expect("POST");
-            r.json::<Value>().await.expect("json")["id"]
-                .as_i64()
-                .expect("id")
-        }
-    };
-    let ann_usd = open(ann_token.clone()).await;
-    let bob_usd = open(bob_token.clone()).await;
+    let ann_usd = rest::open_account(&env.http, &env.api, &ann_token, "USD").await;
+    let bob_usd = rest::open_account(&env.http, &env.api, &bob_token, "USD").await;
     let bank = streambank_service::Bank::new(env.db.pool.clone());
-    let input = streambank_service::RegisterUser {
-        username: "banker".into(),
-        email: env.email("banker"),
-        full_name: "Bank Er".into(),
-        password: PASSWORD.into(),
-    };
-    let banker = bank
-        .create_user(
-            input,
-            streambank_service::UserOptions {
-                role: streambank_service::Role::Banker,
-                verified: true,
-            },
-        )
-        .await
-        .expect("banker");
-    let banker = streambank_service::Caller {
-        user_id: banker.id,
-        role: streambank_service::Role::Banker,
-    };
+    let banker = fixtures::user_at(
+        &bank,
+        "banker",
+        &env.email("banker"),
+        streambank_service::Role::Banker,
+    )
+    .await;
     bank.deposit(banker, ann_usd, 10_000, "USD")
         .await
         .expect("deposit");

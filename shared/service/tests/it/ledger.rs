@@ -8,6 +8,7 @@ use streambank_events::payload::{
     AccountOpened, MoneyDeposited, TransferCompleted, UserRegistered,
 };
 use streambank_service::{Error, PageRequest, RegisterUser, TransferRequest};
+use streambank_testkit::fixtures;
 
 /// The payloads of the outbox rows of one event type, oldest first.
 async fn events(t: &TestBank, event_type: EventType) -> Vec<Value> {
@@ -20,10 +21,8 @@ async fn events(t: &TestBank, event_type: EventType) -> Vec<Value> {
 
 fn registration(username: &str, email: &str) -> RegisterUser {
     RegisterUser {
-        username: username.into(),
-        email: email.into(),
         full_name: "Ann Example".into(),
-        password: "correct horse battery".into(),
+        ..fixtures::registration(username, email)
     }
 }
 

@@ -1,8 +1,9 @@
-//! Helpers shared by the service-layer tests: a bank on a fresh database and quick ways to make
-//! customers, bankers and funded accounts through the service layer itself.
+//! A bank on a fresh database, with a banker, for the service-layer tests; the users and accounts come
+//! from `streambank_testkit::fixtures`, through the service layer itself.
 
-use streambank_service::{Account, Bank, Caller, RegisterUser, Role, UserOptions};
+use streambank_service::{Account, Bank, Caller};
 use streambank_testkit::TestDb;
+use streambank_testkit::fixtures;
 
 pub struct TestBank {
     pub db: TestDb,
@@ -18,31 +19,18 @@ impl TestBank {
     pub async fn with_max_connections(max: u32) -> Self {
         let db = TestDb::with_max_connections(max).await;
         let bank = Bank::new(db.pool.clone());
-        let banker = create(&bank, "the_banker", Role::Banker).await;
+        let banker = fixtures::banker(&bank, "the_banker").await;
         Self { db, bank, banker }
     }
 
     /// A verified customer called `username`.
     pub async fn customer(&self, username: &str) -> Caller {
-        create(&self.bank, username, Role::Customer).await
+        fixtures::customer(&self.bank, username).await
     }
 
     /// Opens an account for `owner` and has the banker deposit `balance` into it.
     pub async fn account(&self, owner: Caller, currency: &str, balance: i64) -> Account {
-        let account = self
-            .bank
-            .open_account(owner, currency)
-            .await
-            .expect("open account");
-        if balance > 0 {
-            self.bank
-                .deposit(self.banker, account.id, balance, currency)
-                .await
-                .expect("deposit")
-                .account
-        } else {
-            account
-        }
+        fixtures::funded_account(&self.bank, self.banker, owner, currency, balance).await
     }
 
     pub async fn balance(&self, account_id: i64) -> i64 {
@@ -51,28 +39,5 @@ impl TestBank {
             .await
             .expect("account")
             .balance
-    }
-}
-
-async fn create(bank: &Bank, username: &str, role: Role) -> Caller {
-    let input = RegisterUser {
-        username: username.to_owned(),
-        email: format!("{username}@example.com"),
-        full_name: format!("Test {username}"),
-        password: "correct horse battery".to_owned(),
-    };
-    let user = bank
-        .create_user(
-            input,
-            UserOptions {
-                role,
-                verified: true,
-            },
-        )
-        .await
-        .expect("create user");
-    Caller {
-        user_id: user.id,
-        role,
     }
 }
