@@ -2,6 +2,8 @@
 //! against real Postgres and Redis. Each module holds one subject; nextest names a test
 //! `<module>::<test>` within the `it` binary.
 
+mod common;
+
 mod cli;
 mod demo;
 mod repair;

@@ -8,7 +8,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +16,8 @@ use streambank_service::Bank;
 use streambank_testkit::{TestDb, fixtures};
 use streambank_worker::consumer::Handle;
 use streambank_worker::{Group, Handlers, Worker};
+
+use crate::common::bankctl_ok;
 
 const EVENTS: i64 = 3_000;
 
@@ -189,18 +190,7 @@ async fn a_killed_relay_and_a_flushed_redis_leave_every_notification_once() {
         .expect("FLUSHDB");
     assert_eq!(xlen(&mut conn, &key).await, 0);
     let since = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
-    let output = Command::new(env!("CARGO_BIN_EXE_bankctl"))
-        .args(["outbox", "republish", "--since", &since])
-        .env("DATABASE_URL", &db.url)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run bankctl");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = bankctl_ok(&db.url, &["outbox", "republish", "--since", &since], &[]);
     let retained = count(&db, "SELECT count(*) FROM outbox").await;
     assert!(retained > EVENTS, "the transfers and the users' events");
     assert!(
@@ -246,21 +236,9 @@ async fn a_killed_relay_and_a_flushed_redis_leave_every_notification_once() {
         .expect("FLUSHDB");
 }
 
+/// `bankctl args` on this test's database and Redis database.
 fn run_bankctl(db: &TestDb, args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_bankctl"))
-        .args(args)
-        .env("DATABASE_URL", &db.url)
-        .env("REDIS_URL", redis_url())
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run bankctl");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "bankctl {args:?}: {stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
+    bankctl_ok(&db.url, args, &[("REDIS_URL", redis_url().as_str())])
 }
 
 #[tokio::test]
