@@ -1,55 +1,116 @@
 //! Malformed input, idempotency, health, request ids and the OpenAPI document, over HTTP.
+//!
+//! Malformed input: each kind of bad request is a table of (request, status, code, reason), run over
+//! REST and the gateway; every one answers a 4xx in the contract's shape and writes nothing.
 
-use crate::common::{TestApp, Transport, expect_error};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-async fn malformed_input_is_a_4xx_in_the_contract_shape_and_writes_nothing(transport: Transport) {
-    let app = TestApp::spawn_on(transport, "paseto").await;
-    let ann = app.customer("ann").await;
-    let bob = app.customer("bob").await;
-    let banker = app.banker("banker").await;
-    let from = app.open_account(&ann, "USD").await;
-    let to = app.open_account(&bob, "USD").await;
-    app.deposit(&banker, from, 1_000, "USD").await;
-    let tables = ["users", "accounts", "transfers", "entries", "outbox"];
-    let mut before = Vec::new();
-    for table in tables {
-        before.push(app.db.count(table).await);
+use crate::common::{Session, TestApp, Transport, expect_error};
+
+/// The tables a refused request must leave as they were.
+const TABLES: [&str; 5] = ["users", "accounts", "transfers", "entries", "outbox"];
+
+/// Ann and Bob with a USD account each (Ann's holding 1,000), and the row counts after that.
+struct Refusals {
+    app: TestApp,
+    ann: Session,
+    from: i64,
+    to: i64,
+    counts: Vec<i64>,
+}
+
+impl Refusals {
+    async fn new(transport: Transport) -> Self {
+        let app = TestApp::spawn_on(transport, "paseto").await;
+        let ann = app.customer("ann").await;
+        let bob = app.customer("bob").await;
+        let banker = app.banker("banker").await;
+        let from = app.open_account(&ann, "USD").await;
+        let to = app.open_account(&bob, "USD").await;
+        app.deposit(&banker, from, 1_000, "USD").await;
+        let mut counts = Vec::new();
+        for table in TABLES {
+            counts.push(app.db.count(table).await);
+        }
+        Self {
+            app,
+            ann,
+            from,
+            to,
+            counts,
+        }
     }
 
-    let raw = |body: String| {
-        app.client
-            .post(app.url("/v1/transfers"))
-            .bearer_auth(&ann.access)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-    };
-    // The same answer on both listeners for what serde's derive or proto3 JSON would let through: an
-    // array of the fields in order, a number as a string, null for a number.
-    for (body, field, description) in [
+    /// A transfer body `{from, to, amount, currency}` with `amount` and `currency` as JSON text.
+    fn transfer(&self, amount: &str, currency: &str) -> String {
+        format!(
+            r#"{{"from_account_id": {}, "to_account_id": {}, "amount": {amount}, "currency": {currency}}}"#,
+            self.from, self.to
+        )
+    }
+
+    async fn assert_nothing_written(&self) {
+        for (table, before) in TABLES.into_iter().zip(&self.counts) {
+            assert_eq!(self.app.db.count(table).await, *before, "{table} changed");
+        }
+    }
+}
+
+/// The first field violation of an error body.
+fn first_violation(body: &Value) -> &Value {
+    &body["error"]["details"]["field_violations"][0]
+}
+
+/// A transfer body that is not the request's JSON is 400 `MALFORMED_REQUEST`, naming the field where
+/// there is one; for what serde's derive or proto3 JSON would let through (an array of the fields in
+/// order, a number as a string, null for a number) both listeners give serde's description too.
+async fn malformed_transfer_bodies_are_400_naming_the_field(transport: Transport) {
+    let r = Refusals::new(transport).await;
+    let (from, to) = (r.from, r.to);
+    // (body, sent as JSON, the field named, its description)
+    let cases: Vec<(String, bool, Option<&str>, Option<&str>)> = vec![
         (
             format!(r#"[{from}, {to}, 5, "USD"]"#),
-            "body",
-            "invalid type: sequence, expected a map".to_owned(),
+            true,
+            Some("body"),
+            Some("invalid type: sequence, expected a map"),
         ),
         (
-            format!(
-                r#"{{"from_account_id": {from}, "to_account_id": {to}, "amount": "5", "currency": "USD"}}"#
-            ),
-            "amount",
-            r#"invalid type: string "5", expected i64"#.to_owned(),
+            r.transfer(r#""5""#, r#""USD""#),
+            true,
+            Some("amount"),
+            Some(r#"invalid type: string "5", expected i64"#),
         ),
         (
             format!(
                 r#"{{"from_account_id": null, "to_account_id": {to}, "amount": 5, "currency": "USD"}}"#
             ),
-            "from_account_id",
-            "invalid type: null, expected i64".to_owned(),
+            true,
+            Some("from_account_id"),
+            Some("invalid type: null, expected i64"),
         ),
-    ] {
-        let response = raw(body.clone()).await.expect("send");
+        ("{\"from_account_id\": 1,".to_owned(), true, None, None),
+        (r.transfer(r#""ten""#, r#""USD""#), true, Some("amount"), None),
+        (
+            r.transfer("99999999999999999999", r#""USD""#),
+            true,
+            Some("amount"),
+            None,
+        ),
+        ("amount=5".to_owned(), false, None, None),
+    ];
+    for (body, as_json, field, description) in cases {
+        let mut request = r
+            .app
+            .client
+            .post(r.app.url("/v1/transfers"))
+            .bearer_auth(&r.ann.access);
+        if as_json {
+            request = request.header("content-type", "application/json");
+        }
+        let response = request.body(body.clone()).send().await.expect("send");
         let error = expect_error(
             response,
             StatusCode::BAD_REQUEST,
@@ -57,267 +118,185 @@ async fn malformed_input_is_a_4xx_in_the_contract_shape_and_writes_nothing(trans
             "MALFORMED_REQUEST",
         )
         .await;
-        let violation = &error["error"]["details"]["field_violations"][0];
-        assert_eq!(violation["field"], field, "{body}");
-        assert_eq!(violation["description"], description.as_str(), "{body}");
+        if let Some(field) = field {
+            assert_eq!(first_violation(&error)["field"], field, "{body}");
+        }
+        if let Some(description) = description {
+            assert_eq!(first_violation(&error)["description"], description, "{body}");
+        }
     }
-    let broken = raw("{\"from_account_id\": 1,".to_owned())
-        .await
-        .expect("send");
-    expect_error(
-        broken,
-        StatusCode::BAD_REQUEST,
-        "invalid_argument",
-        "MALFORMED_REQUEST",
-    )
-    .await;
-    let wrong_type = raw(format!("{{\"from_account_id\": {from}, \"to_account_id\": {to}, \"amount\": \"ten\", \"currency\": \"USD\"}}")).await.expect("send");
-    let body = expect_error(
-        wrong_type,
-        StatusCode::BAD_REQUEST,
-        "invalid_argument",
-        "MALFORMED_REQUEST",
-    )
-    .await;
-    assert_eq!(
-        body["error"]["details"]["field_violations"][0]["field"],
-        "amount"
-    );
-    let huge = raw(format!("{{\"from_account_id\": {from}, \"to_account_id\": {to}, \"amount\": 99999999999999999999, \"currency\": \"USD\"}}")).await.expect("send");
-    let body = expect_error(
-        huge,
-        StatusCode::BAD_REQUEST,
-        "invalid_argument",
-        "MALFORMED_REQUEST",
-    )
-    .await;
-    assert_eq!(
-        body["error"]["details"]["field_violations"][0]["field"],
-        "amount"
-    );
-    let not_json = app
-        .client
-        .post(app.url("/v1/transfers"))
-        .bearer_auth(&ann.access)
-        .body("amount=5")
-        .send()
-        .await
-        .expect("send");
-    expect_error(
-        not_json,
-        StatusCode::BAD_REQUEST,
-        "invalid_argument",
-        "MALFORMED_REQUEST",
-    )
-    .await;
+    r.assert_nothing_written().await;
+}
 
-    for amount in [0, -5] {
-        let response = app
-            .post("/v1/transfers", &ann.access, json!({"from_account_id": from, "to_account_id": to, "amount": amount, "currency": "USD"}))
-            .await;
-        expect_error(
-            response,
-            StatusCode::BAD_REQUEST,
+/// A well-formed transfer the rules refuse answers with its own reason; one wrong in every field
+/// names every field, in order.
+async fn transfers_the_rules_refuse_answer_with_their_reason(transport: Transport) {
+    let r = Refusals::new(transport).await;
+    let (from, to) = (r.from, r.to);
+    let transfer = |amount: i64, currency: &str| {
+        json!({"from_account_id": from, "to_account_id": to, "amount": amount, "currency": currency})
+    };
+    // (body, code, reason, the fields named)
+    let cases: Vec<(Value, &str, &str, Option<&[&str]>)> = vec![
+        (transfer(0, "USD"), "invalid_argument", "INVALID_AMOUNT", None),
+        (transfer(-5, "USD"), "invalid_argument", "INVALID_AMOUNT", None),
+        (
+            json!({"amount": -1, "currency": "XYZ"}),
             "invalid_argument",
             "INVALID_AMOUNT",
-        )
-        .await;
+            Some(&["from_account_id", "to_account_id", "amount", "currency"]),
+        ),
+        (
+            transfer(5, "DOGE"),
+            "invalid_argument",
+            "VALIDATION_FAILED",
+            None,
+        ),
+        (
+            transfer(5_000, "USD"),
+            "failed_precondition",
+            "INSUFFICIENT_FUNDS",
+            None,
+        ),
+    ];
+    for (body, code, reason, fields) in cases {
+        let response = r.app.post("/v1/transfers", &r.ann.access, body).await;
+        let error = expect_error(response, StatusCode::BAD_REQUEST, code, reason).await;
+        if let Some(fields) = fields {
+            let named: Vec<&str> = error["error"]["details"]["field_violations"]
+                .as_array()
+                .expect("violations")
+                .iter()
+                .map(|v| v["field"].as_str().expect("field"))
+                .collect();
+            assert_eq!(named, fields);
+        }
     }
-    let every_field = app
-        .post(
-            "/v1/transfers",
-            &ann.access,
-            json!({"amount": -1, "currency": "XYZ"}),
-        )
-        .await;
-    let body = expect_error(
-        every_field,
-        StatusCode::BAD_REQUEST,
-        "invalid_argument",
-        "INVALID_AMOUNT",
-    )
-    .await;
-    let fields: Vec<&str> = body["error"]["details"]["field_violations"]
-        .as_array()
-        .expect("violations")
-        .iter()
-        .map(|v| v["field"].as_str().expect("field"))
-        .collect();
-    assert_eq!(
-        fields,
-        ["from_account_id", "to_account_id", "amount", "currency"]
-    );
-    let currency = app
-        .post(
-            "/v1/transfers",
-            &ann.access,
-            json!({"from_account_id": from, "to_account_id": to, "amount": 5, "currency": "DOGE"}),
-        )
-        .await;
-    expect_error(
-        currency,
-        StatusCode::BAD_REQUEST,
-        "invalid_argument",
-        "VALIDATION_FAILED",
-    )
-    .await;
-    let overdraft = app
-        .post("/v1/transfers", &ann.access, json!({"from_account_id": from, "to_account_id": to, "amount": 5_000, "currency": "USD"}))
-        .await;
-    expect_error(
-        overdraft,
-        StatusCode::BAD_REQUEST,
-        "failed_precondition",
-        "INSUFFICIENT_FUNDS",
-    )
-    .await;
+    r.assert_nothing_written().await;
+}
 
+/// A registration with a username that is too long, not ASCII, or SQL is 400 `VALIDATION_FAILED`
+/// naming `username`.
+async fn bad_usernames_are_400_naming_the_field(transport: Transport) {
+    let r = Refusals::new(transport).await;
     for username in [
         "a".repeat(300),
         "ännä".to_owned(),
         "名前".to_owned(),
         "Robert'); DROP TABLE users;--".to_owned(),
     ] {
-        let response = app
-            .call(Method::POST, "/v1/users", None, Some(json!({"username": username, "full_name": "X", "email": "x@example.com", "password": "long enough"})))
+        let body = json!({"username": username, "full_name": "X", "email": "x@example.com", "password": "long enough"});
+        let response = r
+            .app
+            .call(Method::POST, "/v1/users", None, Some(body))
             .await;
-        let body = expect_error(
+        let error = expect_error(
             response,
             StatusCode::BAD_REQUEST,
             "invalid_argument",
             "VALIDATION_FAILED",
         )
         .await;
-        assert_eq!(
-            body["error"]["details"]["field_violations"][0]["field"],
-            "username"
-        );
+        assert_eq!(first_violation(&error)["field"], "username", "{username}");
     }
+    r.assert_nothing_written().await;
+}
 
-    let big = format!("{{\"currency\": \"{}\"}}", "x".repeat(2 * 1024 * 1024));
-    let too_large = app
-        .client
-        .post(app.url("/v1/accounts"))
-        .bearer_auth(&ann.access)
-        .header("content-type", "application/json")
-        .body(big)
-        .send()
-        .await
-        .expect("send");
-    expect_error(
-        too_large,
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "invalid_argument",
-        "BODY_TOO_LARGE",
-    )
-    .await;
+/// Paths and queries that do not parse are 400 (`id` named when its percent-encoding is not UTF-8,
+/// which axum's own rejection would answer in plain text); an empty segment names no resource: 404.
+async fn bad_paths_and_queries_are_400_and_empty_segments_404(transport: Transport) {
+    let r = Refusals::new(transport).await;
+    let (bad, missing) = (StatusCode::BAD_REQUEST, StatusCode::NOT_FOUND);
+    // (path, status, code, reason, the field named)
+    let cases = [
+        ("/v1/accounts/abc", bad, "invalid_argument", "MALFORMED_REQUEST", None),
+        ("/v1/accounts/%FF%FE", bad, "invalid_argument", "MALFORMED_REQUEST", Some("id")),
+        ("/v1/transfers/%C3%28", bad, "invalid_argument", "MALFORMED_REQUEST", Some("id")),
+        ("/v1/accounts?page_size=0", bad, "invalid_argument", "VALIDATION_FAILED", None),
+        ("/v1/accounts?page_size=many", bad, "invalid_argument", "MALFORMED_REQUEST", None),
+        ("/v1/accounts?page_token=zzz", bad, "invalid_argument", "VALIDATION_FAILED", None),
+        ("/v1/nowhere", missing, "not_found", "ROUTE_NOT_FOUND", None),
+        ("/v1/accounts/", missing, "not_found", "ROUTE_NOT_FOUND", None),
+        ("/v1/accounts//entries", missing, "not_found", "ROUTE_NOT_FOUND", None),
+    ];
+    for (path, status, code, reason, field) in cases {
+        let error = expect_error(r.app.get(path, &r.ann.access).await, status, code, reason).await;
+        if let Some(field) = field {
+            assert_eq!(first_violation(&error)["field"], field, "{path}");
+        }
+    }
+    r.assert_nothing_written().await;
+}
 
-    expect_error(
-        app.get("/v1/accounts/abc", &ann.access).await,
-        StatusCode::BAD_REQUEST,
-        "invalid_argument",
-        "MALFORMED_REQUEST",
-    )
-    .await;
-    // A segment whose percent-encoding is not UTF-8 (axum's own rejection answers in plain text).
-    for path in ["/v1/accounts/%FF%FE", "/v1/transfers/%C3%28"] {
-        let body = expect_error(
-            app.get(path, &ann.access).await,
-            StatusCode::BAD_REQUEST,
+/// Size limits, alike on both listeners: a body over the limit is 413; a long bogus token is a bad
+/// token (the gateway forwards it to gRPC, whose header limit is above what the HTTP listeners
+/// accept); headers over 32 KiB, in one or in many, are 431.
+async fn requests_over_the_size_limits_are_413_and_431(transport: Transport) {
+    let r = Refusals::new(transport).await;
+    let app = &r.app;
+    // Forty of 1,000 bytes: each is fine, together they are over (hyper itself refuses more than 100
+    // headers, before any of ours runs).
+    let many: HeaderMap = (0..40)
+        .map(|i| {
+            (
+                HeaderName::try_from(format!("x-pad-{i}")).expect("name"),
+                HeaderValue::try_from("x".repeat(1000)).expect("value"),
+            )
+        })
+        .collect();
+    let too_large = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+    // (what, request, status, code, reason, a phrase of the message)
+    let cases = [
+        (
+            "a 2 MiB body",
+            app.client
+                .post(app.url("/v1/accounts"))
+                .bearer_auth(&r.ann.access)
+                .header("content-type", "application/json")
+                .body(format!("{{\"currency\": \"{}\"}}", "x".repeat(2 * 1024 * 1024))),
+            StatusCode::PAYLOAD_TOO_LARGE,
             "invalid_argument",
-            "MALFORMED_REQUEST",
-        )
-        .await;
-        assert_eq!(
-            body["error"]["details"]["field_violations"][0]["field"], "id",
-            "{path}"
-        );
+            "BODY_TOO_LARGE",
+            None,
+        ),
+        (
+            "a 20 KiB token",
+            app.client
+                .get(app.url("/v1/users/me"))
+                .bearer_auth("x".repeat(20 * 1024)),
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "TOKEN_INVALID",
+            None,
+        ),
+        (
+            "a 40 KiB token",
+            app.client
+                .get(app.url("/v1/users/me"))
+                .bearer_auth("x".repeat(40 * 1024)),
+            too_large,
+            "invalid_argument",
+            "HEADERS_TOO_LARGE",
+            Some("32768"),
+        ),
+        (
+            "forty headers of 1,000 bytes",
+            app.client.get(app.url("/v1/users/me")).headers(many),
+            too_large,
+            "invalid_argument",
+            "HEADERS_TOO_LARGE",
+            None,
+        ),
+    ];
+    for (what, request, status, code, reason, phrase) in cases {
+        let response = request.send().await.expect(what);
+        let error = expect_error(response, status, code, reason).await;
+        if let Some(phrase) = phrase {
+            let message = error["error"]["message"].as_str().expect("message");
+            assert!(message.contains(phrase), "{what}: {error}");
+        }
     }
-    expect_error(
-        app.get("/v1/accounts?page_size=0", &ann.access).await,
-        StatusCode::BAD_REQUEST,
-        "invalid_argument",
-        "VALIDATION_FAILED",
-    )
-    .await;
-    expect_error(
-        app.get("/v1/accounts?page_size=many", &ann.access).await,
-        StatusCode::BAD_REQUEST,
-        "invalid_argument",
-        "MALFORMED_REQUEST",
-    )
-    .await;
-    expect_error(
-        app.get("/v1/accounts?page_token=zzz", &ann.access).await,
-        StatusCode::BAD_REQUEST,
-        "invalid_argument",
-        "VALIDATION_FAILED",
-    )
-    .await;
-    // An empty segment names no resource, on both listeners.
-    for path in ["/v1/nowhere", "/v1/accounts/", "/v1/accounts//entries"] {
-        expect_error(
-            app.get(path, &ann.access).await,
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "ROUTE_NOT_FOUND",
-        )
-        .await;
-    }
-    // A long bogus token is a bad token on both listeners (the gateway forwards it to gRPC, whose
-    // header limit is above what the HTTP listeners accept); headers over that are a 431, alike.
-    let long_token = "x".repeat(20 * 1024);
-    expect_error(
-        app.get("/v1/users/me", &long_token).await,
-        StatusCode::UNAUTHORIZED,
-        "unauthenticated",
-        "TOKEN_INVALID",
-    )
-    .await;
-    let too_long = "x".repeat(40 * 1024);
-    let body = expect_error(
-        app.get("/v1/users/me", &too_long).await,
-        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-        "invalid_argument",
-        "HEADERS_TOO_LARGE",
-    )
-    .await;
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .expect("message")
-            .contains("32768"),
-        "{body}"
-    );
-    let many = app
-        .client
-        .get(app.url("/v1/users/me"))
-        .headers(
-            // Forty of 1,000 bytes: each is fine, together they are over (hyper itself refuses more
-            // than 100 headers, before any of ours runs).
-            (0..40)
-                .map(|i| {
-                    (
-                        reqwest::header::HeaderName::try_from(format!("x-pad-{i}")).expect("name"),
-                        reqwest::header::HeaderValue::try_from("x".repeat(1000)).expect("value"),
-                    )
-                })
-                .collect(),
-        )
-        .send()
-        .await
-        .expect("send");
-    expect_error(
-        many,
-        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-        "invalid_argument",
-        "HEADERS_TOO_LARGE",
-    )
-    .await;
-
-    for (table, before) in tables.into_iter().zip(before) {
-        assert_eq!(app.db.count(table).await, before, "{table} changed");
-    }
+    r.assert_nothing_written().await;
 }
 
 async fn idempotency_keys_replay_refuse_mismatches_and_allow_one_transfer(transport: Transport) {
@@ -529,8 +508,28 @@ async fn health_request_ids_and_the_openapi_document() {
 }
 
 over_both_transports!(
-    malformed_input_is_a_4xx_in_the_contract_shape_and_writes_nothing,
-    super::malformed_input_is_a_4xx_in_the_contract_shape_and_writes_nothing
+    malformed_transfer_bodies_are_400_naming_the_field,
+    super::malformed_transfer_bodies_are_400_naming_the_field
+);
+
+over_both_transports!(
+    transfers_the_rules_refuse_answer_with_their_reason,
+    super::transfers_the_rules_refuse_answer_with_their_reason
+);
+
+over_both_transports!(
+    bad_usernames_are_400_naming_the_field,
+    super::bad_usernames_are_400_naming_the_field
+);
+
+over_both_transports!(
+    bad_paths_and_queries_are_400_and_empty_segments_404,
+    super::bad_paths_and_queries_are_400_and_empty_segments_404
+);
+
+over_both_transports!(
+    requests_over_the_size_limits_are_413_and_431,
+    super::requests_over_the_size_limits_are_413_and_431
 );
 
 over_both_transports!(
