@@ -97,14 +97,9 @@ async fn wait_until_published(db: &TestDb) {
     }
 }
 
-#[tokio::test]
-async fn a_killed_relay_and_a_flushed_redis_leave_every_notification_once() {
-    let db = TestDb::new().await;
-    let bank = Bank::new(db.pool.clone());
-    let ann = fixtures::customer(&bank, "ann").await.user_id;
-    let bob = fixtures::customer(&bank, "bob").await.user_id;
-    // The backlog: transfer events between ann and bob (the other rows, from the users' creation, go to
-    // the users stream).
+/// `EVENTS` transfer events between `ann` and `bob` waiting in the outbox (the other rows, from the
+/// users' creation, go to the users stream).
+async fn a_backlog_of_transfers(db: &TestDb, ann: i64, bob: i64) {
     sqlx::query(
         "INSERT INTO outbox (id, aggregate_type, aggregate_id, event_type, payload, created_at)
          SELECT gen_random_uuid(), 'transfer', i::text, 'transfer.completed',
@@ -120,28 +115,36 @@ async fn a_killed_relay_and_a_flushed_redis_leave_every_notification_once() {
     .execute(&db.pool)
     .await
     .expect("backlog");
+}
 
-    let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
-    let key = stream_key(&prefix, Stream::Transfers);
-    let mut conn = redis().await;
-    let relay_config = streambank_relay::Config {
+/// The relay, on this test's database and Redis database, in batches of 10.
+fn relay_config(db: &TestDb, prefix: &str) -> streambank_relay::Config {
+    streambank_relay::Config {
         database: streambank_config::Database::new(db.url.clone()),
         redis: streambank_config::Redis::new(redis_url()),
-        streams: streambank_config::Streams::new(prefix.clone()),
+        streams: streambank_config::Streams::new(prefix.to_owned()),
         telemetry: streambank_config::Telemetry::default(),
         health_addr: "127.0.0.1:0".parse().expect("addr"),
         batch_size: 10,
         poll_interval: Duration::from_millis(200),
         retention: Duration::from_secs(7 * 86_400),
         max_stream_len: 1_000_000,
-    };
+    }
+}
 
-    // 1. The relay dies mid-drain: its task is aborted as soon as the first entries reach Redis, wherever
-    //    it is (between a claim and its XADDs, or between the XADDs and the commit).
-    let relay = streambank_relay::Relay::new(relay_config.clone()).expect("relay");
+/// Kills a relay mid-drain: its task is aborted as soon as the first entries reach `key`, wherever it
+/// is (between a claim and its XADDs, or between the XADDs and the commit), with rows still to
+/// publish.
+async fn kill_a_relay_mid_drain(
+    config: &streambank_relay::Config,
+    db: &TestDb,
+    conn: &mut redis::aio::MultiplexedConnection,
+    key: &str,
+) {
+    let relay = streambank_relay::Relay::new(config.clone()).expect("relay");
     let task = tokio::spawn(relay.run(std::future::pending()));
     let started = Instant::now();
-    while xlen(&mut conn, &key).await == 0 {
+    while xlen(conn, key).await == 0 {
         assert!(
             started.elapsed() < Duration::from_secs(10),
             "nothing published"
@@ -150,33 +153,72 @@ async fn a_killed_relay_and_a_flushed_redis_leave_every_notification_once() {
     }
     task.abort();
     let _ = task.await;
-    let left = count(
-        &db,
-        "SELECT count(*) FROM outbox WHERE published_at IS NULL",
-    )
-    .await;
+    let left = count(db, "SELECT count(*) FROM outbox WHERE published_at IS NULL").await;
     assert!(
         left > 0,
         "the relay was killed with rows still to publish (it had published them all)"
     );
-    // Started again, it publishes the rest (and, possibly, a batch it had sent but not marked).
-    let relay = streambank_relay::Relay::new(relay_config.clone()).expect("relay");
+}
+
+/// Runs a relay until the outbox has nothing left to publish, then stops it.
+async fn relay_until_published(config: &streambank_relay::Config, db: &TestDb) {
+    let relay = streambank_relay::Relay::new(config.clone()).expect("relay");
     let task = tokio::spawn(relay.run(std::future::pending()));
-    wait_until_published(&db).await;
+    wait_until_published(db).await;
     task.abort();
     let _ = task.await;
-    assert!(xlen(&mut conn, &key).await >= EVENTS);
+}
 
-    let worker_config = streambank_worker::Config {
+/// A worker with the real notification handlers ([`RowsOnly`]), drained once; returns how many
+/// entries it read.
+async fn drain_a_new_worker(db: &TestDb, prefix: &str) -> usize {
+    let config = streambank_worker::Config {
         health_addr: "127.0.0.1:0".parse().expect("addr"),
-        ..streambank_worker::Config::new(db.url.clone(), redis_url(), prefix.clone())
+        ..streambank_worker::Config::new(db.url.clone(), redis_url(), prefix.to_owned())
     };
-    let worker = |config: &streambank_worker::Config| {
-        let handlers = RowsOnly(config.handlers().expect("handlers"));
-        Worker::new(config.clone(), Arc::new(handlers)).expect("worker")
-    };
-    worker(&worker_config).drain().await.expect("drain");
+    let handlers = RowsOnly(config.handlers().expect("handlers"));
+    let worker = Worker::new(config, Arc::new(handlers)).expect("worker");
+    worker.drain().await.expect("drain")
+}
+
+/// `bankctl outbox republish --since` an hour ago, which names every retained event.
+async fn republish_with_bankctl(db: &TestDb) {
+    let since = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+    let stdout = bankctl_ok(&db.url, &["outbox", "republish", "--since", &since], &[]);
+    let retained = count(db, "SELECT count(*) FROM outbox").await;
+    assert!(retained > EVENTS, "the transfers and the users' events");
+    assert!(
+        stdout.starts_with(&format!("{retained} event(s) since")),
+        "every retained event: {stdout}"
+    );
+}
+
+async fn flushdb(conn: &mut redis::aio::MultiplexedConnection) {
+    let _: () = redis::cmd("FLUSHDB")
+        .query_async(conn)
+        .await
+        .expect("FLUSHDB");
+}
+
+#[tokio::test]
+async fn a_killed_relay_and_a_flushed_redis_leave_every_notification_once() {
+    let db = TestDb::new().await;
+    let bank = Bank::new(db.pool.clone());
+    let ann = fixtures::customer(&bank, "ann").await.user_id;
+    let bob = fixtures::customer(&bank, "bob").await.user_id;
+    a_backlog_of_transfers(&db, ann, bob).await;
+    let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let key = stream_key(&prefix, Stream::Transfers);
+    let mut conn = redis().await;
+    let relay = relay_config(&db, &prefix);
     let once = "SELECT count(*) FROM notifications";
+
+    // 1. The relay dies mid-drain. Started again, it publishes the rest (and, possibly, a batch it had
+    //    sent but not marked).
+    kill_a_relay_mid_drain(&relay, &db, &mut conn, &key).await;
+    relay_until_published(&relay, &db).await;
+    assert!(xlen(&mut conn, &key).await >= EVENTS);
+    drain_a_new_worker(&db, &prefix).await;
     assert_eq!(
         count(&db, once).await,
         2 * EVENTS,
@@ -184,30 +226,15 @@ async fn a_killed_relay_and_a_flushed_redis_leave_every_notification_once() {
     );
 
     // 2. Redis loses everything; the operator republishes the retained outbox with bankctl.
-    let _: () = redis::cmd("FLUSHDB")
-        .query_async(&mut conn)
-        .await
-        .expect("FLUSHDB");
+    flushdb(&mut conn).await;
     assert_eq!(xlen(&mut conn, &key).await, 0);
-    let since = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
-    let stdout = bankctl_ok(&db.url, &["outbox", "republish", "--since", &since], &[]);
-    let retained = count(&db, "SELECT count(*) FROM outbox").await;
-    assert!(retained > EVENTS, "the transfers and the users' events");
-    assert!(
-        stdout.starts_with(&format!("{retained} event(s) since")),
-        "every retained event: {stdout}"
-    );
-    let relay = streambank_relay::Relay::new(relay_config).expect("relay");
-    let task = tokio::spawn(relay.run(std::future::pending()));
-    wait_until_published(&db).await;
-    task.abort();
-    let _ = task.await;
+    republish_with_bankctl(&db).await;
+    relay_until_published(&relay, &db).await;
     assert_eq!(xlen(&mut conn, &key).await, EVENTS, "republished once each");
 
     // A new worker (the groups went with the flush and start again at the beginning) handles every
     // event again; nothing changes.
-    let again = worker(&worker_config);
-    assert!(again.drain().await.expect("drain") >= EVENTS as usize);
+    assert!(drain_a_new_worker(&db, &prefix).await >= EVENTS as usize);
     assert_eq!(count(&db, once).await, 2 * EVENTS, "still once");
     assert_eq!(
         count(
@@ -230,10 +257,7 @@ async fn a_killed_relay_and_a_flushed_redis_leave_every_notification_once() {
             "nothing pending: {group:?}"
         );
     }
-    let _: () = redis::cmd("FLUSHDB")
-        .query_async(&mut conn)
-        .await
-        .expect("FLUSHDB");
+    flushdb(&mut conn).await;
 }
 
 /// `bankctl args` on this test's database and Redis database.
