@@ -362,12 +362,27 @@ async fn bad_transfers_get_their_own_error_and_write_nothing() {
     }
     assert_eq!(t.balance(ann_usd.id).await, 500);
     assert_eq!(t.balance(bob_usd.id).await, 500);
-    // The whole balance can move: the check is >=, not >.
+}
+
+/// The whole balance can move: the check is >=, not >.
+#[tokio::test]
+async fn the_whole_balance_can_move() {
+    let t = TestBank::new().await;
+    let ann = t.customer("ann").await;
+    let bob = t.customer("bob").await;
+    let from = t.account(ann, "USD", 500).await.id;
+    let to = t.account(bob, "USD", 500).await.id;
+    let request = TransferRequest {
+        from_account_id: from,
+        to_account_id: to,
+        amount: 500,
+        currency: "USD",
+    };
     t.bank
-        .transfer(ann, None, request(ann_usd.id, bob_usd.id, 500, "USD"))
+        .transfer(ann, None, request)
         .await
         .expect("exact balance");
-    assert_eq!(t.balance(ann_usd.id).await, 0);
+    assert_eq!(t.balance(from).await, 0);
 }
 
 #[tokio::test]
