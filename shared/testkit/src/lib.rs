@@ -9,6 +9,8 @@
 //! - [`TestDb`]: creates `sbtest_<uuid>` on `DATABASE_URL`'s server, applies the migrations, hands out a
 //!   pool, and drops the database when the test passes. A failing test keeps its database for a
 //!   post-mortem and prints its name; `.ci/run` drops leftovers before each run.
+//! - [`redis`] and [`redis_at`]: connections to the test Redis; [`delete_keys_under`] empties one
+//!   stream prefix's keys, as a Redis that lost everything would.
 //! - [`fixtures`]: users (verified, with the one test [`fixtures::PASSWORD`]) and funded accounts,
 //!   made through the service layer.
 //! - [`rest`]: the same over REST (register, log in, open, deposit), asserting the contract's statuses.
@@ -188,6 +190,24 @@ pub async fn redis_at(url: &str) -> redis::aio::MultiplexedConnection {
 /// A connection to the test Redis ([`redis_url`]); see [`redis_at`].
 pub async fn redis() -> redis::aio::MultiplexedConnection {
     redis_at(&redis_url()).await
+}
+
+/// Deletes every key under `<prefix>:`: what one installation (one stream prefix) sees when Redis
+/// loses everything, without touching the streams of tests running beside it.
+pub async fn delete_keys_under(redis: &mut redis::aio::MultiplexedConnection, prefix: &str) {
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(redis)
+        .await
+        .unwrap_or_else(|e| panic!("KEYS {prefix}:*: {e}"));
+    if keys.is_empty() {
+        return;
+    }
+    let _: i64 = redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(redis)
+        .await
+        .unwrap_or_else(|e| panic!("DEL the keys under {prefix}: {e}"));
 }
 
 #[cfg(test)]

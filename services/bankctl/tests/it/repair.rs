@@ -315,16 +315,7 @@ async fn dead_letters_outlive_redis_and_are_replayed_from_postgres() {
     );
 
     // Redis loses everything of this installation.
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}:*"))
-        .query_async(&mut conn)
-        .await
-        .expect("KEYS");
-    let _: i64 = redis::cmd("DEL")
-        .arg(&keys)
-        .query_async(&mut conn)
-        .await
-        .expect("DEL");
+    streambank_testkit::delete_keys_under(&mut conn, &prefix).await;
 
     let listed = run_bankctl(&db, &["dlq", "list"]);
     assert_eq!(listed.lines().count(), 2, "{listed}");

@@ -421,16 +421,7 @@ async fn redelivery_republish_and_a_dead_consumer_change_nothing() {
     );
 
     // Redis loses everything; the retained outbox is republished and consumed again from scratch.
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}:*", env.prefix))
-        .query_async(&mut conn)
-        .await
-        .expect("KEYS");
-    let _: i64 = redis::cmd("DEL")
-        .arg(&keys)
-        .query_async(&mut conn)
-        .await
-        .expect("DEL");
+    streambank_testkit::delete_keys_under(&mut conn, &env.prefix).await;
     let marked = streambank_store::relay::republish_since(
         &env.db.pool,
         chrono::Utc::now() - chrono::Duration::hours(1),
