@@ -150,12 +150,7 @@ async fn login_waits_for_the_verified_email() {
         .expect_err("unverified");
     assert_eq!(early.code(), Code::FailedPrecondition);
     assert_eq!(reason(&early), "EMAIL_NOT_VERIFIED");
-    let verification = app
-        .bank
-        .create_email_verification(ann.id, "ann@example.com", uuid::Uuid::now_v7())
-        .await
-        .expect("create")
-        .expect("new");
+    let verification = app.verification(ann.id, "ann@example.com").await;
     let verified = users
         .verify_email(pb::VerifyEmailRequest {
             id: verification.id,
@@ -562,12 +557,7 @@ async fn the_public_methods_work_without_a_token() {
         .await
         .expect("register without a token")
         .into_inner();
-    let verification = app
-        .bank
-        .create_email_verification(carol.id, "carol@example.com", uuid::Uuid::now_v7())
-        .await
-        .expect("create")
-        .expect("new");
+    let verification = app.verification(carol.id, "carol@example.com").await;
     users
         .verify_email(pb::VerifyEmailRequest {
             id: verification.id,

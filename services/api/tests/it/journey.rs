@@ -1,7 +1,7 @@
 //! The whole journey over HTTP, once with each token format and over each transport: register,
 //! verify by the link, log in, move money and read it back, log out, shut down cleanly.
 
-use crate::common::{PASSWORD, TestApp, Transport, expect_error};
+use crate::common::{PASSWORD, TestApp, Transport, expect_error, verify_link};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -34,17 +34,8 @@ async fn register_and_verify_by_the_link(app: &TestApp, transport: Transport) {
     )
     .await;
 
-    // The link from the verification email (the worker creates it; here the service layer does).
-    let verification = app
-        .bank
-        .create_email_verification(ann_id, "ann@example.com", uuid::Uuid::now_v7())
-        .await
-        .expect("create")
-        .expect("new");
-    let link = format!(
-        "/v1/users/verify-email?id={}&code={}",
-        verification.id, verification.code
-    );
+    // The link from the verification email.
+    let link = verify_link(&app.verification(ann_id, "ann@example.com").await);
     let page = app
         .client
         .get(app.url(&link))

@@ -6,6 +6,7 @@ use reqwest::{Client, Method, Response, StatusCode};
 use serde_json::Value;
 use streambank_api::{Api, Config};
 use streambank_service::Bank;
+use streambank_service::verification::NewVerification;
 pub use streambank_testkit::fixtures::PASSWORD;
 use streambank_testkit::rest;
 pub use streambank_testkit::rest::Session;
@@ -199,6 +200,16 @@ impl TestApp {
         rest::login(&self.client, &self.base, username).await
     }
 
+    /// A new verification of `email` for `user_id`: what the worker makes for the email it sends
+    /// (here the service layer makes it, with no worker running).
+    pub async fn verification(&self, user_id: i64, email: &str) -> NewVerification {
+        self.bank
+            .create_email_verification(user_id, email, uuid::Uuid::now_v7())
+            .await
+            .expect("create")
+            .expect("new")
+    }
+
     /// A verified customer, logged in.
     pub async fn customer(&self, username: &str) -> Session {
         let id = self.register(username).await;
@@ -228,6 +239,14 @@ impl TestApp {
         )
         .await;
     }
+}
+
+/// The path of the link in a verification email.
+pub fn verify_link(verification: &NewVerification) -> String {
+    format!(
+        "/v1/users/verify-email?id={}&code={}",
+        verification.id, verification.code
+    )
 }
 
 /// Checks the contract's error shape and returns the body.
