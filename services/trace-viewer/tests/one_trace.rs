@@ -6,27 +6,13 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use streambank_service::{Bank, RegisterUser, Role, UserOptions};
-use streambank_testkit::TestDb;
+use streambank_service::{Bank, Role};
 use streambank_testkit::process::{Spawned, Stack, free_port, wait_for_port};
+use streambank_testkit::{TestDb, fixtures, rest};
 
-const PASSWORD: &str = "correct horse battery";
-
+/// A verified user at a domain of this test's own (the worker mails it).
 async fn user(bank: &Bank, name: &str, role: Role) {
-    bank.create_user(
-        RegisterUser {
-            username: name.into(),
-            email: format!("{name}@trace.example.com"),
-            full_name: name.into(),
-            password: PASSWORD.into(),
-        },
-        UserOptions {
-            role,
-            verified: true,
-        },
-    )
-    .await
-    .expect("create user");
+    fixtures::user_at(bank, name, &format!("{name}@trace.example.com"), role).await;
 }
 
 async fn call(request: reqwest::RequestBuilder) -> Value {
@@ -49,8 +35,8 @@ fn services(trace: &Value) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
-#[tokio::test]
-async fn the_trace_of_one_transfer_holds_spans_of_api_relay_and_worker() {
+/// The viewer as a process, answering on its UI and OTLP ports; returns it and the two addresses.
+async fn start_the_viewer() -> (Spawned, String, String) {
     let ui = format!("127.0.0.1:{}", free_port());
     let otlp = format!("127.0.0.1:{}", free_port());
     let mut viewer = Spawned::start(
@@ -63,52 +49,21 @@ async fn the_trace_of_one_transfer_holds_spans_of_api_relay_and_worker() {
     );
     wait_for_port(&mut viewer, &ui, Duration::from_secs(10)).await;
     wait_for_port(&mut viewer, &otlp, Duration::from_secs(10)).await;
+    (viewer, ui, otlp)
+}
 
-    let db = TestDb::new().await;
-    let bank = Bank::new(db.pool.clone());
-    user(&bank, "banker", Role::Banker).await;
-    user(&bank, "ann", Role::Customer).await;
-    user(&bank, "bob", Role::Customer).await;
-    let mut stack = Stack::start(
-        &db.url,
-        &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}")),
-            // The API's "request answered" line is at DEBUG.
-            ("RUST_LOG", "info,streambank_api=debug".to_owned()),
-        ],
-    )
-    .await;
-
-    let client = reqwest::Client::new();
-    let base = &stack.rest_base;
+/// Ann's transfer of 25.00 EUR to Bob over REST, after each logged in, opened an account, and the
+/// banker funded Ann's.
+async fn one_transfer_over_rest(client: &reqwest::Client, base: &str) {
     let mut tokens = Vec::new();
     for name in ["banker", "ann", "bob"] {
-        let login = call(
-            client
-                .post(format!("{base}/v1/sessions"))
-                .json(&json!({"username": name, "password": PASSWORD})),
-        )
-        .await;
-        tokens.push(login["access_token"].as_str().expect("token").to_owned());
+        tokens.push(rest::login(client, base, name).await.access);
     }
     let mut accounts = Vec::new();
     for token in &tokens[1..] {
-        let account = call(
-            client
-                .post(format!("{base}/v1/accounts"))
-                .bearer_auth(token)
-                .json(&json!({"currency": "EUR"})),
-        )
-        .await;
-        accounts.push(account["id"].as_i64().expect("id"));
+        accounts.push(rest::open_account(client, base, token, "EUR").await);
     }
-    call(
-        client
-            .post(format!("{base}/v1/accounts/{}/deposits", accounts[0]))
-            .bearer_auth(&tokens[0])
-            .json(&json!({"amount": 10_000, "currency": "EUR"})),
-    )
-    .await;
+    rest::deposit(client, base, &tokens[0], accounts[0], 10_000, "EUR").await;
     let transfer = call(
         client
             .post(format!("{base}/v1/transfers"))
@@ -118,15 +73,19 @@ async fn the_trace_of_one_transfer_holds_spans_of_api_relay_and_worker() {
     )
     .await;
     assert_eq!(transfer["from_account"]["balance"], 7_500);
+}
 
-    // The batch exporters send every few seconds; the worker handles the event after the relay
-    // publishes it. Ask the viewer until one trace of the API holds all three services.
-    let wanted: BTreeSet<String> = ["streambank-api", "streambank-relay", "streambank-worker"]
-        .map(str::to_owned)
-        .into();
-    let viewer_base = format!("http://{ui}");
+/// Asks the viewer until one trace of the API holds spans of all `wanted` services (the batch
+/// exporters send every few seconds; the worker handles the event after the relay publishes it);
+/// returns its id and the trace.
+async fn wait_for_a_trace_of(
+    client: &reqwest::Client,
+    viewer_base: &str,
+    stack: &mut Stack,
+    wanted: &BTreeSet<String>,
+) -> (String, Value) {
     let started = Instant::now();
-    let (trace_id, found) = loop {
+    loop {
         stack.assert_running();
         let listed: Value = client
             .get(format!(
@@ -141,11 +100,11 @@ async fn the_trace_of_one_transfer_holds_spans_of_api_relay_and_worker() {
         let hit = listed["data"].as_array().and_then(|traces| {
             traces
                 .iter()
-                .find(|t| services(t).is_superset(&wanted))
+                .find(|t| services(t).is_superset(wanted))
                 .cloned()
         });
         if let Some(trace) = hit {
-            break (
+            return (
                 trace["traceID"].as_str().expect("traceID").to_owned(),
                 trace,
             );
@@ -155,7 +114,34 @@ async fn the_trace_of_one_transfer_holds_spans_of_api_relay_and_worker() {
             "no trace with spans of {wanted:?} after 60 s; the viewer holds: {listed}"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    }
+}
+
+#[tokio::test]
+async fn the_trace_of_one_transfer_holds_spans_of_api_relay_and_worker() {
+    let (_viewer, ui, otlp) = start_the_viewer().await;
+    let db = TestDb::new().await;
+    let bank = Bank::new(db.pool.clone());
+    user(&bank, "banker", Role::Banker).await;
+    user(&bank, "ann", Role::Customer).await;
+    user(&bank, "bob", Role::Customer).await;
+    let mut stack = Stack::start(
+        &db.url,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}")),
+            // The API's "request answered" line is at DEBUG.
+            ("RUST_LOG", "info,streambank_api=debug".to_owned()),
+        ],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    one_transfer_over_rest(&client, &stack.rest_base).await;
+
+    let wanted: BTreeSet<String> = ["streambank-api", "streambank-relay", "streambank-worker"]
+        .map(str::to_owned)
+        .into();
+    let viewer_base = format!("http://{ui}");
+    let (trace_id, found) = wait_for_a_trace_of(&client, &viewer_base, &mut stack, &wanted).await;
     let operations: Vec<&str> = found["spans"]
         .as_array()
         .expect("spans")

@@ -1,4 +1,5 @@
-//! The test harness: every test gets its own freshly migrated database on the real Postgres server.
+//! The test harness: every test gets its own freshly migrated database on the real Postgres server,
+//! and the users, logins and funded accounts every crate's tests begin with.
 //!
 //! Tests never share state, so they run in parallel, and they never skip: when Postgres cannot be
 //! reached, [`TestDb::new`] fails the test with a message saying how to start it.
@@ -10,9 +11,16 @@
 //!   test keeps its database for a post-mortem and prints its name; `.ci/run` drops leftovers before
 //!   each run. On a primary with a streaming replica, [`TestDb::on_replica`] waits for the database to
 //!   reach the replica and gives its URL there.
+//! - [`redis`] and [`redis_at`]: connections to the test Redis; [`delete_keys_under`] empties one
+//!   stream prefix's keys, as a Redis that lost everything would.
+//! - [`fixtures`]: users (verified, with the one test [`fixtures::PASSWORD`]) and funded accounts,
+//!   made through the service layer.
+//! - [`rest`]: the same over REST (register, log in, open, deposit), asserting the contract's statuses.
 //! - [`process`]: the real binaries as child processes, killed when the test ends.
 
+pub mod fixtures;
 pub mod process;
+pub mod rest;
 
 use std::str::FromStr;
 
@@ -236,6 +244,24 @@ pub async fn redis_at(url: &str) -> redis::aio::MultiplexedConnection {
 /// A connection to the test Redis ([`redis_url`]); see [`redis_at`].
 pub async fn redis() -> redis::aio::MultiplexedConnection {
     redis_at(&redis_url()).await
+}
+
+/// Deletes every key under `<prefix>:`: what one installation (one stream prefix) sees when Redis
+/// loses everything, without touching the streams of tests running beside it.
+pub async fn delete_keys_under(redis: &mut (impl redis::aio::ConnectionLike + Send), prefix: &str) {
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(redis)
+        .await
+        .unwrap_or_else(|e| panic!("KEYS {prefix}:*: {e}"));
+    if keys.is_empty() {
+        return;
+    }
+    let _: i64 = redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(redis)
+        .await
+        .unwrap_or_else(|e| panic!("DEL the keys under {prefix}: {e}"));
 }
 
 #[cfg(test)]

@@ -6,34 +6,12 @@ use std::time::{Duration, Instant};
 use redis::AsyncCommands as _;
 use streambank_events::{Stream, stream_key};
 use streambank_relay::{Config, Relay, publish_batch};
-use streambank_service::{Bank, Caller, RegisterUser, Role, TransferRequest, UserOptions};
+use streambank_service::{Bank, Role, TransferRequest};
+use streambank_testkit::fixtures::user;
 use streambank_testkit::{TestDb, redis, redis_url};
 
 fn prefix() -> String {
     format!("test-{}", uuid::Uuid::new_v4().simple())
-}
-
-async fn user(bank: &Bank, name: &str, role: Role) -> Caller {
-    let input = RegisterUser {
-        username: name.into(),
-        email: format!("{name}@example.com"),
-        full_name: name.into(),
-        password: "correct horse battery".into(),
-    };
-    let user = bank
-        .create_user(
-            input,
-            UserOptions {
-                role,
-                verified: true,
-            },
-        )
-        .await
-        .expect("user");
-    Caller {
-        user_id: user.id,
-        role,
-    }
 }
 
 type Entries = Vec<(String, HashMap<String, String>)>;

@@ -1,9 +1,7 @@
 //! The link in the verification email opened in a browser, over a real socket: a page for each outcome
 //! (verified, already verified, not valid), and JSON for a client that does not ask for HTML.
 
-mod common;
-
-use common::TestApp;
+use crate::common::{TestApp, verify_link};
 use reqwest::StatusCode;
 
 const BROWSER: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
@@ -30,16 +28,8 @@ async fn open(app: &TestApp, link: &str, accept: &str) -> (StatusCode, String, S
 async fn each_outcome_of_the_link_has_its_own_page() {
     let app = TestApp::spawn("paseto").await;
     let ann = app.register("ann").await;
-    let verification = app
-        .bank
-        .create_email_verification(ann, "ann@example.com", uuid::Uuid::now_v7())
-        .await
-        .expect("create")
-        .expect("new");
-    let link = format!(
-        "/v1/users/verify-email?id={}&code={}",
-        verification.id, verification.code
-    );
+    let verification = app.verification(ann, "ann@example.com").await;
+    let link = verify_link(&verification);
 
     let (status, content_type, page) = open(&app, &link, BROWSER).await;
     assert_eq!(status, StatusCode::OK);
@@ -88,21 +78,13 @@ async fn each_outcome_of_the_link_has_its_own_page() {
 async fn an_expired_link_answers_the_not_valid_page() {
     let app = TestApp::spawn("paseto").await;
     let bob = app.register("bob").await;
-    let verification = app
-        .bank
-        .create_email_verification(bob, "bob@example.com", uuid::Uuid::now_v7())
-        .await
-        .expect("create")
-        .expect("new");
+    let verification = app.verification(bob, "bob@example.com").await;
     sqlx::query("UPDATE verify_emails SET expires_at = now() - interval '1 minute' WHERE id = $1")
         .bind(verification.id)
         .execute(&app.db.pool)
         .await
         .expect("expire the link");
-    let link = format!(
-        "/v1/users/verify-email?id={}&code={}",
-        verification.id, verification.code
-    );
+    let link = verify_link(&verification);
     let (status, _, page) = open(&app, &link, BROWSER).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(page.contains("<h1>Link not valid</h1>"), "{page}");

@@ -8,15 +8,16 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use streambank_events::{Stream, StreamEntry, stream_key};
-use streambank_service::{Bank, RegisterUser, Role, UserOptions};
-use streambank_testkit::TestDb;
+use streambank_service::Bank;
+use streambank_testkit::{TestDb, fixtures};
 use streambank_worker::consumer::Handle;
 use streambank_worker::{Group, Handlers, Worker};
+
+use crate::common::bankctl_ok;
 
 const EVENTS: i64 = 3_000;
 
@@ -33,20 +34,6 @@ fn redis_url() -> String {
 
 async fn redis() -> redis::aio::MultiplexedConnection {
     streambank_testkit::redis_at(&redis_url()).await
-}
-
-async fn user(bank: &Bank, name: &str) -> i64 {
-    let input = RegisterUser {
-        username: name.into(),
-        email: format!("{name}@repair.example.com"),
-        full_name: name.into(),
-        password: "correct horse battery".into(),
-    };
-    let options = UserOptions {
-        role: Role::Customer,
-        verified: true,
-    };
-    bank.create_user(input, options).await.expect("user").id
 }
 
 /// The real handlers for the `notifications` group; the email groups acknowledge without sending (the
@@ -110,13 +97,9 @@ async fn wait_until_published(db: &TestDb) {
     }
 }
 
-#[tokio::test]
-async fn a_killed_relay_and_a_flushed_redis_leave_every_notification_once() {
-    let db = TestDb::new().await;
-    let bank = Bank::new(db.pool.clone());
-    let (ann, bob) = (user(&bank, "ann").await, user(&bank, "bob").await);
-    // The backlog: transfer events between ann and bob (the other rows, from the users' creation, go to
-    // the users stream).
+/// `EVENTS` transfer events between `ann` and `bob` waiting in the outbox (the other rows, from the
+/// users' creation, go to the users stream).
+async fn a_backlog_of_transfers(db: &TestDb, ann: i64, bob: i64) {
     sqlx::query(
         "INSERT INTO outbox (id, aggregate_type, aggregate_id, event_type, payload, created_at)
          SELECT gen_random_uuid(), 'transfer', i::text, 'transfer.completed',
@@ -132,14 +115,14 @@ async fn a_killed_relay_and_a_flushed_redis_leave_every_notification_once() {
     .execute(&db.pool)
     .await
     .expect("backlog");
+}
 
-    let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
-    let key = stream_key(&prefix, Stream::Transfers);
-    let mut conn = redis().await;
-    let relay_config = streambank_relay::Config {
+/// The relay, on this test's database and Redis database, in batches of 10.
+fn relay_config(db: &TestDb, prefix: &str) -> streambank_relay::Config {
+    streambank_relay::Config {
         database: streambank_config::Database::new(db.url.clone()),
         redis: streambank_config::Redis::new(redis_url()),
-        streams: streambank_config::Streams::new(prefix.clone()),
+        streams: streambank_config::Streams::new(prefix.to_owned()),
         telemetry: streambank_config::Telemetry::default(),
         health_addr: "127.0.0.1:0".parse().expect("addr"),
         batch_size: 10,
@@ -148,14 +131,22 @@ async fn a_killed_relay_and_a_flushed_redis_leave_every_notification_once() {
         max_stream_len: 1_000_000,
         min_replicas: 0,
         wait_timeout: std::time::Duration::from_secs(1),
-    };
+    }
+}
 
-    // 1. The relay dies mid-drain: its task is aborted as soon as the first entries reach Redis, wherever
-    //    it is (between a claim and its XADDs, or between the XADDs and the commit).
-    let relay = streambank_relay::Relay::new(relay_config.clone()).expect("relay");
+/// Kills a relay mid-drain: its task is aborted as soon as the first entries reach `key`, wherever it
+/// is (between a claim and its XADDs, or between the XADDs and the commit), with rows still to
+/// publish.
+async fn kill_a_relay_mid_drain(
+    config: &streambank_relay::Config,
+    db: &TestDb,
+    conn: &mut redis::aio::MultiplexedConnection,
+    key: &str,
+) {
+    let relay = streambank_relay::Relay::new(config.clone()).expect("relay");
     let task = tokio::spawn(relay.run(std::future::pending()));
     let started = Instant::now();
-    while xlen(&mut conn, &key).await == 0 {
+    while xlen(conn, key).await == 0 {
         assert!(
             started.elapsed() < Duration::from_secs(10),
             "nothing published"
@@ -164,33 +155,72 @@ async fn a_killed_relay_and_a_flushed_redis_leave_every_notification_once() {
     }
     task.abort();
     let _ = task.await;
-    let left = count(
-        &db,
-        "SELECT count(*) FROM outbox WHERE published_at IS NULL",
-    )
-    .await;
+    let left = count(db, "SELECT count(*) FROM outbox WHERE published_at IS NULL").await;
     assert!(
         left > 0,
         "the relay was killed with rows still to publish (it had published them all)"
     );
-    // Started again, it publishes the rest (and, possibly, a batch it had sent but not marked).
-    let relay = streambank_relay::Relay::new(relay_config.clone()).expect("relay");
+}
+
+/// Runs a relay until the outbox has nothing left to publish, then stops it.
+async fn relay_until_published(config: &streambank_relay::Config, db: &TestDb) {
+    let relay = streambank_relay::Relay::new(config.clone()).expect("relay");
     let task = tokio::spawn(relay.run(std::future::pending()));
-    wait_until_published(&db).await;
+    wait_until_published(db).await;
     task.abort();
     let _ = task.await;
-    assert!(xlen(&mut conn, &key).await >= EVENTS);
+}
 
-    let worker_config = streambank_worker::Config {
+/// A worker with the real notification handlers ([`RowsOnly`]), drained once; returns how many
+/// entries it read.
+async fn drain_a_new_worker(db: &TestDb, prefix: &str) -> usize {
+    let config = streambank_worker::Config {
         health_addr: "127.0.0.1:0".parse().expect("addr"),
-        ..streambank_worker::Config::new(db.url.clone(), redis_url(), prefix.clone())
+        ..streambank_worker::Config::new(db.url.clone(), redis_url(), prefix.to_owned())
     };
-    let worker = |config: &streambank_worker::Config| {
-        let handlers = RowsOnly(config.handlers().expect("handlers"));
-        Worker::new(config.clone(), Arc::new(handlers)).expect("worker")
-    };
-    worker(&worker_config).drain().await.expect("drain");
+    let handlers = RowsOnly(config.handlers().expect("handlers"));
+    let worker = Worker::new(config, Arc::new(handlers)).expect("worker");
+    worker.drain().await.expect("drain")
+}
+
+/// `bankctl outbox republish --since` an hour ago, which names every retained event.
+async fn republish_with_bankctl(db: &TestDb) {
+    let since = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+    let stdout = bankctl_ok(&db.url, &["outbox", "republish", "--since", &since], &[]);
+    let retained = count(db, "SELECT count(*) FROM outbox").await;
+    assert!(retained > EVENTS, "the transfers and the users' events");
+    assert!(
+        stdout.starts_with(&format!("{retained} event(s) since")),
+        "every retained event: {stdout}"
+    );
+}
+
+async fn flushdb(conn: &mut redis::aio::MultiplexedConnection) {
+    let _: () = redis::cmd("FLUSHDB")
+        .query_async(conn)
+        .await
+        .expect("FLUSHDB");
+}
+
+#[tokio::test]
+async fn a_killed_relay_and_a_flushed_redis_leave_every_notification_once() {
+    let db = TestDb::new().await;
+    let bank = Bank::new(db.pool.clone());
+    let ann = fixtures::customer(&bank, "ann").await.user_id;
+    let bob = fixtures::customer(&bank, "bob").await.user_id;
+    a_backlog_of_transfers(&db, ann, bob).await;
+    let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let key = stream_key(&prefix, Stream::Transfers);
+    let mut conn = redis().await;
+    let relay = relay_config(&db, &prefix);
     let once = "SELECT count(*) FROM notifications";
+
+    // 1. The relay dies mid-drain. Started again, it publishes the rest (and, possibly, a batch it had
+    //    sent but not marked).
+    kill_a_relay_mid_drain(&relay, &db, &mut conn, &key).await;
+    relay_until_published(&relay, &db).await;
+    assert!(xlen(&mut conn, &key).await >= EVENTS);
+    drain_a_new_worker(&db, &prefix).await;
     assert_eq!(
         count(&db, once).await,
         2 * EVENTS,
@@ -198,41 +228,15 @@ async fn a_killed_relay_and_a_flushed_redis_leave_every_notification_once() {
     );
 
     // 2. Redis loses everything; the operator republishes the retained outbox with bankctl.
-    let _: () = redis::cmd("FLUSHDB")
-        .query_async(&mut conn)
-        .await
-        .expect("FLUSHDB");
+    flushdb(&mut conn).await;
     assert_eq!(xlen(&mut conn, &key).await, 0);
-    let since = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
-    let output = Command::new(env!("CARGO_BIN_EXE_bankctl"))
-        .args(["outbox", "republish", "--since", &since])
-        .env("DATABASE_URL", &db.url)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run bankctl");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let retained = count(&db, "SELECT count(*) FROM outbox").await;
-    assert!(retained > EVENTS, "the transfers and the users' events");
-    assert!(
-        stdout.starts_with(&format!("{retained} event(s) since")),
-        "every retained event: {stdout}"
-    );
-    let relay = streambank_relay::Relay::new(relay_config).expect("relay");
-    let task = tokio::spawn(relay.run(std::future::pending()));
-    wait_until_published(&db).await;
-    task.abort();
-    let _ = task.await;
+    republish_with_bankctl(&db).await;
+    relay_until_published(&relay, &db).await;
     assert_eq!(xlen(&mut conn, &key).await, EVENTS, "republished once each");
 
     // A new worker (the groups went with the flush and start again at the beginning) handles every
     // event again; nothing changes.
-    let again = worker(&worker_config);
-    assert!(again.drain().await.expect("drain") >= EVENTS as usize);
+    assert!(drain_a_new_worker(&db, &prefix).await >= EVENTS as usize);
     assert_eq!(count(&db, once).await, 2 * EVENTS, "still once");
     assert_eq!(
         count(
@@ -255,27 +259,12 @@ async fn a_killed_relay_and_a_flushed_redis_leave_every_notification_once() {
             "nothing pending: {group:?}"
         );
     }
-    let _: () = redis::cmd("FLUSHDB")
-        .query_async(&mut conn)
-        .await
-        .expect("FLUSHDB");
+    flushdb(&mut conn).await;
 }
 
+/// `bankctl args` on this test's database and Redis database.
 fn run_bankctl(db: &TestDb, args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_bankctl"))
-        .args(args)
-        .env("DATABASE_URL", &db.url)
-        .env("REDIS_URL", redis_url())
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run bankctl");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "bankctl {args:?}: {stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
+    bankctl_ok(&db.url, args, &[("REDIS_URL", redis_url().as_str())])
 }
 
 #[tokio::test]
@@ -328,16 +317,7 @@ async fn dead_letters_outlive_redis_and_are_replayed_from_postgres() {
     );
 
     // Redis loses everything of this installation.
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}:*"))
-        .query_async(&mut conn)
-        .await
-        .expect("KEYS");
-    let _: i64 = redis::cmd("DEL")
-        .arg(&keys)
-        .query_async(&mut conn)
-        .await
-        .expect("DEL");
+    streambank_testkit::delete_keys_under(&mut conn, &prefix).await;
 
     let listed = run_bankctl(&db, &["dlq", "list"]);
     assert_eq!(listed.lines().count(), 2, "{listed}");

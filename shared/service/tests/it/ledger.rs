@@ -1,15 +1,14 @@
 //! The service layer against a real Postgres: users, accounts, deposits, transfers, statements, and the
 //! outbox rows each change writes in the same statement.
 
-mod common;
-
-use common::TestBank;
+use crate::common::TestBank;
 use serde_json::Value;
 use streambank_events::EventType;
 use streambank_events::payload::{
     AccountOpened, MoneyDeposited, TransferCompleted, UserRegistered,
 };
 use streambank_service::{Error, PageRequest, RegisterUser, TransferRequest};
+use streambank_testkit::fixtures;
 
 /// The payloads of the outbox rows of one event type, oldest first.
 async fn events(t: &TestBank, event_type: EventType) -> Vec<Value> {
@@ -22,10 +21,8 @@ async fn events(t: &TestBank, event_type: EventType) -> Vec<Value> {
 
 fn registration(username: &str, email: &str) -> RegisterUser {
     RegisterUser {
-        username: username.into(),
-        email: email.into(),
         full_name: "Ann Example".into(),
-        password: "correct horse battery".into(),
+        ..fixtures::registration(username, email)
     }
 }
 
@@ -365,12 +362,27 @@ async fn bad_transfers_get_their_own_error_and_write_nothing() {
     }
     assert_eq!(t.balance(ann_usd.id).await, 500);
     assert_eq!(t.balance(bob_usd.id).await, 500);
-    // The whole balance can move: the check is >=, not >.
+}
+
+/// The whole balance can move: the check is >=, not >.
+#[tokio::test]
+async fn the_whole_balance_can_move() {
+    let t = TestBank::new().await;
+    let ann = t.customer("ann").await;
+    let bob = t.customer("bob").await;
+    let from = t.account(ann, "USD", 500).await.id;
+    let to = t.account(bob, "USD", 500).await.id;
+    let request = TransferRequest {
+        from_account_id: from,
+        to_account_id: to,
+        amount: 500,
+        currency: "USD",
+    };
     t.bank
-        .transfer(ann, None, request(ann_usd.id, bob_usd.id, 500, "USD"))
+        .transfer(ann, None, request)
         .await
         .expect("exact balance");
-    assert_eq!(t.balance(ann_usd.id).await, 0);
+    assert_eq!(t.balance(from).await, 0);
 }
 
 #[tokio::test]

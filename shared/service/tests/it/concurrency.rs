@@ -2,11 +2,9 @@
 //! same pairs and with amounts that would overdraw. Checked afterwards against the ledger's invariants,
 //! not against any expected interleaving.
 
-mod common;
-
 use std::collections::HashMap;
 
-use common::TestBank;
+use crate::common::TestBank;
 use rand::Rng as _;
 use rand::seq::IndexedRandom as _;
 use streambank_service::{Caller, Error, TransferRequest};
@@ -80,6 +78,31 @@ async fn concurrent_transfers_never_overdraw_lose_or_invent_money() {
         "the mix exercised both paths: {completed} completed, {refused} refused"
     );
 
+    assert_ledger_invariants(&t, completed).await;
+
+    // Concurrent callers were written in batches (group commit), not one transaction each.
+    let (batches, batched) = t.bank.stats().transfer_batches();
+    assert_eq!(
+        batched as usize,
+        TASKS * TRANSFERS_PER_TASK,
+        "every transfer went through a batch"
+    );
+    assert!(
+        batches < batched,
+        "{batches} batches for {batched} transfers"
+    );
+    println!(
+        "{completed} transfers completed, {refused} refused for insufficient funds, {} transient retries, \
+         {batches} batches ({:.1} transfers per batch)",
+        t.bank.stats().transfers_retried(),
+        batched as f64 / batches as f64
+    );
+}
+
+/// The ledger's invariants after `completed` transfers: no balance below zero, every balance the sum
+/// of its entries, the total what was deposited, one transfer row and exactly one
+/// `transfer.completed` outbox row per completed call.
+async fn assert_ledger_invariants(t: &TestBank, completed: u64) {
     let pool = &t.db.pool;
     let negative: i64 = sqlx::query_scalar("SELECT count(*) FROM accounts WHERE balance < 0")
         .fetch_one(pool)
@@ -129,24 +152,6 @@ async fn concurrent_transfers_never_overdraw_lose_or_invent_money() {
             .await
             .expect("query");
     assert_eq!(events, transfers);
-
-    // Concurrent callers were written in batches (group commit), not one transaction each.
-    let (batches, batched) = t.bank.stats().transfer_batches();
-    assert_eq!(
-        batched as usize,
-        TASKS * TRANSFERS_PER_TASK,
-        "every transfer went through a batch"
-    );
-    assert!(
-        batches < batched,
-        "{batches} batches for {batched} transfers"
-    );
-    println!(
-        "{completed} transfers completed, {refused} refused for insufficient funds, {} transient retries, \
-         {batches} batches ({:.1} transfers per batch)",
-        t.bank.stats().transfers_retried(),
-        batched as f64 / batches as f64
-    );
 }
 
 /// The server ends every connection of the bank's database every 500 ms (`pg_terminate_backend`, what a

@@ -1,10 +1,8 @@
 //! Findings of the security review (issue 22), each held by a test over real sockets.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::TestApp;
+use crate::common::{PASSWORD, Session, TEST_KEY, TestApp, expect_error};
 use reqwest::{Method, StatusCode};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -321,8 +319,8 @@ async fn a_declared_body_over_the_limit_is_refused_at_once() {
 
 /// Two customers with USD accounts (Ann's funded with 1,000), and Bob's EUR account.
 struct Parties {
-    ann: common::Session,
-    bob: common::Session,
+    ann: Session,
+    bob: Session,
     ann_usd: i64,
     bob_usd: i64,
     bob_eur: i64,
@@ -458,7 +456,7 @@ async fn refusals_reveal_nothing_about_the_destination() {
                 .send()
                 .await
                 .expect("transfer");
-            let body = common::expect_error(
+            let body = expect_error(
                 response,
                 StatusCode::BAD_REQUEST,
                 "failed_precondition",
@@ -706,7 +704,7 @@ async fn one_login_budget_per_address_across_transports() {
             .await
             .expect("login");
         assert!(response.headers().contains_key("retry-after"), "{base}");
-        common::expect_error(
+        expect_error(
             response,
             StatusCode::TOO_MANY_REQUESTS,
             "resource_exhausted",
@@ -729,7 +727,7 @@ async fn answers_carry_the_headers_a_json_api_should() {
         let login = app
             .client
             .post(format!("{base}/v1/sessions"))
-            .json(&serde_json::json!({"username": "ann", "password": common::PASSWORD}))
+            .json(&serde_json::json!({"username": "ann", "password": PASSWORD}))
             .send()
             .await
             .expect("login");
@@ -850,22 +848,12 @@ impl Captured {
     }
 }
 
-/// A whole journey at `RUST_LOG=trace` (register, verify with a code, log in on REST and gRPC,
-/// calls with the token in a header and in `?access_token=`, refresh, log out, on all three
-/// listeners) leaves no password, hash, token, verification code or key in the logs; the spans carry
-/// route templates, not URIs.
-#[tokio::test]
-async fn no_secret_reaches_the_logs_even_at_trace() {
-    let logs = Captured::install("trace");
-    let app = TestApp::spawn("paseto").await;
-    let password = format!("Pw-{}", uuid::Uuid::new_v4().simple());
-    let code = format!("code{}", uuid::Uuid::new_v4().simple());
-    let mut secrets: Vec<(&str, String)> = vec![
-        ("password", password.clone()),
-        ("verification code", code.clone()),
-        ("token key", common::TEST_KEY.to_owned()),
-    ];
+/// A secret a test used, and what it is (for the failure message).
+type Secret = (&'static str, String);
 
+/// Registers `sam` with `password` over REST and tries a made-up verification `code` on both HTTP
+/// listeners (refused); returns Sam's id.
+async fn register_and_try_a_made_up_code(app: &TestApp, password: &str, code: &str) -> i64 {
     let register = app
         .client
         .post(format!("{}/v1/users", app.rest_base))
@@ -888,70 +876,77 @@ async fn no_secret_reaches_the_logs_even_at_trace() {
             .expect("verify");
         assert!(verify.status().is_client_error(), "{base}: a made-up code");
     }
-    app.bank.mark_email_verified(user_id).await.expect("verify");
+    user_id
+}
 
-    for base in [&app.rest_base, &app.gateway_base] {
-        let login: serde_json::Value = app
+/// A whole session of Sam's on `base`: log in, use the token on both listeners in the header
+/// (accepted) and in `?access_token=` (refused), refresh, log out. Returns its tokens.
+async fn a_session_over_http(app: &TestApp, base: &str, password: &str) -> Vec<Secret> {
+    let login: serde_json::Value = app
+        .client
+        .post(format!("{base}/v1/sessions"))
+        .json(&serde_json::json!({"username": "sam", "password": password}))
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("tokens");
+    let access = login["access_token"].as_str().expect("access").to_owned();
+    let refresh = login["refresh_token"].as_str().expect("refresh").to_owned();
+    for other in [&app.rest_base, &app.gateway_base] {
+        let me = app
             .client
-            .post(format!("{base}/v1/sessions"))
-            .json(&serde_json::json!({"username": "sam", "password": password}))
-            .send()
-            .await
-            .expect("login")
-            .json()
-            .await
-            .expect("tokens");
-        let access = login["access_token"].as_str().expect("access").to_owned();
-        let refresh = login["refresh_token"].as_str().expect("refresh").to_owned();
-        for other in [&app.rest_base, &app.gateway_base] {
-            let me = app
-                .client
-                .get(format!("{other}/v1/users/me"))
-                .bearer_auth(&access)
-                .send()
-                .await
-                .expect("me");
-            assert_eq!(me.status(), StatusCode::OK);
-            let in_query = app
-                .client
-                .get(format!("{other}/v1/users/me?access_token={access}"))
-                .send()
-                .await
-                .expect("me");
-            assert_eq!(in_query.status(), StatusCode::UNAUTHORIZED);
-        }
-        let refreshed: serde_json::Value = app
-            .client
-            .post(format!("{base}/v1/sessions/refresh"))
-            .json(&serde_json::json!({"refresh_token": refresh}))
-            .send()
-            .await
-            .expect("refresh")
-            .json()
-            .await
-            .expect("tokens");
-        secrets.push(("access token", access));
-        secrets.push(("refresh token", refresh));
-        let access = refreshed["access_token"]
-            .as_str()
-            .expect("access")
-            .to_owned();
-        let rotated = refreshed["refresh_token"]
-            .as_str()
-            .expect("refresh")
-            .to_owned();
-        let logout = app
-            .client
-            .delete(format!("{base}/v1/sessions/current"))
+            .get(format!("{other}/v1/users/me"))
             .bearer_auth(&access)
             .send()
             .await
-            .expect("logout");
-        assert!(logout.status().is_success(), "{base}: {}", logout.status());
-        secrets.push(("refreshed access token", access));
-        secrets.push(("rotated refresh token", rotated));
+            .expect("me");
+        assert_eq!(me.status(), StatusCode::OK);
+        let in_query = app
+            .client
+            .get(format!("{other}/v1/users/me?access_token={access}"))
+            .send()
+            .await
+            .expect("me");
+        assert_eq!(in_query.status(), StatusCode::UNAUTHORIZED);
     }
+    let refreshed: serde_json::Value = app
+        .client
+        .post(format!("{base}/v1/sessions/refresh"))
+        .json(&serde_json::json!({"refresh_token": refresh}))
+        .send()
+        .await
+        .expect("refresh")
+        .json()
+        .await
+        .expect("tokens");
+    let new_access = refreshed["access_token"]
+        .as_str()
+        .expect("access")
+        .to_owned();
+    let rotated = refreshed["refresh_token"]
+        .as_str()
+        .expect("refresh")
+        .to_owned();
+    let logout = app
+        .client
+        .delete(format!("{base}/v1/sessions/current"))
+        .bearer_auth(&new_access)
+        .send()
+        .await
+        .expect("logout");
+    assert!(logout.status().is_success(), "{base}: {}", logout.status());
+    vec![
+        ("access token", access),
+        ("refresh token", refresh),
+        ("refreshed access token", new_access),
+        ("rotated refresh token", rotated),
+    ]
+}
 
+/// Sam logs in over gRPC and calls `GetMe` with the token; returns the tokens.
+async fn a_session_over_grpc(app: &TestApp, password: &str) -> Vec<Secret> {
     let channel = tonic::transport::Channel::from_shared(format!("http://{}", app.grpc_addr))
         .expect("uri")
         .connect()
@@ -961,7 +956,7 @@ async fn no_secret_reaches_the_logs_even_at_trace() {
     let login = users
         .login(streambank_proto::v1::LoginRequest {
             username: "sam".into(),
-            password: password.clone(),
+            password: password.to_owned(),
             ..Default::default()
         })
         .await
@@ -975,8 +970,34 @@ async fn no_secret_reaches_the_logs_even_at_trace() {
             .expect("ascii"),
     );
     users.get_me(me).await.expect("gRPC GetMe");
-    secrets.push(("gRPC access token", login.access_token));
-    secrets.push(("gRPC refresh token", login.refresh_token));
+    vec![
+        ("gRPC access token", login.access_token),
+        ("gRPC refresh token", login.refresh_token),
+    ]
+}
+
+/// A whole journey at `RUST_LOG=trace` (register, verify with a code, log in on REST and gRPC,
+/// calls with the token in a header and in `?access_token=`, refresh, log out, on all three
+/// listeners) leaves no password, hash, token, verification code or key in the logs; the spans carry
+/// route templates, not URIs.
+#[tokio::test]
+async fn no_secret_reaches_the_logs_even_at_trace() {
+    let logs = Captured::install("trace");
+    let app = TestApp::spawn("paseto").await;
+    let password = format!("Pw-{}", uuid::Uuid::new_v4().simple());
+    let code = format!("code{}", uuid::Uuid::new_v4().simple());
+    let mut secrets: Vec<Secret> = vec![
+        ("password", password.clone()),
+        ("verification code", code.clone()),
+        ("token key", TEST_KEY.to_owned()),
+    ];
+
+    let user_id = register_and_try_a_made_up_code(&app, &password, &code).await;
+    app.bank.mark_email_verified(user_id).await.expect("verify");
+    for base in [&app.rest_base, &app.gateway_base] {
+        secrets.extend(a_session_over_http(&app, base, &password).await);
+    }
+    secrets.extend(a_session_over_grpc(&app, &password).await);
     let hash: String = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
         .bind(user_id)
         .fetch_one(&app.db.pool)

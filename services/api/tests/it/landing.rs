@@ -4,9 +4,7 @@
 //! lists it: the drift tests (`gateway.rs`, `input.rs`) hold both documents to their committed copies,
 //! which have no `/`.
 
-mod common;
-
-use common::TestApp;
+use crate::common::TestApp;
 use reqwest::StatusCode;
 
 /// The addresses a page names: this process's listeners, and the configured external pages.

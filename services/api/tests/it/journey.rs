@@ -1,15 +1,22 @@
-//! The whole journey over HTTP, once with each token format.
+//! The whole journey over HTTP, once with each token format and over each transport: register,
+//! verify by the link, log in, move money and read it back, log out, shut down cleanly.
 
-mod common;
-
-use common::{PASSWORD, TestApp, Transport, expect_error};
+use crate::common::{PASSWORD, TestApp, Transport, expect_error, verify_link};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 async fn journey(transport: Transport, token_kind: &str) {
     let app = TestApp::spawn_on(transport, token_kind).await;
+    register_and_verify_by_the_link(&app, transport).await;
+    let ann = log_in_by_email(&app).await;
+    move_money_and_read_it_back(&app, &ann).await;
+    log_out(&app, &ann).await;
+    app.shutdown().await.expect("clean shutdown");
+}
 
-    // Register; logging in before the email is verified is refused, after the password is checked.
+/// Ann registers; logging in before the email is verified is refused (after the password is
+/// checked); the link verifies the address, and opening it again is not an error.
+async fn register_and_verify_by_the_link(app: &TestApp, transport: Transport) {
     let ann_id = app.register("ann").await;
     let early = app
         .call(
@@ -27,17 +34,8 @@ async fn journey(transport: Transport, token_kind: &str) {
     )
     .await;
 
-    // The link from the verification email (the worker creates it; here the service layer does).
-    let verification = app
-        .bank
-        .create_email_verification(ann_id, "ann@example.com", uuid::Uuid::now_v7())
-        .await
-        .expect("create")
-        .expect("new");
-    let link = format!(
-        "/v1/users/verify-email?id={}&code={}",
-        verification.id, verification.code
-    );
+    // The link from the verification email.
+    let link = verify_link(&app.verification(ann_id, "ann@example.com").await);
     let page = app
         .client
         .get(app.url(&link))
@@ -65,8 +63,10 @@ async fn journey(transport: Transport, token_kind: &str) {
     let again: Value = again.json().await.expect("json");
     assert_eq!(again["verified"], true);
     assert_eq!(again["user_id"], ann_id);
+}
 
-    // Log in with the email address this time.
+/// Ann logs in with her email address, in another case; her token reads her profile. Returns it.
+async fn log_in_by_email(app: &TestApp) -> String {
     let response = app
         .call(
             Method::POST,
@@ -87,11 +87,16 @@ async fn journey(transport: Transport, token_kind: &str) {
         .await
         .expect("json");
     assert_eq!(me["username"], "ann");
+    ann
+}
 
+/// Bob and a banker join; Ann opens an account, is funded and transfers to Bob; the statement, the
+/// transfer, Bob's history, the account list and the notifications read it back.
+async fn move_money_and_read_it_back(app: &TestApp, ann: &str) {
     let bob = app.customer("bob").await;
     let banker = app.banker("banker").await;
     let ann_usd = app
-        .post("/v1/accounts", &ann, json!({"currency": "USD"}))
+        .post("/v1/accounts", ann, json!({"currency": "USD"}))
         .await;
     assert_eq!(ann_usd.status(), StatusCode::CREATED);
     let ann_usd = ann_usd.json::<Value>().await.expect("json")["id"]
@@ -101,7 +106,7 @@ async fn journey(transport: Transport, token_kind: &str) {
 
     app.deposit(&banker, ann_usd, 10_000, "USD").await;
     let transfer = app
-        .post("/v1/transfers", &ann, json!({"from_account_id": ann_usd, "to_account_id": bob_usd, "amount": 2_500, "currency": "USD"}))
+        .post("/v1/transfers", ann, json!({"from_account_id": ann_usd, "to_account_id": bob_usd, "amount": 2_500, "currency": "USD"}))
         .await;
     assert_eq!(transfer.status(), StatusCode::CREATED);
     let transfer: Value = transfer.json().await.expect("json");
@@ -114,7 +119,7 @@ async fn journey(transport: Transport, token_kind: &str) {
     let transfer_id = transfer["transfer"]["id"].as_i64().expect("id");
 
     let statement: Value = app
-        .get(&format!("/v1/accounts/{ann_usd}/entries"), &ann)
+        .get(&format!("/v1/accounts/{ann_usd}/entries"), ann)
         .await
         .json()
         .await
@@ -141,29 +146,29 @@ async fn journey(transport: Transport, token_kind: &str) {
         .expect("json");
     assert_eq!(history["transfers"][0]["id"], transfer_id);
     let accounts: Value = app
-        .get("/v1/accounts?page_size=10", &ann)
+        .get("/v1/accounts?page_size=10", ann)
         .await
         .json()
         .await
         .expect("json");
     assert_eq!(accounts["accounts"].as_array().expect("accounts").len(), 1);
-    let notifications = app.get("/v1/notifications", &ann).await;
+    let notifications = app.get("/v1/notifications", ann).await;
     assert_eq!(notifications.status(), StatusCode::OK);
+}
 
-    // Log out: the access token stops working at once.
+/// Logging out stops the access token at once.
+async fn log_out(app: &TestApp, ann: &str) {
     let logout = app
-        .call(Method::DELETE, "/v1/sessions/current", Some(&ann), None)
+        .call(Method::DELETE, "/v1/sessions/current", Some(ann), None)
         .await;
     assert_eq!(logout.status(), StatusCode::NO_CONTENT);
     expect_error(
-        app.get("/v1/users/me", &ann).await,
+        app.get("/v1/users/me", ann).await,
         StatusCode::UNAUTHORIZED,
         "unauthenticated",
         "TOKEN_REVOKED",
     )
     .await;
-
-    app.shutdown().await.expect("clean shutdown");
 }
 
 async fn with_paseto(transport: Transport) {

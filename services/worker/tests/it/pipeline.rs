@@ -14,12 +14,11 @@ use redis::aio::MultiplexedConnection;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use streambank_events::{EventType, Stream, StreamEntry, dead_letter_key, stream_key};
-use streambank_testkit::TestDb;
+use streambank_testkit::{TestDb, fixtures, rest};
 use streambank_worker::consumer::Handle;
 use streambank_worker::{Config, Group, Handlers, Worker};
 
 const MAILDEV: &str = "http://127.0.0.1:1080";
-const PASSWORD: &str = "correct horse battery";
 
 struct Env {
     db: TestDb,
@@ -116,28 +115,9 @@ impl Env {
         format!("{name}@{}", self.domain)
     }
 
+    /// Registers `name` over REST at this test's own domain.
     async fn register(&self, name: &str) -> i64 {
-        let body = json!({"username": name, "full_name": format!("{name} Example"), "email": self.email(name), "password": PASSWORD});
-        let response = self
-            .http
-            .post(format!("{}/v1/users", self.api))
-            .json(&body)
-            .send()
-            .await
-            .expect("POST");
-        assert_eq!(response.status(), StatusCode::CREATED);
-        response.json::<Value>().await.expect("json")["id"]
-            .as_i64()
-            .expect("id")
-    }
-
-    async fn login(&self, name: &str) -> reqwest::Response {
-        self.http
-            .post(format!("{}/v1/sessions", self.api))
-            .json(&json!({"username": name, "password": PASSWORD}))
-            .send()
-            .await
-            .expect("POST")
+        rest::register(&self.http, &self.api, name, &self.email(name)).await
     }
 
     /// The emails maildev holds for `address`.
@@ -195,8 +175,8 @@ fn link_in(mail: &Value) -> String {
     link
 }
 
-/// Registers and verifies through the emailed link; returns an access token.
-async fn verified_customer(env: &mut Env, worker: &Worker, name: &str) -> String {
+/// Registers and verifies through the emailed link; returns the login.
+async fn verified_customer(env: &mut Env, worker: &Worker, name: &str) -> rest::Session {
     env.register(name).await;
     env.publish().await;
     worker.drain().await.expect("drain");
@@ -211,23 +191,18 @@ async fn verified_customer(env: &mut Env, worker: &Worker, name: &str) -> String
     );
     let page = env.http.get(&link).send().await.expect("GET link");
     assert_eq!(page.status(), StatusCode::OK);
-    let login = env.login(name).await;
-    assert_eq!(login.status(), StatusCode::CREATED);
-    login.json::<Value>().await.expect("json")["access_token"]
-        .as_str()
-        .expect("token")
-        .to_owned()
+    rest::login(&env.http, &env.api, name).await
 }
 
+/// A registration is mailed a link (not before: logging in is refused until then) that verifies the
+/// address, after which the user logs in.
 #[tokio::test]
-async fn register_verify_by_email_then_transfer_notifies_both_parties() {
+async fn registering_mails_a_link_that_verifies_the_address() {
     let mut env = Env::new().await;
     let worker = env.worker();
-
     env.register("ann").await;
-    let early = env.login("ann").await;
+    let early = rest::attempt_login(&env.http, &env.api, "ann").await;
     assert_eq!(early.status(), StatusCode::BAD_REQUEST, "not verified yet");
-    // Put the verification back to the helper below for bob; here do ann's by hand to show the steps.
     env.publish().await;
     worker.drain().await.expect("drain");
     let mails = env
@@ -242,69 +217,62 @@ async fn register_verify_by_email_then_transfer_notifies_both_parties() {
         .await
         .expect("GET link");
     assert_eq!(page.status(), StatusCode::OK);
-    let ann_login = env.login("ann").await;
-    assert_eq!(ann_login.status(), StatusCode::CREATED);
-    let ann: Value = ann_login.json().await.expect("json");
-    let ann_token = ann["access_token"].as_str().expect("token").to_owned();
-    let ann_id = ann["user"]["id"].as_i64().expect("id");
-    let bob_token = verified_customer(&mut env, &worker, "bob").await;
+    rest::login(&env.http, &env.api, "ann").await;
+}
 
-    let open = |token: String| {
-        let http = env.http.clone();
-        let api = env.api.clone();
-        async move {
-            let r = http
-                .post(format!("{api}/v1/accounts"))
-                .bearer_auth(token)
-                .json(&json!({"currency": "USD"}))
-                .send()
-                .await
-                .expect("POST");
-            r.json::<Value>().await.expect("json")["id"]
-                .as_i64()
-                .expect("id")
-        }
-    };
-    let ann_usd = open(ann_token.clone()).await;
-    let bob_usd = open(bob_token.clone()).await;
+/// Ann and Bob, verified through their emailed links, with a USD account each; a banker's deposit of
+/// 100.00 into Ann's; her transfer of 12.34 to Bob over REST; everything published and drained.
+struct Transferred {
+    env: Env,
+    ann_id: i64,
+    bob_token: String,
+}
+
+async fn a_transfer_between_verified_customers() -> Transferred {
+    let mut env = Env::new().await;
+    let worker = env.worker();
+    let ann = verified_customer(&mut env, &worker, "ann").await;
+    let bob = verified_customer(&mut env, &worker, "bob").await;
+    let ann_usd = rest::open_account(&env.http, &env.api, &ann.access, "USD").await;
+    let bob_usd = rest::open_account(&env.http, &env.api, &bob.access, "USD").await;
     let bank = streambank_service::Bank::new(env.db.pool.clone());
-    let input = streambank_service::RegisterUser {
-        username: "banker".into(),
-        email: env.email("banker"),
-        full_name: "Bank Er".into(),
-        password: PASSWORD.into(),
-    };
-    let banker = bank
-        .create_user(
-            input,
-            streambank_service::UserOptions {
-                role: streambank_service::Role::Banker,
-                verified: true,
-            },
-        )
-        .await
-        .expect("banker");
-    let banker = streambank_service::Caller {
-        user_id: banker.id,
-        role: streambank_service::Role::Banker,
-    };
+    let banker = fixtures::user_at(
+        &bank,
+        "banker",
+        &env.email("banker"),
+        streambank_service::Role::Banker,
+    )
+    .await;
     bank.deposit(banker, ann_usd, 10_000, "USD")
         .await
         .expect("deposit");
     let transfer = env
         .http
         .post(format!("{}/v1/transfers", env.api))
-        .bearer_auth(&ann_token)
+        .bearer_auth(&ann.access)
         .json(&json!({"from_account_id": ann_usd, "to_account_id": bob_usd, "amount": 1_234, "currency": "USD"}))
         .send()
         .await
         .expect("POST");
     assert_eq!(transfer.status(), StatusCode::CREATED);
-
     env.publish().await;
     worker.drain().await.expect("drain");
+    Transferred {
+        env,
+        ann_id: ann.user_id,
+        bob_token: bob.access,
+    }
+}
 
-    // Each party: notification rows (account opened, deposit for ann, the transfer) and emails.
+/// Each party of a transfer has notification rows (account opened, Ann's deposit, the transfer) and
+/// an email for each, after the verification email.
+#[tokio::test]
+async fn a_transfer_notifies_both_parties_by_row_and_email() {
+    let Transferred {
+        env,
+        ann_id,
+        bob_token,
+    } = a_transfer_between_verified_customers().await;
     let notifications: Value = env
         .http
         .get(format!("{}/v1/notifications", env.api))
@@ -350,8 +318,13 @@ async fn register_verify_by_email_then_transfer_notifies_both_parties() {
         4,
         "verification, account opened, deposit, transfer sent"
     );
+}
 
-    // The streams read plainly and both groups are caught up.
+/// After a transfer has been through the pipeline, its stream entry carries every contract field and
+/// no group has an entry pending.
+#[tokio::test]
+async fn the_streams_read_plainly_and_every_group_is_caught_up() {
+    let Transferred { mut env, .. } = a_transfer_between_verified_customers().await;
     let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
         .arg(stream_key(&env.prefix, Stream::Transfers))
         .arg("-")
@@ -397,7 +370,7 @@ async fn register_verify_by_email_then_transfer_notifies_both_parties() {
 async fn redelivery_republish_and_a_dead_consumer_change_nothing() {
     let mut env = Env::new().await;
     let worker = env.worker();
-    let token = verified_customer(&mut env, &worker, "carl").await;
+    let token = verified_customer(&mut env, &worker, "carl").await.access;
     let r = env
         .http
         .post(format!("{}/v1/accounts", env.api))
@@ -448,16 +421,7 @@ async fn redelivery_republish_and_a_dead_consumer_change_nothing() {
     );
 
     // Redis loses everything; the retained outbox is republished and consumed again from scratch.
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}:*", env.prefix))
-        .query_async(&mut conn)
-        .await
-        .expect("KEYS");
-    let _: i64 = redis::cmd("DEL")
-        .arg(&keys)
-        .query_async(&mut conn)
-        .await
-        .expect("DEL");
+    streambank_testkit::delete_keys_under(&mut conn, &env.prefix).await;
     let marked = streambank_store::relay::republish_since(
         &env.db.pool,
         chrono::Utc::now() - chrono::Duration::hours(1),
@@ -567,7 +531,7 @@ async fn a_poison_event_goes_to_the_dead_letter_stream_while_others_flow() {
         Arc::new(FailOnAccountOpened(config.handlers().expect("handlers"))),
     )
     .expect("worker");
-    let token = verified_customer(&mut env, &worker, "dora").await;
+    let token = verified_customer(&mut env, &worker, "dora").await.access;
     let r = env
         .http
         .post(format!("{}/v1/accounts", env.api))

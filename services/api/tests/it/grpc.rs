@@ -1,14 +1,13 @@
-//! The gRPC server through a real gRPC client over a socket: the journey, status codes and their
-//! details, idempotency metadata, the authentication table over every method of the descriptor, panic
+//! The gRPC server through a real gRPC client over a socket: the journey's steps (registration,
+//! verification, login, deposits, transfers, statements, logout), status codes and their details,
+//! idempotency metadata, the authentication table over every method of the descriptor, panic
 //! recovery, rate limits and health.
-
-mod common;
 
 use std::convert::Infallible;
 use std::task::{Context, Poll};
 
+use crate::common::{PASSWORD, TEST_KEY, TestApp};
 use bytes::{Buf as _, BufMut as _};
-use common::{PASSWORD, TEST_KEY, TestApp};
 use streambank_auth::{Claims, TokenKey, TokenType};
 use streambank_domain::Role;
 use streambank_proto::v1 as pb;
@@ -58,16 +57,21 @@ async fn login(users: &mut UserServiceClient<Channel>, username: &str) -> pb::Lo
         .into_inner()
 }
 
-#[tokio::test]
-async fn a_grpc_client_walks_the_journey_with_typed_errors() {
-    let app = TestApp::spawn("paseto").await;
-    let channel = channel(&app).await;
-    let mut users = UserServiceClient::new(channel.clone());
-    let mut accounts = AccountServiceClient::new(channel.clone());
-    let mut transfers = TransferServiceClient::new(channel.clone());
+/// A good registration of `username` at `email`.
+fn registration(username: &str, email: &str) -> pb::CreateUserRequest {
+    pb::CreateUserRequest {
+        username: username.into(),
+        full_name: "Ann".into(),
+        email: email.into(),
+        password: PASSWORD.into(),
+    }
+}
 
-    // Health answers for the whole server and for each service.
-    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+/// Health answers SERVING for the whole server and for each service.
+#[tokio::test]
+async fn health_answers_for_the_server_and_each_service() {
+    let app = TestApp::spawn("paseto").await;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel(&app).await);
     for service in ["", "streambank.v1.TransferService"] {
         let status = health
             .check(tonic_health::pb::HealthCheckRequest {
@@ -79,11 +83,18 @@ async fn a_grpc_client_walks_the_journey_with_typed_errors() {
             .status;
         assert_eq!(
             status,
-            tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32,
+            "{service:?}"
         );
     }
+}
 
-    // Registration: every bad field is reported in BadRequest, then a good one is created.
+/// A registration reports every bad field at once in `BadRequest`; a taken username is
+/// `AlreadyExists`.
+#[tokio::test]
+async fn registration_reports_every_bad_field_and_a_taken_username() {
+    let app = TestApp::spawn("paseto").await;
+    let mut users = UserServiceClient::new(channel(&app).await);
     let bad = users
         .create_user(pb::CreateUserRequest {
             username: "A".into(),
@@ -106,29 +117,29 @@ async fn a_grpc_client_walks_the_journey_with_typed_errors() {
         fields.len() >= 3 && fields.contains(&"username".to_owned()),
         "{fields:?}"
     );
-    let ann = users
-        .create_user(pb::CreateUserRequest {
-            username: "ann".into(),
-            full_name: "Ann".into(),
-            email: "ann@example.com".into(),
-            password: PASSWORD.into(),
-        })
+    users
+        .create_user(registration("ann", "ann@example.com"))
         .await
-        .expect("register")
-        .into_inner();
+        .expect("register");
     let taken = users
-        .create_user(pb::CreateUserRequest {
-            username: "ann".into(),
-            full_name: "Ann".into(),
-            email: "ann2@example.com".into(),
-            password: PASSWORD.into(),
-        })
+        .create_user(registration("ann", "ann2@example.com"))
         .await
         .expect_err("taken");
     assert_eq!(taken.code(), Code::AlreadyExists);
     assert_eq!(reason(&taken), "USERNAME_TAKEN");
+}
 
-    // Not verified yet: FailedPrecondition, once the password is right.
+/// Login with the right password is `FailedPrecondition` until the email is verified; after, it
+/// answers the user and a token that `GetMe` takes, with the request id echoed.
+#[tokio::test]
+async fn login_waits_for_the_verified_email() {
+    let app = TestApp::spawn("paseto").await;
+    let mut users = UserServiceClient::new(channel(&app).await);
+    let ann = users
+        .create_user(registration("ann", "ann@example.com"))
+        .await
+        .expect("register")
+        .into_inner();
     let early = users
         .login(pb::LoginRequest {
             username: "ann".into(),
@@ -139,12 +150,7 @@ async fn a_grpc_client_walks_the_journey_with_typed_errors() {
         .expect_err("unverified");
     assert_eq!(early.code(), Code::FailedPrecondition);
     assert_eq!(reason(&early), "EMAIL_NOT_VERIFIED");
-    let verification = app
-        .bank
-        .create_email_verification(ann.id, "ann@example.com", uuid::Uuid::now_v7())
-        .await
-        .expect("create")
-        .expect("new");
+    let verification = app.verification(ann.id, "ann@example.com").await;
     let verified = users
         .verify_email(pb::VerifyEmailRequest {
             id: verification.id,
@@ -157,10 +163,9 @@ async fn a_grpc_client_walks_the_journey_with_typed_errors() {
     assert_eq!(verified.user_id, ann.id);
 
     let session = login(&mut users, "ann").await;
-    let token = session.access_token.clone();
     assert_eq!(session.user.as_ref().expect("user").id, ann.id);
     let me = users
-        .get_me(authed(pb::GetMeRequest {}, &token))
+        .get_me(authed(pb::GetMeRequest {}, &session.access_token))
         .await
         .expect("me");
     assert!(
@@ -168,141 +173,225 @@ async fn a_grpc_client_walks_the_journey_with_typed_errors() {
         "the request id is echoed"
     );
     assert_eq!(me.into_inner().username, "ann");
+}
 
-    let bob = app.customer("bob").await;
-    let banker = app.banker("banker").await;
-    let ann_usd = accounts
-        .open_account(authed(
-            pb::OpenAccountRequest {
-                currency: "USD".into(),
-            },
-            &token,
-        ))
-        .await
-        .expect("open")
-        .into_inner();
-    let bob_usd = app.open_account(&bob, "USD").await;
+/// Ann with a USD account opened over gRPC, Bob with one opened over REST, and a banker (their access
+/// tokens), with a channel to the gRPC listener.
+struct Parties {
+    app: TestApp,
+    channel: Channel,
+    ann: String,
+    banker: String,
+    ann_usd: i64,
+    bob_usd: i64,
+}
 
-    let customer_deposit = accounts
-        .deposit(authed(
-            pb::DepositRequest {
-                id: ann_usd.id,
-                amount: 100,
-                currency: "USD".into(),
-            },
-            &token,
-        ))
-        .await
-        .expect_err("customers do not deposit");
-    assert_eq!(customer_deposit.code(), Code::PermissionDenied);
-    let deposit = accounts
-        .deposit(authed(
-            pb::DepositRequest {
-                id: ann_usd.id,
-                amount: 10_000,
-                currency: "USD".into(),
-            },
-            &banker.access,
-        ))
-        .await
-        .expect("deposit")
-        .into_inner();
-    assert_eq!(deposit.account.expect("account").balance, 10_000);
+impl Parties {
+    async fn new() -> Self {
+        let app = TestApp::spawn("paseto").await;
+        let channel = channel(&app).await;
+        let mut accounts = AccountServiceClient::new(channel.clone());
+        let ann = app.customer("ann").await.access;
+        let bob = app.customer("bob").await;
+        let banker = app.banker("banker").await.access;
+        let ann_usd = accounts
+            .open_account(authed(
+                pb::OpenAccountRequest {
+                    currency: "USD".into(),
+                },
+                &ann,
+            ))
+            .await
+            .expect("open")
+            .into_inner()
+            .id;
+        let bob_usd = app.open_account(&bob, "USD").await;
+        Self {
+            app,
+            channel,
+            ann,
+            banker,
+            ann_usd,
+            bob_usd,
+        }
+    }
 
-    // A transfer with an idempotency key, sent twice, moves money once.
-    let transfer = |amount: i64| {
+    fn accounts(&self) -> AccountServiceClient<Channel> {
+        AccountServiceClient::new(self.channel.clone())
+    }
+
+    fn transfers(&self) -> TransferServiceClient<Channel> {
+        TransferServiceClient::new(self.channel.clone())
+    }
+
+    /// A deposit of `amount` USD into Ann's account with `token`.
+    async fn deposit(&self, token: &str, amount: i64) -> Result<pb::DepositResponse, Status> {
+        let request = pb::DepositRequest {
+            id: self.ann_usd,
+            amount,
+            currency: "USD".into(),
+        };
+        self.accounts()
+            .deposit(authed(request, token))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// A transfer of `amount` USD from Ann to Bob, with `idempotency-key: key` when given.
+    fn transfer(
+        &self,
+        amount: i64,
+        key: Option<&'static str>,
+    ) -> Request<pb::CreateTransferRequest> {
         let mut request = authed(
             pb::CreateTransferRequest {
-                from_account_id: ann_usd.id,
-                to_account_id: bob_usd,
+                from_account_id: self.ann_usd,
+                to_account_id: self.bob_usd,
                 amount,
                 currency: "USD".into(),
             },
-            &token,
+            &self.ann,
         );
+        if let Some(key) = key {
+            request
+                .metadata_mut()
+                .insert("idempotency-key", MetadataValue::from_static(key));
+        }
         request
-            .metadata_mut()
-            .insert("idempotency-key", MetadataValue::from_static("grpc-key-1"));
-        request
-    };
-    let first = transfers
-        .create_transfer(transfer(2_500))
+    }
+}
+
+/// A customer's deposit is `PermissionDenied`; a banker's lands in the balance.
+#[tokio::test]
+async fn deposits_need_a_banker() {
+    let p = Parties::new().await;
+    let refused = p
+        .deposit(&p.ann, 100)
+        .await
+        .expect_err("customers do not deposit");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let deposit = p.deposit(&p.banker, 10_000).await.expect("deposit");
+    assert_eq!(deposit.account.expect("account").balance, 10_000);
+}
+
+/// A transfer sent twice with one idempotency key moves money once and answers the same; the key
+/// with another body is `FailedPrecondition`.
+#[tokio::test]
+async fn an_idempotency_key_moves_money_once() {
+    let p = Parties::new().await;
+    p.deposit(&p.banker, 10_000).await.expect("deposit");
+    let first = p
+        .transfers()
+        .create_transfer(p.transfer(2_500, Some("grpc-key-1")))
         .await
         .expect("transfer")
         .into_inner();
-    let again = transfers
-        .create_transfer(transfer(2_500))
+    let again = p
+        .transfers()
+        .create_transfer(p.transfer(2_500, Some("grpc-key-1")))
         .await
         .expect("replay")
         .into_inner();
     assert_eq!(first.transfer, again.transfer);
     assert_eq!(first.from_account.as_ref().expect("from").balance, 7_500);
-    let mismatch = transfers
-        .create_transfer(transfer(1))
+    let mismatch = p
+        .transfers()
+        .create_transfer(p.transfer(1, Some("grpc-key-1")))
         .await
         .expect_err("same key, other body");
     assert_eq!(mismatch.code(), Code::FailedPrecondition);
     assert_eq!(reason(&mismatch), "IDEMPOTENCY_KEY_REUSED");
-    assert_eq!(app.db.count("transfers").await, 1);
+    assert_eq!(p.app.db.count("transfers").await, 1);
+}
 
-    let overdraft = transfers
-        .create_transfer(authed(
-            pb::CreateTransferRequest {
-                from_account_id: ann_usd.id,
-                to_account_id: bob_usd,
-                amount: 1_000_000,
-                currency: "USD".into(),
-            },
-            &token,
-        ))
+/// Refusals carry their code, and their reason in `ErrorInfo`: an overdraft, someone else's account,
+/// an id of 0, a page size of 0.
+#[tokio::test]
+async fn refusals_carry_their_code_and_reason() {
+    let p = Parties::new().await;
+    p.deposit(&p.banker, 10_000).await.expect("deposit");
+    let overdraft = p
+        .transfers()
+        .create_transfer(p.transfer(1_000_000, None))
         .await
         .expect_err("overdraft");
-    assert_eq!(overdraft.code(), Code::FailedPrecondition);
-    assert_eq!(reason(&overdraft), "INSUFFICIENT_FUNDS");
-    let others = accounts
-        .get_account(authed(pb::GetAccountRequest { id: bob_usd }, &token))
+    let others = p
+        .accounts()
+        .get_account(authed(pb::GetAccountRequest { id: p.bob_usd }, &p.ann))
         .await
         .expect_err("bob's account");
-    assert_eq!(others.code(), Code::NotFound);
-    let zero = accounts
-        .get_account(authed(pb::GetAccountRequest { id: 0 }, &token))
+    let zero = p
+        .accounts()
+        .get_account(authed(pb::GetAccountRequest { id: 0 }, &p.ann))
         .await
         .expect_err("id 0");
-    assert_eq!(zero.code(), Code::InvalidArgument);
+    let page = pb::ListAccountsRequest {
+        page_size: Some(0),
+        page_token: None,
+    };
+    let bad_page = p
+        .accounts()
+        .list_accounts(authed(page, &p.ann))
+        .await
+        .expect_err("page size 0");
+    // (what, the status, its code, its reason where checked)
+    let cases = [
+        (
+            "overdraft",
+            overdraft,
+            Code::FailedPrecondition,
+            Some("INSUFFICIENT_FUNDS"),
+        ),
+        ("Bob's account", others, Code::NotFound, None),
+        ("id 0", zero, Code::InvalidArgument, None),
+        ("page size 0", bad_page, Code::InvalidArgument, None),
+    ];
+    for (what, status, code, expected) in cases {
+        assert_eq!(status.code(), code, "{what}: {status:?}");
+        if let Some(expected) = expected {
+            assert_eq!(reason(&status), expected, "{what}");
+        }
+    }
+}
 
-    let statement = accounts
+/// A statement lists the account's entries newest first.
+#[tokio::test]
+async fn a_statement_lists_the_entries_newest_first() {
+    let p = Parties::new().await;
+    p.deposit(&p.banker, 10_000).await.expect("deposit");
+    p.transfers()
+        .create_transfer(p.transfer(2_500, None))
+        .await
+        .expect("transfer");
+    let statement = p
+        .accounts()
         .list_entries(authed(
             pb::ListEntriesRequest {
-                id: ann_usd.id,
+                id: p.ann_usd,
                 page_size: Some(10),
                 page_token: None,
             },
-            &token,
+            &p.ann,
         ))
         .await
         .expect("statement")
         .into_inner();
     let amounts: Vec<i64> = statement.entries.iter().map(|e| e.amount).collect();
     assert_eq!(amounts, [-2_500, 10_000]);
-    let bad_page = accounts
-        .list_accounts(authed(
-            pb::ListAccountsRequest {
-                page_size: Some(0),
-                page_token: None,
-            },
-            &token,
-        ))
-        .await
-        .expect_err("page size 0");
-    assert_eq!(bad_page.code(), Code::InvalidArgument);
+}
 
-    // Log out: the old token is refused at once, with the reason.
+/// After `Logout` the token is refused at once, with the reason.
+#[tokio::test]
+async fn a_logged_out_token_is_refused_at_once() {
+    let app = TestApp::spawn("paseto").await;
+    let ann = app.customer("ann").await;
+    let mut users = UserServiceClient::new(channel(&app).await);
     users
-        .logout(authed(pb::LogoutRequest {}, &token))
+        .logout(authed(pb::LogoutRequest {}, &ann.access))
         .await
         .expect("logout");
     let after = users
-        .get_me(authed(pb::GetMeRequest {}, &token))
+        .get_me(authed(pb::GetMeRequest {}, &ann.access))
         .await
         .expect_err("revoked");
     assert_eq!(after.code(), Code::Unauthenticated);
@@ -368,8 +457,11 @@ async fn call_raw(
         .map(|_| ())
 }
 
+/// Every method of the descriptor either needs a token, refusing each bad kind (missing, not a
+/// bearer, malformed, a refresh token, expired, revoked) with its reason and letting a good one past,
+/// or is one of the four public methods.
 #[tokio::test]
-async fn every_protected_method_refuses_bad_tokens_and_public_methods_need_none() {
+async fn every_protected_method_refuses_bad_tokens() {
     let app = TestApp::spawn("jwt").await;
     let channel = channel(&app).await;
     let ann = app.customer("ann").await;
@@ -460,8 +552,13 @@ async fn every_protected_method_refuses_bad_tokens_and_public_methods_need_none(
     assert_eq!(protected, 11, "every protected method was tried");
     public.sort();
     assert_eq!(public, ["CreateUser", "Login", "Refresh", "VerifyEmail"]);
+}
 
-    // The public methods work without any token.
+/// The public methods work without any token: register, verify, log in, refresh.
+#[tokio::test]
+async fn the_public_methods_work_without_a_token() {
+    let app = TestApp::spawn("jwt").await;
+    let mut users = UserServiceClient::new(channel(&app).await);
     let carol = users
         .create_user(pb::CreateUserRequest {
             username: "carol".into(),
@@ -472,12 +569,7 @@ async fn every_protected_method_refuses_bad_tokens_and_public_methods_need_none(
         .await
         .expect("register without a token")
         .into_inner();
-    let verification = app
-        .bank
-        .create_email_verification(carol.id, "carol@example.com", uuid::Uuid::now_v7())
-        .await
-        .expect("create")
-        .expect("new");
+    let verification = app.verification(carol.id, "carol@example.com").await;
     users
         .verify_email(pb::VerifyEmailRequest {
             id: verification.id,

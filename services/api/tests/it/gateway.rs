@@ -4,12 +4,10 @@
 //! The contract tests that run over both transports (`over_both_transports!` in `auth.rs`, `input.rs`,
 //! `journey.rs`) cover the API's behaviour; these cover what is the gateway's own.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{PASSWORD, TestApp, expect_error};
+use crate::common::{PASSWORD, Session, TestApp, expect_error};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use streambank_api::gateway::{self, GatewayOptions};
@@ -143,31 +141,20 @@ fn error_essentials(answer: &(StatusCode, Option<String>, Value)) -> Value {
     })
 }
 
-#[tokio::test]
-async fn the_gateway_answers_as_rest_does() {
+/// Ann's USD account, funded and opened through the gateway, and her transfer to Bob's.
+struct Ledger {
+    app: TestApp,
+    ann: Session,
+    from: i64,
+    to: i64,
+    transfer_id: i64,
+}
+
+/// Opens Ann's account, deposits into it and transfers from it, all through the gateway, checking that
+/// each write answers with REST's status and shape.
+async fn one_transfer_through_the_gateway() -> Ledger {
     let app = TestApp::spawn("paseto").await;
     let gw = |path: &str| format!("{}{path}", app.gateway_base);
-
-    // Writes through the gateway: the statuses and shapes of REST.
-    let registered = app
-        .client
-        .post(gw("/v1/users"))
-        .json(
-            &json!({"username": "gwuser", "full_name": "Gate Way", "email": "gw@example.com",
-                      "password": PASSWORD, "ignored": true}),
-        )
-        .send()
-        .await
-        .expect("POST");
-    assert_eq!(registered.status(), StatusCode::CREATED);
-    let user: Value = registered.json().await.expect("json");
-    assert!(user["id"].is_i64(), "64-bit integers are numbers: {user}");
-    assert_eq!(
-        user["email_verified"], false,
-        "defaults are present: {user}"
-    );
-    assert!(user["created_at"].is_string());
-
     let ann = app.customer("ann").await;
     let bob = app.customer("bob").await;
     let banker = app.banker("banker").await;
@@ -206,8 +193,56 @@ async fn the_gateway_answers_as_rest_does() {
     let transfer: Value = transfer.json().await.expect("json");
     let transfer_id = transfer["transfer"]["id"].as_i64().expect("transfer id");
     assert_eq!(transfer["from_account"]["balance"], 3_750);
+    Ledger {
+        app,
+        ann,
+        from,
+        to,
+        transfer_id,
+    }
+}
 
-    // Reads: the same JSON, value for value (nulls included), from both listeners.
+/// A registration through the gateway answers as REST's does: 201, 64-bit integers as numbers,
+/// defaults present, unknown fields ignored.
+#[tokio::test]
+async fn a_registration_through_the_gateway_answers_as_rest_does() {
+    let app = TestApp::spawn("paseto").await;
+    let registered = app
+        .client
+        .post(format!("{}/v1/users", app.gateway_base))
+        .json(
+            &json!({"username": "gwuser", "full_name": "Gate Way", "email": "gw@example.com",
+                      "password": PASSWORD, "ignored": true}),
+        )
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(registered.status(), StatusCode::CREATED);
+    let user: Value = registered.json().await.expect("json");
+    assert!(user["id"].is_i64(), "64-bit integers are numbers: {user}");
+    assert_eq!(
+        user["email_verified"], false,
+        "defaults are present: {user}"
+    );
+    assert!(user["created_at"].is_string());
+}
+
+/// Opening, funding and transferring through the gateway answer with REST's statuses and shapes.
+#[tokio::test]
+async fn writes_through_the_gateway_answer_as_rest_does() {
+    one_transfer_through_the_gateway().await;
+}
+
+/// Reads answer the same JSON, value for value (nulls included), from both listeners.
+#[tokio::test]
+async fn reads_are_the_same_json_on_both() {
+    let Ledger {
+        app,
+        ann,
+        from,
+        transfer_id,
+        ..
+    } = one_transfer_through_the_gateway().await;
     for path in [
         "/v1/users/me".to_owned(),
         "/v1/accounts".to_owned(),
@@ -235,57 +270,41 @@ async fn the_gateway_answers_as_rest_does() {
         Value::Null,
         "unset optional fields are null, as REST's are: {rest:?}"
     );
+}
 
-    // Failures: the same body, word for word, except two known wordings: the gRPC server's message
-    // for a missing token names metadata rather than a header, and prost-reflect words an integer
-    // overflow differently from serde. For those, the same status, code, reason and bad fields.
+/// Failures answer the same body on both, word for word, except two known wordings: the gRPC server's
+/// message for a missing token names metadata rather than a header, and prost-reflect words an integer
+/// overflow differently from serde. For those, the same status, code, reason and bad fields. Every
+/// gateway failure is `application/json`.
+#[tokio::test]
+async fn failures_are_the_same_error_on_both() {
+    let Ledger {
+        app, ann, from, to, ..
+    } = one_transfer_through_the_gateway().await;
+    let token = Some(ann.access.as_str());
     let huge = format!(
         "{{\"from_account_id\": {from}, \"to_account_id\": {to}, \"amount\": 99999999999999999999, \"currency\": \"USD\"}}"
     );
+    // (method, path, token, body)
     let cases: Vec<(Method, String, Option<&str>, Option<&str>)> = vec![
         (Method::GET, "/v1/nothing".into(), None, None),
-        (Method::GET, "/v1/accounts/".into(), Some(&ann.access), None),
-        (Method::PUT, "/v1/accounts".into(), Some(&ann.access), None),
-        (
-            Method::GET,
-            "/v1/accounts/abc".into(),
-            Some(&ann.access),
-            None,
-        ),
-        (
-            Method::GET,
-            "/v1/accounts/0".into(),
-            Some(&ann.access),
-            None,
-        ),
-        (
-            Method::GET,
-            "/v1/accounts/999999".into(),
-            Some(&ann.access),
-            None,
-        ),
-        (
-            Method::GET,
-            format!("/v1/accounts/{to}"),
-            Some(&ann.access),
-            None,
-        ),
+        (Method::GET, "/v1/accounts/".into(), token, None),
+        (Method::PUT, "/v1/accounts".into(), token, None),
+        (Method::GET, "/v1/accounts/abc".into(), token, None),
+        (Method::GET, "/v1/accounts/0".into(), token, None),
+        (Method::GET, "/v1/accounts/999999".into(), token, None),
+        (Method::GET, format!("/v1/accounts/{to}"), token, None),
         (
             Method::GET,
             "/v1/accounts?page_size=ten".into(),
-            Some(&ann.access),
+            token,
             None,
         ),
-        (
-            Method::GET,
-            "/v1/accounts?page_size=0".into(),
-            Some(&ann.access),
-            None,
-        ),
+        (Method::GET, "/v1/accounts?page_size=0".into(), token, None),
         (
             Method::GET,
             "/v1/accounts?page_token=garbage".into(),
-            Some(&ann.access),
+            token,
             None,
         ),
         (Method::GET, "/v1/users/me".into(), None, None),
@@ -295,34 +314,24 @@ async fn the_gateway_answers_as_rest_does() {
             Some("not-a-token"),
             None,
         ),
+        (Method::POST, "/v1/accounts".into(), token, Some("")),
         (
             Method::POST,
             "/v1/accounts".into(),
-            Some(&ann.access),
-            Some(""),
-        ),
-        (
-            Method::POST,
-            "/v1/accounts".into(),
-            Some(&ann.access),
+            token,
             Some("{\"currency\": 7}"),
         ),
         (
             Method::POST,
             "/v1/accounts".into(),
-            Some(&ann.access),
+            token,
             Some("{\"currency\": \"USD\"}"),
         ),
+        (Method::POST, "/v1/transfers".into(), token, Some(&huge)),
         (
             Method::POST,
             "/v1/transfers".into(),
-            Some(&ann.access),
-            Some(&huge),
-        ),
-        (
-            Method::POST,
-            "/v1/transfers".into(),
-            Some(&ann.access),
+            token,
             Some("{\"amount\": -1, \"currency\": \"XYZ\"}"),
         ),
         (
@@ -334,7 +343,7 @@ async fn the_gateway_answers_as_rest_does() {
         (
             Method::POST,
             format!("/v1/accounts/{from}/deposits"),
-            Some(&ann.access),
+            token,
             Some("{\"amount\": 5, \"currency\": \"USD\"}"),
         ),
     ];
@@ -361,11 +370,16 @@ async fn the_gateway_answers_as_rest_does() {
             "{method} {path}"
         );
     }
+}
 
-    // A body that is not declared JSON, as REST refuses it.
+/// A body that is not declared JSON is refused through the gateway as REST refuses it.
+#[tokio::test]
+async fn a_body_not_declared_json_is_refused_as_rest_refuses_it() {
+    let app = TestApp::spawn("paseto").await;
+    let ann = app.customer("ann").await;
     let form = app
         .client
-        .post(gw("/v1/accounts"))
+        .post(format!("{}/v1/accounts", app.gateway_base))
         .bearer_auth(&ann.access)
         .body("currency=USD")
         .send()
@@ -382,12 +396,19 @@ async fn the_gateway_answers_as_rest_does() {
         body["error"]["details"]["field_violations"][0]["field"],
         "body"
     );
+}
 
-    // Request ids: echoed when sent, generated when not, on successes and failures alike.
+/// The gateway echoes a request id when sent one and makes one up when not, on successes and failures
+/// alike.
+#[tokio::test]
+async fn the_gateway_echoes_or_generates_request_ids() {
+    let app = TestApp::spawn("paseto").await;
+    let ann = app.customer("ann").await;
     for path in ["/v1/users/me", "/v1/nothing"] {
+        let url = format!("{}{path}", app.gateway_base);
         let echoed = app
             .client
-            .get(gw(path))
+            .get(&url)
             .bearer_auth(&ann.access)
             .header("x-request-id", "req-gw-1")
             .send()
@@ -396,18 +417,23 @@ async fn the_gateway_answers_as_rest_does() {
         assert_eq!(echoed.headers()["x-request-id"], "req-gw-1", "{path}");
         let generated = app
             .client
-            .get(gw(path))
+            .get(&url)
             .bearer_auth(&ann.access)
             .send()
             .await
             .expect("GET");
         assert!(!generated.headers()["x-request-id"].is_empty(), "{path}");
     }
+}
 
-    // Logout: 204 with no body, like REST; the token stops working at once.
+/// Logout through the gateway is 204 with no body, like REST's; the token stops working at once.
+#[tokio::test]
+async fn a_logout_through_the_gateway_is_204_and_ends_the_token() {
+    let app = TestApp::spawn("paseto").await;
+    let ann = app.customer("ann").await;
     let logout = app
         .client
-        .delete(gw("/v1/sessions/current"))
+        .delete(format!("{}/v1/sessions/current", app.gateway_base))
         .bearer_auth(&ann.access)
         .send()
         .await

@@ -4,33 +4,10 @@
 
 use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
-use streambank_service::{Bank, Caller, RegisterUser, Role, TransferRequest, UserOptions};
-use streambank_testkit::TestDb;
+use streambank_service::{Bank, Role, TransferRequest};
+use streambank_testkit::{TestDb, fixtures};
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-
-async fn user(bank: &Bank, name: &str, domain: &str, role: Role) -> Caller {
-    let input = RegisterUser {
-        username: name.into(),
-        email: format!("{name}@{domain}"),
-        full_name: name.into(),
-        password: "correct horse battery".into(),
-    };
-    let user = bank
-        .create_user(
-            input,
-            UserOptions {
-                role,
-                verified: true,
-            },
-        )
-        .await
-        .expect("user");
-    Caller {
-        user_id: user.id,
-        role,
-    }
-}
 
 #[tokio::test]
 async fn the_workers_span_is_in_the_trace_of_the_request_that_caused_it() {
@@ -46,9 +23,12 @@ async fn the_workers_span_is_in_the_trace_of_the_request_that_caused_it() {
     let db = TestDb::new().await;
     let bank = Bank::new(db.pool.clone());
     let domain = format!("{}.example.com", uuid::Uuid::new_v4().simple());
-    let banker = user(&bank, "banker", &domain, Role::Banker).await;
-    let ann = user(&bank, "ann", &domain, Role::Customer).await;
-    let bob = user(&bank, "bob", &domain, Role::Customer).await;
+    // The worker below mails these users: a domain of their own keeps their mail apart from other
+    // tests' in the shared SMTP catcher.
+    let email = |name: &str| format!("{name}@{domain}");
+    let banker = fixtures::user_at(&bank, "banker", &email("banker"), Role::Banker).await;
+    let ann = fixtures::user_at(&bank, "ann", &email("ann"), Role::Customer).await;
+    let bob = fixtures::user_at(&bank, "bob", &email("bob"), Role::Customer).await;
     let from = bank.open_account(ann, "USD").await.expect("open");
     let to = bank.open_account(bob, "USD").await.expect("open");
     bank.deposit(banker, from.id, 100, "USD")

@@ -1,25 +1,8 @@
 //! `bankctl` as an operator runs it: the real binary against the real Postgres.
 
-use std::process::{Command, Output};
-
 use streambank_testkit::{TestDb, server_url_with_database};
 
-fn bankctl(database_url: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bankctl"))
-        .args(args)
-        .env("DATABASE_URL", database_url)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run bankctl")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).trim().to_owned()
-}
+use crate::common::{bankctl, bankctl_with, stderr, stdout};
 
 #[tokio::test]
 async fn migrate_creates_the_database_and_is_idempotent() {
@@ -186,12 +169,7 @@ async fn migrate_at_info_prints_no_postgres_notices_and_no_colour_codes() {
     let name = TestDb::unique_name();
     let url = server_url_with_database(&name);
     for run in ["first", "second"] {
-        let output = Command::new(env!("CARGO_BIN_EXE_bankctl"))
-            .arg("migrate")
-            .env("DATABASE_URL", &url)
-            .env("RUST_LOG", "info")
-            .output()
-            .expect("run bankctl");
+        let output = bankctl_with(&url, &["migrate"], &[("RUST_LOG", "info")]);
         assert!(output.status.success(), "{run}: {}", stderr(&output));
         let err = stderr(&output);
         // The second run's `CREATE TABLE IF NOT EXISTS _sqlx_migrations` makes Postgres say

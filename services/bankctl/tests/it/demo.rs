@@ -1,36 +1,28 @@
 //! `bankctl demo` against live processes: the API, the relay and the worker (which mails the
 //! verification links to maildev, whose API the demo reads them from), run twice on one database.
 
-use std::process::Command;
-
 use streambank_testkit::TestDb;
 use streambank_testkit::process::Stack;
+
+use crate::common::bankctl_ok;
 
 fn demo(stack: &Stack, database_url: &str) -> String {
     let mail_url =
         std::env::var("MAILDEV_URL").unwrap_or_else(|_| "http://127.0.0.1:1080".to_owned());
-    let output = Command::new(env!("CARGO_BIN_EXE_bankctl"))
-        .args([
-            "demo",
-            "--api-url",
-            &stack.rest_base,
-            "--mail-url",
-            &mail_url,
-            "--mail-wait-secs",
-            "30",
-        ])
-        .env("DATABASE_URL", database_url)
-        .env("STREAM_PREFIX", &stack.stream_prefix)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run bankctl demo");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "bankctl demo failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
+    let args: &[&str] = &[
+        "demo",
+        "--api-url",
+        &stack.rest_base,
+        "--mail-url",
+        &mail_url,
+        "--mail-wait-secs",
+        "30",
+    ];
+    bankctl_ok(
+        database_url,
+        args,
+        &[("STREAM_PREFIX", stack.stream_prefix.as_str())],
+    )
 }
 
 #[tokio::test]

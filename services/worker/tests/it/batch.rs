@@ -5,25 +5,11 @@
 use std::sync::Arc;
 
 use streambank_events::{EventType, StreamEntry};
-use streambank_service::{Bank, RegisterUser, Role, UserOptions};
-use streambank_testkit::TestDb;
+use streambank_service::Bank;
+use streambank_testkit::{TestDb, fixtures};
 use streambank_worker::consumer::{Delivery, Handle as _};
 use streambank_worker::{Config, Group, Handlers};
 use uuid::Uuid;
-
-async fn user(bank: &Bank, name: &str) -> i64 {
-    let input = RegisterUser {
-        username: name.into(),
-        email: format!("{name}@batch.example.com"),
-        full_name: name.into(),
-        password: "correct horse battery".into(),
-    };
-    let options = UserOptions {
-        role: Role::Customer,
-        verified: true,
-    };
-    bank.create_user(input, options).await.expect("user").id
-}
 
 fn handlers(db: &TestDb) -> Handlers {
     // Only the handlers are used (no Redis, no listener).
@@ -64,7 +50,8 @@ fn deliveries(entries: &[StreamEntry]) -> Vec<Delivery> {
 async fn overlapping_reads_by_several_workers_write_each_event_once() {
     let db = TestDb::new().await;
     let bank = Bank::new(db.pool.clone());
-    let (ann, bob) = (user(&bank, "ann").await, user(&bank, "bob").await);
+    let ann = fixtures::customer(&bank, "ann").await.user_id;
+    let bob = fixtures::customer(&bank, "bob").await.user_id;
     let events: Vec<Uuid> = (0..200).map(|_| Uuid::new_v4()).collect();
     let entries: Vec<StreamEntry> = events
         .iter()
@@ -127,7 +114,8 @@ async fn overlapping_reads_by_several_workers_write_each_event_once() {
 async fn one_bad_entry_fails_alone_and_rows_follow_the_order_of_events() {
     let db = TestDb::new().await;
     let bank = Bank::new(db.pool.clone());
-    let (ann, bob) = (user(&bank, "ann").await, user(&bank, "bob").await);
+    let ann = fixtures::customer(&bank, "ann").await.user_id;
+    let bob = fixtures::customer(&bank, "bob").await.user_id;
     let handlers = handlers(&db);
     // Newest first in the read, as two streams may interleave them.
     let mut entries: Vec<StreamEntry> = (0..5)

@@ -1,19 +1,20 @@
 //! A real `streambank-api` on port 0 over a fresh database, and a typed way to talk to it.
 
-#![allow(dead_code)]
-
 use std::collections::HashMap;
 
 use reqwest::{Client, Method, Response, StatusCode};
-use serde_json::{Value, json};
+use serde_json::Value;
 use streambank_api::{Api, Config};
-use streambank_service::{Bank, RegisterUser, Role, UserOptions};
-use streambank_testkit::TestDb;
+use streambank_service::Bank;
+use streambank_service::verification::NewVerification;
+pub use streambank_testkit::fixtures::PASSWORD;
+use streambank_testkit::rest;
+pub use streambank_testkit::rest::Session;
+use streambank_testkit::{TestDb, fixtures};
 use tokio::sync::oneshot;
 
 /// The token key the test servers use, so tests can forge tokens with it (and with others).
 pub const TEST_KEY: &str = "test-key-0123456789-abcdefghijkl";
-pub const PASSWORD: &str = "correct horse battery";
 
 /// Which listener a contract test talks to: REST, or the gateway (which transcodes to gRPC). The two
 /// serve the same paths, shapes and errors, so the same test runs against either.
@@ -25,7 +26,6 @@ pub enum Transport {
 
 /// Runs a contract test once against each transport: `over_both_transports!(name, test_fn)` makes
 /// `name::rest` and `name::gateway`, each calling `test_fn(Transport::..)`.
-#[macro_export]
 macro_rules! over_both_transports {
     ($name:ident, $test:path) => {
         mod $name {
@@ -54,16 +54,8 @@ pub struct TestApp {
     pub db: TestDb,
     pub bank: Bank,
     pub client: Client,
-    pub token_kind: String,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
-}
-
-pub struct Session {
-    pub user_id: i64,
-    pub access: String,
-    pub refresh: String,
-    pub session_id: String,
 }
 
 impl TestApp {
@@ -128,7 +120,6 @@ impl TestApp {
             bank,
             db,
             client: Client::new(),
-            token_kind: String::new(),
             stop: Some(stop),
             server: Some(server),
         }
@@ -198,44 +189,25 @@ impl TestApp {
         response.text().await.expect("metrics text")
     }
 
-    /// Registers over REST and returns the user's id.
+    /// Registers `<username>@example.com` over the listener under test and returns the user's id.
     pub async fn register(&self, username: &str) -> i64 {
-        let response = self
-            .call(
-                Method::POST,
-                "/v1/users",
-                None,
-                Some(json!({"username": username, "full_name": "Test User", "email": format!("{username}@example.com"), "password": PASSWORD})),
-            )
-            .await;
-        assert_eq!(response.status(), StatusCode::CREATED);
-        response.json::<Value>().await.expect("json")["id"]
-            .as_i64()
-            .expect("id")
+        let email = format!("{username}@example.com");
+        rest::register(&self.client, &self.base, username, &email).await
     }
 
-    /// Logs in over REST.
+    /// Logs in over the listener under test.
     pub async fn login(&self, username: &str) -> Session {
-        let response = self
-            .call(
-                Method::POST,
-                "/v1/sessions",
-                None,
-                Some(json!({"username": username, "password": PASSWORD})),
-            )
-            .await;
-        assert_eq!(
-            response.status(),
-            StatusCode::CREATED,
-            "login of {username}"
-        );
-        let body: Value = response.json().await.expect("json");
-        Session {
-            user_id: body["user"]["id"].as_i64().expect("user id"),
-            access: body["access_token"].as_str().expect("access").to_owned(),
-            refresh: body["refresh_token"].as_str().expect("refresh").to_owned(),
-            session_id: body["session_id"].as_str().expect("session id").to_owned(),
-        }
+        rest::login(&self.client, &self.base, username).await
+    }
+
+    /// A new verification of `email` for `user_id`: what the worker makes for the email it sends
+    /// (here the service layer makes it, with no worker running).
+    pub async fn verification(&self, user_id: i64, email: &str) -> NewVerification {
+        self.bank
+            .create_email_verification(user_id, email, uuid::Uuid::now_v7())
+            .await
+            .expect("create")
+            .expect("new")
     }
 
     /// A verified customer, logged in.
@@ -247,50 +219,34 @@ impl TestApp {
 
     /// A verified banker (made the operator's way), logged in.
     pub async fn banker(&self, username: &str) -> Session {
-        let input = RegisterUser {
-            username: username.into(),
-            email: format!("{username}@example.com"),
-            full_name: "Bank Er".into(),
-            password: PASSWORD.into(),
-        };
-        self.bank
-            .create_user(
-                input,
-                UserOptions {
-                    role: Role::Banker,
-                    verified: true,
-                },
-            )
-            .await
-            .expect("banker");
+        fixtures::banker(&self.bank, username).await;
         self.login(username).await
     }
 
-    /// Opens an account over REST and returns its id.
+    /// Opens an account over the listener under test and returns its id.
     pub async fn open_account(&self, session: &Session, currency: &str) -> i64 {
-        let response = self
-            .post(
-                "/v1/accounts",
-                &session.access,
-                json!({"currency": currency}),
-            )
-            .await;
-        assert_eq!(response.status(), StatusCode::CREATED);
-        response.json::<Value>().await.expect("json")["id"]
-            .as_i64()
-            .expect("id")
+        rest::open_account(&self.client, &self.base, &session.access, currency).await
     }
 
     pub async fn deposit(&self, banker: &Session, account_id: i64, amount: i64, currency: &str) {
-        let response = self
-            .post(
-                &format!("/v1/accounts/{account_id}/deposits"),
-                &banker.access,
-                json!({"amount": amount, "currency": currency}),
-            )
-            .await;
-        assert_eq!(response.status(), StatusCode::CREATED);
+        rest::deposit(
+            &self.client,
+            &self.base,
+            &banker.access,
+            account_id,
+            amount,
+            currency,
+        )
+        .await;
     }
+}
+
+/// The path of the link in a verification email.
+pub fn verify_link(verification: &NewVerification) -> String {
+    format!(
+        "/v1/users/verify-email?id={}&code={}",
+        verification.id, verification.code
+    )
 }
 
 /// Checks the contract's error shape and returns the body.
