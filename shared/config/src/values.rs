@@ -43,14 +43,24 @@ pub fn postgres_url(raw: &str) -> Result<String, String> {
 
 /// A `redis://`, `rediss://` or `redis+unix://` URL.
 pub fn redis_url(raw: &str) -> Result<String, String> {
-    if ["redis://", "rediss://", "redis+unix://", "unix://"]
+    // Several comma-separated URLs are the seed nodes of a Redis Cluster (`streambank-bus`).
+    let valid = |url: &str| {
+        [
+            "redis://",
+            "rediss://",
+            "redis+unix://",
+            "unix://",
+            "redis+cluster://",
+        ]
         .iter()
-        .any(|scheme| raw.starts_with(scheme))
-    {
+        .any(|scheme| url.trim().starts_with(scheme))
+    };
+    if raw.split(',').all(valid) {
         Ok(raw.to_owned())
     } else {
         Err(format!(
-            "is not a Redis URL (redis://host:port), got {raw:?}"
+            "is not a Redis URL (redis://host:port), nor a comma-separated list of a Redis Cluster's \
+             nodes, got {raw:?}"
         ))
     }
 }
@@ -100,6 +110,12 @@ mod tests {
         assert!(socket_addr("localhost").is_err());
         assert!(postgres_url("mysql://x").is_err());
         assert!(redis_url("127.0.0.1:6379").is_err());
+        assert!(redis_url("redis://10.0.0.1:6379,redis://10.0.0.2:6379").is_ok());
+        assert!(redis_url("redis+cluster://10.0.0.1:6379").is_ok());
+        assert!(redis_url("redis://10.0.0.1:6379,10.0.0.2:6379").is_err());
+        assert_eq!(partitions("8"), Ok(8));
+        assert!(partitions("0").is_err());
+        assert!(partitions("1025").is_err());
         assert_eq!(
             http_url("http://localhost:8080/"),
             Ok("http://localhost:8080".to_owned())
