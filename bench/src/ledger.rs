@@ -1,12 +1,14 @@
 //! The ledger's benchmark data and the service-layer load both benchmarks share.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use rand::Rng as _;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
-use streambank_service::{Bank, Caller, Role, TransferRequest};
+use streambank_service::{Bank, Caller, Role, TransferRequest, TransferResult};
 
 /// Every benchmark account starts with this many minor units: enough that no transfer is refused.
 pub const OPENING_BALANCE: i64 = 1_000_000_000;
@@ -37,27 +39,9 @@ pub async fn service_tps(
         tasks.spawn(async move {
             let mut done = 0u64;
             while Instant::now() < deadline {
-                let (from, to, amount) = {
-                    let mut rng = rand::rng();
-                    let from = rng.random_range(1..=accounts);
-                    let mut to = rng.random_range(1..accounts);
-                    if to >= from {
-                        to += 1;
-                    }
-                    (from, to, rng.random_range(1..=100))
-                };
-                // Account i belongs to user i (see `prepare_database`).
-                let caller = Caller {
-                    user_id: from,
-                    role: Role::Customer,
-                };
-                let request = TransferRequest {
-                    from_account_id: from,
-                    to_account_id: to,
-                    amount,
-                    currency: "USD",
-                };
-                bank.transfer(caller, None, request).await?;
+                let (from, to) = random_pair(accounts);
+                let amount = rand::rng().random_range(1..=100);
+                transfer(&bank, from, to, amount).await?;
                 done += 1;
             }
             anyhow::Ok(done)
@@ -68,6 +52,95 @@ pub async fn service_tps(
         total += done??;
     }
     Ok(total as f64 / start.elapsed().as_secs_f64())
+}
+
+/// A random account of `1..=accounts` and a random other one.
+pub fn random_pair(accounts: i64) -> (i64, i64) {
+    let from = rand::rng().random_range(1..=accounts);
+    (from, random_other(from, accounts))
+}
+
+/// A random account other than `account`, out of `1..=accounts`.
+pub fn random_other(account: i64, accounts: i64) -> i64 {
+    let to = rand::rng().random_range(1..accounts);
+    if to >= account { to + 1 } else { to }
+}
+
+/// The customer who owns `account`: account `i` belongs to user `i` (see [`prepare_database`]).
+pub fn owner(account: i64) -> Caller {
+    Caller {
+        user_id: account,
+        role: Role::Customer,
+    }
+}
+
+/// A transfer of `amount` minor units of USD from account `from` to account `to`, by `from`'s owner.
+pub async fn transfer(
+    bank: &Bank,
+    from: i64,
+    to: i64,
+    amount: i64,
+) -> streambank_service::Result<TransferResult> {
+    let request = TransferRequest {
+        from_account_id: from,
+        to_account_id: to,
+        amount,
+        currency: "USD",
+    };
+    bank.transfer(owner(from), None, request).await
+}
+
+/// Commits transfers through the service layer at a steady `rate` per second for `seconds`; returns the
+/// moment (ms since the epoch) each transfer's commit returned, by transfer id.
+pub async fn steady_load(bank: &Bank, rate: u64, seconds: u64) -> HashMap<i64, f64> {
+    let committed: Arc<Mutex<HashMap<i64, f64>>> = Arc::default();
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = tokio::task::JoinSet::new();
+    while Instant::now() < deadline {
+        ticker.tick().await;
+        let (bank, committed) = (bank.clone(), Arc::clone(&committed));
+        tasks.spawn(async move {
+            let (from, to) = random_pair(1_000);
+            if let Ok(result) = transfer(&bank, from, to, 1).await {
+                committed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(result.transfer.id, now_ms());
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    committed.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// Now, in milliseconds since the epoch.
+pub fn now_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+}
+
+/// Drops and creates the benchmark database at `database_url` as [`prepare_database`] does, and opens
+/// a pool of `connections` on it. `url_var` names where the URL came from, for the error a bad one
+/// gets.
+pub async fn fresh_database(
+    database_url: &str,
+    url_var: &str,
+    accounts: i64,
+    pgbench_scale: u32,
+    connections: u32,
+) -> anyhow::Result<(PgConnectOptions, PgPool)> {
+    let options: PgConnectOptions = database_url.parse().with_context(|| url_var.to_owned())?;
+    prepare_database(&options, database_url, accounts, pgbench_scale)
+        .await
+        .context("preparing the benchmark database")?;
+    let pool = streambank_store::pool_options(connections)
+        .connect_with(options.clone())
+        .await
+        .context("connecting to the benchmark database")?;
+    Ok((options, pool))
 }
 
 /// Drops and creates the benchmark database, migrates it, gives user `i` the USD account `i` with a

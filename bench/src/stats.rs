@@ -20,6 +20,19 @@ pub fn percentile(sorted: &[std::time::Duration], q: f64) -> std::time::Duration
     sorted[rank - 1]
 }
 
+/// Waits for every caller of a closed-loop load started at `start`, and returns the calls per second
+/// and every call's latency.
+pub async fn gather(
+    mut callers: tokio::task::JoinSet<anyhow::Result<Vec<std::time::Duration>>>,
+    start: std::time::Instant,
+) -> anyhow::Result<(f64, Vec<std::time::Duration>)> {
+    let mut all = Vec::new();
+    while let Some(latencies) = callers.join_next().await {
+        all.append(&mut latencies??);
+    }
+    Ok((all.len() as f64 / start.elapsed().as_secs_f64(), all))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

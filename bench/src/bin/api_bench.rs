@@ -6,19 +6,16 @@
 //! divided by service-layer transfers/s. It also measures what authenticating a request costs: token
 //! verification alone, and verification plus the session lookup that makes revocation immediate.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use clap::Parser;
-use rand::Rng as _;
-use reqwest::StatusCode;
-use serde_json::{Value, json};
-use sqlx::postgres::PgConnectOptions;
-use streambank_api::{Api, Config};
-use streambank_bench::ledger::{prepare_database, service_tps, warm_up};
+use serde_json::json;
+use streambank_bench::api::{self, Customer};
+use streambank_bench::ledger::{random_other, service_tps};
 use streambank_bench::stats::{median, percentile};
-use streambank_service::{Bank, Sessions};
+use streambank_service::Sessions;
 
 #[derive(Debug, Parser)]
 #[command(about = "REST API throughput and latency against the service layer, in one run")]
@@ -41,71 +38,21 @@ struct Args {
     runs: usize,
 }
 
-const PASSWORD: &str = "benchmark password";
-const KEY: &str = "bench-key-0123456789-abcdefghijk";
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let options: PgConnectOptions = args
-        .database_url
-        .parse()
-        .context("BENCH_API_DATABASE_URL")?;
-    prepare_database(&options, &args.database_url, args.accounts, 0).await?;
-    let pool = streambank_store::pool_options(u32::try_from(args.connections)?)
-        .connect_with(options)
-        .await?;
-    let password = streambank_domain::Password::parse(PASSWORD).map_err(anyhow::Error::msg)?;
-    let hash = streambank_service::password::hash(&password).await?;
-    sqlx::query("UPDATE users SET password_hash = $1, email_verified_at = now()")
-        .bind(&hash)
-        .execute(&pool)
-        .await?;
-    let bank = Bank::new(pool.clone());
-    warm_up(&bank, &pool, args.accounts).await?;
-
-    let vars = [
-        ("DATABASE_URL", args.database_url.clone()),
-        ("HTTP_ADDR", "127.0.0.1:0".to_owned()),
-        ("GRPC_ADDR", "127.0.0.1:0".to_owned()),
-        ("GATEWAY_ADDR", "127.0.0.1:0".to_owned()),
-        ("METRICS_ADDR", "127.0.0.1:0".to_owned()),
-        ("TOKEN_SYMMETRIC_KEY", KEY.to_owned()),
-        ("AUTH_RATE_LIMIT_PER_MINUTE", "1000000".to_owned()),
-        ("DATABASE_MAX_CONNECTIONS", args.connections.to_string()),
-    ];
-    let config = Config::from_lookup(&move |name| {
-        vars.iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.clone())
-    })?;
-    let api = Api::bind(&config).await?;
-    let base = format!("http://{}", api.http_addr()?);
-    tokio::spawn(api.run(std::future::pending()));
+    let api::Database { pool, bank, .. } = api::prepare(
+        &args.database_url,
+        "BENCH_API_DATABASE_URL",
+        args.accounts,
+        args.connections,
+    )
+    .await?;
+    let rest = api::start(&args.database_url, args.connections).await?.rest;
+    let base = format!("http://{rest}");
 
     // One logged-in customer per connection; customer i owns account i.
-    let mut tokens = Vec::new();
-    for user in 1..=args.connections {
-        let client = reqwest::Client::new();
-        let response = client
-            .post(format!("{base}/v1/sessions"))
-            .json(&json!({"username": format!("bench_{user}"), "password": PASSWORD}))
-            .send()
-            .await?;
-        anyhow::ensure!(
-            response.status() == StatusCode::CREATED,
-            "login failed: {}",
-            response.text().await?
-        );
-        let body: Value = response.json().await?;
-        tokens.push(
-            body["access_token"]
-                .as_str()
-                .context("access token")?
-                .to_owned(),
-        );
-    }
-    let tokens = Arc::new(tokens);
+    let customers = Arc::new(api::log_in(rest, args.connections).await?);
 
     let duration = Duration::from_secs(args.seconds);
     let (mut service, mut post_tps, mut get_tps) = (Vec::new(), Vec::new(), Vec::new());
@@ -113,9 +60,9 @@ async fn main() -> anyhow::Result<()> {
     for run in 1..=args.runs {
         let s = service_tps(&bank, args.accounts, args.connections, duration).await?;
         let (p, mut pl) =
-            http_load(&base, &tokens, args.accounts, duration, Load::Transfer).await?;
+            http_load(&base, &customers, args.accounts, duration, Load::Transfer).await?;
         let (g, mut gl) =
-            http_load(&base, &tokens, args.accounts, duration, Load::GetAccount).await?;
+            http_load(&base, &customers, args.accounts, duration, Load::GetAccount).await?;
         eprintln!(
             "run {run}: service {s:.0} transfers/s, REST POST /v1/transfers {p:.0}/s, REST GET /v1/accounts/{{id}} {g:.0}/s"
         );
@@ -153,7 +100,7 @@ async fn main() -> anyhow::Result<()> {
         args.runs, args.seconds
     );
 
-    auth_cost(&pool, &base).await?;
+    auth_cost(&pool, rest).await?;
     Ok(())
 }
 
@@ -163,10 +110,10 @@ enum Load {
     GetAccount,
 }
 
-/// Requests per second and every request's latency, from one keep-alive connection per token.
+/// Requests per second and every request's latency, from one keep-alive connection per customer.
 async fn http_load(
     base: &str,
-    tokens: &Arc<Vec<String>>,
+    customers: &Arc<Vec<Customer>>,
     accounts: i64,
     duration: Duration,
     load: Load,
@@ -174,9 +121,8 @@ async fn http_load(
     let start = Instant::now();
     let deadline = start + duration;
     let mut tasks = tokio::task::JoinSet::new();
-    for (i, token) in tokens.iter().cloned().enumerate() {
+    for Customer { account, token } in customers.iter().cloned() {
         let base = base.to_owned();
-        let account = i as i64 + 1;
         tasks.spawn(async move {
             let client = reqwest::Client::builder().pool_max_idle_per_host(1).build()?;
             let mut latencies = Vec::new();
@@ -184,10 +130,7 @@ async fn http_load(
                 let sent = Instant::now();
                 let response = match load {
                     Load::Transfer => {
-                        let mut to = rand::rng().random_range(1..accounts);
-                        if to >= account {
-                            to += 1;
-                        }
+                        let to = random_other(account, accounts);
                         let body = json!({"from_account_id": account, "to_account_id": to, "amount": 1, "currency": "USD"});
                         client.post(format!("{base}/v1/transfers")).bearer_auth(&token).json(&body).send().await?
                     }
@@ -201,29 +144,14 @@ async fn http_load(
             anyhow::Ok(latencies)
         });
     }
-    let mut all = Vec::new();
-    while let Some(latencies) = tasks.join_next().await {
-        all.append(&mut latencies??);
-    }
-    Ok((all.len() as f64 / start.elapsed().as_secs_f64(), all))
+    streambank_bench::stats::gather(tasks, start).await
 }
 
 /// What authentication costs per request: verifying the token alone, and verifying it plus the session
 /// lookup (one primary-key query) that makes logout and revocation take effect at once.
-async fn auth_cost(pool: &sqlx::PgPool, base: &str) -> anyhow::Result<()> {
-    let client = reqwest::Client::new();
-    let body: Value = client
-        .post(format!("{base}/v1/sessions"))
-        .json(&json!({"username": "bench_1", "password": PASSWORD}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let token = body["access_token"]
-        .as_str()
-        .context("access token")?
-        .to_owned();
-    let key = streambank_auth::TokenKey::parse(KEY).map_err(anyhow::Error::msg)?;
+async fn auth_cost(pool: &sqlx::PgPool, rest: SocketAddr) -> anyhow::Result<()> {
+    let token = api::access_token(&reqwest::Client::new(), rest, 1).await?;
+    let key = streambank_auth::TokenKey::parse(api::KEY).map_err(anyhow::Error::msg)?;
     let maker = streambank_auth::maker(streambank_auth::TokenKind::Paseto, &key)
         .map_err(anyhow::Error::msg)?;
     let sessions = Sessions::new(

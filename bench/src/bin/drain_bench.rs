@@ -20,11 +20,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use clap::Parser;
 use futures_util::StreamExt as _;
-use sqlx::postgres::PgConnectOptions;
-use streambank_bench::ledger::prepare_database;
+use streambank_bench::ledger::fresh_database;
 use streambank_events::StreamEntry;
 use streambank_store::consumers::{self, NotificationRows};
 use streambank_worker::consumer::{Delivery, Handle};
@@ -139,7 +137,8 @@ fn worker(args: &Args, prefix: &str, handler: Arc<dyn Handle>) -> anyhow::Result
     Worker::new(config, handler)
 }
 
-fn handlers(args: &Args, prefix: &str, group: Group) -> anyhow::Result<Arc<dyn Handle>> {
+/// A worker under `prefix` that handles `group` only, as the worker does.
+fn handling(args: &Args, prefix: &str, group: Group) -> anyhow::Result<Worker> {
     let config = Config {
         smtp_url: args.smtp_url.clone(),
         ..Config::new(
@@ -148,11 +147,14 @@ fn handlers(args: &Args, prefix: &str, group: Group) -> anyhow::Result<Arc<dyn H
             prefix.to_owned(),
         )
     };
-    Ok(Arc::new(OnlyGroup(group, config.handlers()?)))
+    let handlers = Arc::new(OnlyGroup(group, config.handlers()?));
+    worker(args, prefix, handlers)
 }
 
-/// Reads `group` until its stream is drained; returns entries per second.
-async fn drain_unread(worker: &Worker, group: Group, events: i64) -> anyhow::Result<f64> {
+/// A worker handling `group` reads it under `prefix` until its stream is drained; returns entries per
+/// second.
+async fn drain_unread(args: &Args, prefix: &str, group: Group, events: i64) -> anyhow::Result<f64> {
+    let worker = handling(args, prefix, group)?;
     let mut conn = worker.connection().await?;
     worker.ensure_groups(&mut conn).await?;
     let mut reader = worker.connection().await?;
@@ -174,14 +176,8 @@ async fn drain_unread(worker: &Worker, group: Group, events: i64) -> anyhow::Res
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let options: PgConnectOptions = args
-        .database_url
-        .parse()
-        .context("BENCH_DRAIN_DATABASE_URL")?;
-    prepare_database(&options, &args.database_url, 1_000, 0).await?;
-    let pool = streambank_store::pool_options(8)
-        .connect_with(options)
-        .await?;
+    let (_, pool) =
+        fresh_database(&args.database_url, "BENCH_DRAIN_DATABASE_URL", 1_000, 0, 8).await?;
     let mut redis = redis::Client::open(args.redis_url.as_str())?
         .get_multiplexed_async_connection()
         .await?;
@@ -207,12 +203,7 @@ async fn main() -> anyhow::Result<()> {
 
     // 1. Unread backlog, notification rows.
     let prefix = backlog(&pool, &mut redis, args.events).await?;
-    let w = worker(
-        &args,
-        &prefix,
-        handlers(&args, &prefix, Group::Notifications)?,
-    )?;
-    let unread_rate = drain_unread(&w, Group::Notifications, args.events).await?;
+    let unread_rate = drain_unread(&args, &prefix, Group::Notifications, args.events).await?;
 
     // 2. Pending backlog: a consumer reads everything, fails it, and is gone; another takes it over.
     let prefix2 = backlog(&pool, &mut redis, args.events).await?;
@@ -226,11 +217,7 @@ async fn main() -> anyhow::Result<()> {
         > 0
     {}
     tokio::time::sleep(Duration::from_millis(200)).await; // past claim_min_idle: it is dead
-    let w2 = worker(
-        &args,
-        &prefix2,
-        handlers(&args, &prefix2, Group::Notifications)?,
-    )?;
+    let w2 = handling(&args, &prefix2, Group::Notifications)?;
     let mut conn2 = w2.connection().await?;
     let started = Instant::now();
     let mut handled = 0;
@@ -270,12 +257,13 @@ async fn main() -> anyhow::Result<()> {
 
     // 3. Unread backlog, notification emails.
     let prefix3 = backlog(&pool, &mut redis, args.email_events).await?;
-    let w3 = worker(
+    let email_events_rate = drain_unread(
         &args,
         &prefix3,
-        handlers(&args, &prefix3, Group::NotificationEmails)?,
-    )?;
-    let email_events_rate = drain_unread(&w3, Group::NotificationEmails, args.email_events).await?;
+        Group::NotificationEmails,
+        args.email_events,
+    )
+    .await?;
     let email_rate = email_events_rate * 2.0;
     let delivered: i64 =
         sqlx::query_scalar("SELECT count(*) FROM email_deliveries WHERE state = 'sent'")

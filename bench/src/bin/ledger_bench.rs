@@ -9,10 +9,8 @@
 
 use std::time::Duration;
 
-use anyhow::Context as _;
 use clap::Parser;
-use sqlx::postgres::PgConnectOptions;
-use streambank_bench::ledger::{prepare_database, service_tps, warm_up};
+use streambank_bench::ledger::{fresh_database, service_tps, warm_up};
 use streambank_bench::{pgbench, stats::median};
 use streambank_service::Bank;
 
@@ -69,12 +67,15 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let options: PgConnectOptions = args.database_url.parse().context("BENCH_DATABASE_URL")?;
-    prepare_database(&options, &args.database_url, args.accounts, args.scale).await?;
     let max_concurrency = args.concurrency.iter().copied().max().unwrap_or(8);
-    let pool = streambank_store::pool_options(u32::try_from(max_concurrency)?)
-        .connect_with(options.clone())
-        .await?;
+    let (_, pool) = fresh_database(
+        &args.database_url,
+        "BENCH_DATABASE_URL",
+        args.accounts,
+        args.scale,
+        u32::try_from(max_concurrency)?,
+    )
+    .await?;
     let bank = Bank::with_batching(
         pool.clone(),
         streambank_service::BatchOptions {
@@ -154,8 +155,10 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn same_statement_args(args: &Args, concurrency: usize, script: &str) -> Vec<String> {
-    let mut v: Vec<String> = ["-n", "-M", "prepared", "-f", script]
+/// pgbench's arguments for `workload` (`-f script` or `-b builtin`), prepared statements, no vacuum,
+/// `concurrency` clients on at most two threads for `seconds`.
+fn pgbench_args(workload: [&str; 2], concurrency: usize, seconds: u64) -> Vec<String> {
+    let mut v: Vec<String> = ["-n", "-M", "prepared", workload[0], workload[1]]
         .map(String::from)
         .into();
     v.extend([
@@ -164,7 +167,12 @@ fn same_statement_args(args: &Args, concurrency: usize, script: &str) -> Vec<Str
         "-j".into(),
         concurrency.min(2).to_string(),
     ]);
-    v.extend(["-T".into(), args.seconds.to_string()]);
+    v.extend(["-T".into(), seconds.to_string()]);
+    v
+}
+
+fn same_statement_args(args: &Args, concurrency: usize, script: &str) -> Vec<String> {
+    let mut v = pgbench_args(["-f", script], concurrency, args.seconds);
     for define in [
         format!("naccounts={}", args.accounts),
         "currency=USD".into(),
@@ -177,15 +185,5 @@ fn same_statement_args(args: &Args, concurrency: usize, script: &str) -> Vec<Str
 }
 
 fn tpcb_args(concurrency: usize, seconds: u64) -> Vec<String> {
-    let mut v: Vec<String> = ["-n", "-M", "prepared", "-b", "tpcb-like"]
-        .map(String::from)
-        .into();
-    v.extend([
-        "-c".into(),
-        concurrency.to_string(),
-        "-j".into(),
-        concurrency.min(2).to_string(),
-    ]);
-    v.extend(["-T".into(), seconds.to_string()]);
-    v
+    pgbench_args(["-b", "tpcb-like"], concurrency, seconds)
 }

@@ -12,18 +12,14 @@
 //!    catcher); once it has caught up, the same steady load runs again and each transfer's notification
 //!    row's `created_at` is compared with the moment its commit returned.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Parser;
-use rand::Rng as _;
-use sqlx::postgres::PgConnectOptions;
-use streambank_bench::ledger::prepare_database;
+use streambank_bench::ledger::{fresh_database, steady_load};
 use streambank_bench::stats::percentile;
 use streambank_events::{Stream, stream_key};
-use streambank_service::{Bank, Caller, Role, TransferRequest};
+use streambank_service::Bank;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -36,8 +32,8 @@ struct Args {
         default_value = "postgres://postgres@127.0.0.1:5432/streambank_bench_relay"
     )]
     database_url: String,
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
-    redis_url: String,
+    #[command(flatten)]
+    redis: streambank_config::Redis,
     #[arg(long, default_value_t = 200_000)]
     backlog: i64,
     /// Rows per claim and per pipelined XADD batch.
@@ -64,28 +60,16 @@ fn peak_rss_mib() -> f64 {
         .map_or(f64::NAN, |kib| kib / 1024.0)
 }
 
-fn now_ms() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let options: PgConnectOptions = args
-        .database_url
-        .parse()
-        .context("BENCH_RELAY_DATABASE_URL")?;
-    prepare_database(&options, &args.database_url, 1_000, 0).await?;
-    let pool = streambank_store::pool_options(40)
-        .connect_with(options)
-        .await?;
+    let (_, pool) =
+        fresh_database(&args.database_url, "BENCH_RELAY_DATABASE_URL", 1_000, 0, 40).await?;
     // The drain publishes through a pool set up as the relay's own (asynchronous commit).
     let relay_pool = streambank_store::pool_options(4)
         .connect_with(streambank_relay::connect_options(&args.database_url)?)
         .await?;
-    let client = redis::Client::open(args.redis_url.as_str())?;
+    let client = redis::Client::open(args.redis.url.as_str())?;
     let mut redis = client.get_multiplexed_async_connection().await?;
     let prefix = format!("bench-relay-{}", uuid::Uuid::new_v4().simple());
 
@@ -116,7 +100,7 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     let drain_rate = drained as f64 / started.elapsed().as_secs_f64();
     let rss_after = peak_rss_mib();
-    let reference = redis_benchmark(&args.redis_url, args.backlog, &prefix)?;
+    let reference = redis_benchmark(&args.redis.url, args.backlog, &prefix)?;
     let _: () = redis::cmd("DEL")
         .arg(stream_key(&prefix, Stream::Transfers))
         .arg(format!("{prefix}:redis-benchmark"))
@@ -126,7 +110,7 @@ async fn main() -> anyhow::Result<()> {
     // 2. Commit-to-XADD latency with a running relay.
     let config = streambank_relay::Config {
         database: streambank_config::Database::new(args.database_url.clone()),
-        redis: streambank_config::Redis::new(args.redis_url.clone()),
+        redis: streambank_config::Redis::new(args.redis.url.clone()),
         streams: streambank_config::Streams::new(prefix.clone()),
         telemetry: streambank_config::Telemetry::default(),
         health_addr: "127.0.0.1:0".parse()?,
@@ -184,7 +168,7 @@ async fn main() -> anyhow::Result<()> {
         smtp_url: args.smtp_url.clone(),
         ..streambank_worker::Config::new(
             args.database_url.clone(),
-            args.redis_url.clone(),
+            args.redis.url.clone(),
             prefix.clone(),
         )
     };
@@ -235,7 +219,6 @@ async fn main() -> anyhow::Result<()> {
         .query_async(&mut redis)
         .await?;
 
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!("| measurement | result | reference | ratio |");
     println!("|---|---:|---:|---:|");
     println!(
@@ -248,63 +231,24 @@ async fn main() -> anyhow::Result<()> {
         "| peak RSS of the process during the drain | {rss_after:.1} MiB (before: {rss_before:.1} MiB) | | |"
     );
     println!(
-        "| commit-to-XADD latency at {:.0} transfers/s, relay alone ({} events matched) | p50 {:.1} ms, p99 {:.1} ms | | |",
+        "| commit-to-XADD latency at {:.0} transfers/s, relay alone ({} events matched) | {} | | |",
         achieved,
         latencies.len(),
-        ms(percentile(&latencies, 0.5)),
-        ms(percentile(&latencies, 0.99))
+        p50_p99(&latencies)
     );
     println!(
-        "| commit-to-notification-row latency at {:.0} transfers/s, relay and worker ({} rows; the worker also emails each party) | p50 {:.1} ms, p99 {:.1} ms | | |",
+        "| commit-to-notification-row latency at {:.0} transfers/s, relay and worker ({} rows; the worker also emails each party) | {} | | |",
         achieved_notified,
         notify_latencies.len(),
-        ms(percentile(&notify_latencies, 0.5)),
-        ms(percentile(&notify_latencies, 0.99))
+        p50_p99(&notify_latencies)
     );
     Ok(())
 }
 
-/// Commits transfers through the service layer at a steady `rate` per second for `seconds`; returns the
-/// moment (ms since the epoch) each transfer's commit returned, by transfer id.
-async fn steady_load(bank: &Bank, rate: u64, seconds: u64) -> HashMap<i64, f64> {
-    let committed: Arc<Mutex<HashMap<i64, f64>>> = Arc::default();
-    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let mut tasks = tokio::task::JoinSet::new();
-    while Instant::now() < deadline {
-        ticker.tick().await;
-        let (bank, committed) = (bank.clone(), Arc::clone(&committed));
-        tasks.spawn(async move {
-            let (from, to) = {
-                let mut rng = rand::rng();
-                let from = rng.random_range(1..=1_000);
-                let mut to = rng.random_range(1..1_000);
-                if to >= from {
-                    to += 1;
-                }
-                (from, to)
-            };
-            let caller = Caller {
-                user_id: from,
-                role: Role::Customer,
-            };
-            let request = TransferRequest {
-                from_account_id: from,
-                to_account_id: to,
-                amount: 1,
-                currency: "USD",
-            };
-            if let Ok(result) = bank.transfer(caller, None, request).await {
-                committed
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(result.transfer.id, now_ms());
-            }
-        });
-    }
-    while tasks.join_next().await.is_some() {}
-    committed.lock().unwrap_or_else(|p| p.into_inner()).clone()
+/// "p50 1.2 ms, p99 3.4 ms" of some sorted latencies.
+fn p50_p99(sorted: &[Duration]) -> String {
+    let ms = |q: f64| percentile(sorted, q).as_secs_f64() * 1000.0;
+    format!("p50 {:.1} ms, p99 {:.1} ms", ms(0.5), ms(0.99))
 }
 
 /// `redis-benchmark -P 16` sending `XADD`s with the relay's seven fields; returns requests per second.

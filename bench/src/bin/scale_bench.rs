@@ -6,22 +6,19 @@
 //! latency under a steady load of transfers. The reference is the first shape, one partition on a
 //! lone Redis (today's relay), measured in the same run; every figure is also given as a ratio to it.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Parser;
-use rand::Rng as _;
 use sqlx::PgPool;
 use sqlx::postgres::PgConnectOptions;
-use streambank_bench::ledger::prepare_database;
+use streambank_bench::ledger::{prepare_database, steady_load};
 use streambank_bench::stats::percentile;
 use streambank_bus::Bus;
 use streambank_config::partition_prefix;
 use streambank_events::{Stream, stream_key};
 use streambank_relay::Relay;
-use streambank_service::{Bank, Caller, Role, TransferRequest};
+use streambank_service::Bank;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -35,8 +32,8 @@ struct Args {
     )]
     database_url: String,
     /// The lone Redis.
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
-    redis_url: String,
+    #[command(flatten)]
+    redis: streambank_config::Redis,
     /// The cluster's seed nodes (`scripts/engines.sh redis-cluster start`).
     #[arg(
         long,
@@ -127,12 +124,6 @@ const SHAPES: [Shape; 8] = [
     },
 ];
 
-fn now_ms() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
-}
-
 struct Figures {
     drain_per_s: f64,
     p50_ms: f64,
@@ -194,7 +185,7 @@ async fn measure(args: &Args, pool: &PgPool, shape: Shape) -> anyhow::Result<Fig
     let url = if shape.cluster {
         &args.cluster_url
     } else {
-        &args.redis_url
+        &args.redis.url
     };
     let mut streams = streambank_config::Streams::new(prefix.clone());
     streams.partitions = shape.partitions;
@@ -313,47 +304,4 @@ async fn measure(args: &Args, pool: &PgPool, shape: Shape) -> anyhow::Result<Fig
         p99_ms: percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
         samples: latencies.len(),
     })
-}
-
-/// Transfers between random accounts at `rate` per second for `seconds`; the commit time of each, by
-/// transfer id.
-async fn steady_load(bank: &Bank, rate: u64, seconds: u64) -> HashMap<i64, f64> {
-    let committed: Arc<Mutex<HashMap<i64, f64>>> = Arc::default();
-    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let mut tasks = tokio::task::JoinSet::new();
-    while Instant::now() < deadline {
-        ticker.tick().await;
-        let (bank, committed) = (bank.clone(), Arc::clone(&committed));
-        tasks.spawn(async move {
-            let (from, to) = {
-                let mut rng = rand::rng();
-                let from = rng.random_range(1..=1_000);
-                let mut to = rng.random_range(1..1_000);
-                if to >= from {
-                    to += 1;
-                }
-                (from, to)
-            };
-            let caller = Caller {
-                user_id: from,
-                role: Role::Customer,
-            };
-            let request = TransferRequest {
-                from_account_id: from,
-                to_account_id: to,
-                amount: 1,
-                currency: "USD",
-            };
-            if let Ok(result) = bank.transfer(caller, None, request).await {
-                committed
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(result.transfer.id, now_ms());
-            }
-        });
-    }
-    while tasks.join_next().await.is_some() {}
-    committed.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }

@@ -25,6 +25,11 @@ fn check(name: &'static str, ok: bool, detail: String) -> Check {
     Check { name, ok, detail }
 }
 
+/// " (e.g. …)" after a count, with its first case; nothing if there is none.
+fn for_example(first: Option<String>) -> String {
+    first.map(|e| format!(" (e.g. {e})")).unwrap_or_default()
+}
+
 /// What the checker reads besides the database.
 #[derive(Debug)]
 pub struct Evidence<'a> {
@@ -145,9 +150,7 @@ pub async fn run(
             "{} acknowledged, {} lost{}, {} acknowledged twice",
             acked.len(),
             lost.len(),
-            lost.first()
-                .map(|l| format!(" (e.g. {l})"))
-                .unwrap_or_default(),
+            for_example(lost.first().cloned()),
             totals.duplicated
         ),
     ));
@@ -158,10 +161,7 @@ pub async fn run(
             "{} transfer rows; {} without exactly one key a client used{}",
             keys_of.len(),
             unsent.len(),
-            unsent
-                .first()
-                .map(|id| format!(" (e.g. transfer {id})"))
-                .unwrap_or_default()
+            for_example(unsent.first().map(|id| format!("transfer {id}")))
         ),
     ));
     let refused = Record::take(&ev.record.refused);
@@ -172,10 +172,7 @@ pub async fn run(
         format!(
             "{} refused{}, {} given up after retries",
             refused.len(),
-            refused
-                .first()
-                .map(|(k, w)| format!(" (e.g. {k}: {w})"))
-                .unwrap_or_default(),
+            for_example(refused.first().map(|(k, w)| format!("{k}: {w}"))),
             indeterminate.len()
         ),
     ));
@@ -292,10 +289,11 @@ pub async fn run(
         format!(
             "{} customer(s) with another count{}",
             e.verification_not_once.len(),
-            e.verification_not_once
-                .first()
-                .map(|(m, n)| format!(" (e.g. {m}: {n})"))
-                .unwrap_or_default()
+            for_example(
+                e.verification_not_once
+                    .first()
+                    .map(|(m, n)| format!("{m}: {n}"))
+            )
         ),
     ));
     // Rows still being sent (a `state` column, where the workers claim deliveries) are not delivered.
@@ -397,14 +395,10 @@ pub async fn run(
         format!(
             "{} (event, group) pair(s) seen in the dead-letter stream: {by_group:?}{}",
             ev.dead_lettered.len(),
-            ev.dead_lettered
-                .iter()
-                .next()
-                .map(|((e, g), why)| format!(
-                    " (e.g. {g} {e}: {})",
-                    why.chars().take(160).collect::<String>()
-                ))
-                .unwrap_or_default()
+            for_example(ev.dead_lettered.iter().next().map(|((e, g), why)| format!(
+                "{g} {e}: {}",
+                why.chars().take(160).collect::<String>()
+            )))
         ),
     ));
     checks.push(check(

@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use rand::seq::SliceRandom as _;
 use rand::{Rng as _, SeedableRng as _};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, MutexGuard};
 
-use super::procs::Cluster;
+use super::procs::{Cluster, Proc};
 use super::settings::Args;
 use super::smtp::SmtpSink;
 use super::timeline::Timeline;
@@ -127,46 +127,27 @@ impl Campaign {
         let log = |s: String| self.timeline.log(s);
         match fault {
             Fault::KillRelayLeader => {
-                let mut cluster = self.cluster.lock().await;
+                let cluster = self.cluster.lock().await;
                 let (i, how) = match cluster.relay_leader(&self.http).await {
-                    Some(i) => (i, "the leader"),
+                    Some(i) => (i, ", the leader"),
                     None => (
                         rng.random_range(0..cluster.relays.len()),
-                        "no leader found: a random one",
+                        ", no leader found: a random one",
                     ),
                 };
-                let relay = &mut cluster.relays[i];
-                log(format!(
-                    "FAULT kill -9 {} (pid {:?}, {how})",
-                    relay.name,
-                    relay.pid()
-                ));
-                relay.kill9().await;
-                drop(cluster);
-                tokio::time::sleep(outage).await;
-                self.restart(|c| &mut c.relays[i]).await?;
+                self.kill_and_restart(cluster, |c| &mut c.relays[i], how, outage)
+                    .await?;
             }
             Fault::KillWorker => {
-                let mut cluster = self.cluster.lock().await;
+                let cluster = self.cluster.lock().await;
                 let i = rng.random_range(0..cluster.workers.len());
-                let worker = &mut cluster.workers[i];
-                log(format!(
-                    "FAULT kill -9 {} (pid {:?})",
-                    worker.name,
-                    worker.pid()
-                ));
-                worker.kill9().await;
-                drop(cluster);
-                tokio::time::sleep(outage).await;
-                self.restart(|c| &mut c.workers[i]).await?;
+                self.kill_and_restart(cluster, |c| &mut c.workers[i], "", outage)
+                    .await?;
             }
             Fault::KillApi => {
-                let mut cluster = self.cluster.lock().await;
-                log(format!("FAULT kill -9 api (pid {:?})", cluster.api.pid()));
-                cluster.api.kill9().await;
-                drop(cluster);
-                tokio::time::sleep(outage).await;
-                self.restart(|c| &mut c.api).await?;
+                let cluster = self.cluster.lock().await;
+                self.kill_and_restart(cluster, |c| &mut c.api, "", outage)
+                    .await?;
             }
             Fault::PgTerminate => {
                 log(format!(
@@ -237,10 +218,28 @@ impl Campaign {
         Ok(())
     }
 
-    async fn restart(
+    /// `kill -9` of the process `pick` chooses in the locked `cluster` (`how` it was chosen goes in the
+    /// log line); it is started again after `outage`.
+    async fn kill_and_restart(
         &self,
-        pick: impl Fn(&mut Cluster) -> &mut super::procs::Proc,
+        mut cluster: MutexGuard<'_, Cluster>,
+        pick: impl Fn(&mut Cluster) -> &mut Proc,
+        how: &str,
+        outage: Duration,
     ) -> anyhow::Result<()> {
+        let proc = pick(&mut cluster);
+        self.timeline.log(format!(
+            "FAULT kill -9 {} (pid {:?}{how})",
+            proc.name,
+            proc.pid()
+        ));
+        proc.kill9().await;
+        drop(cluster);
+        tokio::time::sleep(outage).await;
+        self.restart(pick).await
+    }
+
+    async fn restart(&self, pick: impl Fn(&mut Cluster) -> &mut Proc) -> anyhow::Result<()> {
         let mut cluster = self.cluster.lock().await;
         let proc = pick(&mut cluster);
         proc.start()?;

@@ -244,35 +244,33 @@ impl Cluster {
         finish(&mut api.env, API_ENV);
         api.health = Some(api_addrs.rest);
 
-        let mut relays = Vec::new();
-        for i in 1..=2 {
-            let name = format!("relay-{i}");
-            let mut relay = Proc::new(&name, bin_dir.join("streambank-relay"), &logs);
-            let health = addr(free_port()?);
-            relay.env = base_env(&format!("chaos-{name}"));
-            relay.env.push(("HEALTH_ADDR".into(), health.to_string()));
-            finish(&mut relay.env, RELAY_ENV);
-            relay.health = Some(health);
-            relays.push(relay);
-        }
-        let mut workers = Vec::new();
-        for i in 1..=2 {
-            let name = format!("worker-{i}");
-            let mut worker = Proc::new(&name, bin_dir.join("streambank-worker"), &logs);
-            let health = addr(free_port()?);
-            worker.env = base_env(&format!("chaos-{name}"));
-            worker.env.extend([
-                ("HEALTH_ADDR".into(), health.to_string()),
-                ("SMTP_URL".into(), format!("smtp://{smtp}")),
-                (
-                    "PUBLIC_BASE_URL".into(),
-                    format!("http://{}", api_addrs.rest),
-                ),
-            ]);
-            finish(&mut worker.env, WORKER_ENV);
-            worker.health = Some(health);
-            workers.push(worker);
-        }
+        // `streambank-{kind}` number `i`, with a health listener of its own and `env` after the
+        // common variables.
+        let with_health =
+            |kind: &str, i: usize, env: &[(String, String)], table: &[(&str, &str)]| {
+                let name = format!("{kind}-{i}");
+                let mut proc = Proc::new(&name, bin_dir.join(format!("streambank-{kind}")), &logs);
+                let health = addr(free_port()?);
+                proc.env = base_env(&format!("chaos-{name}"));
+                proc.env.push(("HEALTH_ADDR".into(), health.to_string()));
+                proc.env.extend(env.iter().cloned());
+                finish(&mut proc.env, table);
+                proc.health = Some(health);
+                anyhow::Ok(proc)
+            };
+        let relays = (1..=2)
+            .map(|i| with_health("relay", i, &[], RELAY_ENV))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let worker_env = [
+            ("SMTP_URL".into(), format!("smtp://{smtp}")),
+            (
+                "PUBLIC_BASE_URL".into(),
+                format!("http://{}", api_addrs.rest),
+            ),
+        ];
+        let workers = (1..=2)
+            .map(|i| with_health("worker", i, &worker_env, WORKER_ENV))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Self {
             redis,
             redis_url,
