@@ -7,12 +7,15 @@
 #
 #   bench/run-chaos.sh --short            # CI: >= 10,000 transfers, every fault once, debug build, < 6 min
 #   bench/run-chaos.sh --long             # by hand: >= 200,000 transfers, release build
+#   bench/run-chaos.sh --short --cluster  # the same on a private 3+3 Redis Cluster (scripts/engines.sh):
+#                                         # 8 partitions, WAIT 1, masters killed with kill -9
 #   bench/run-chaos.sh --short --seed 7   # any other flag goes to the harness (see --help)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${HOME}/.cache/streambank/target}"
 
 profile=debug
+cluster=
 preset=(--transfers 10000 --time-limit 330 --quiesce-secs 90)
 args=()
 while [ $# -gt 0 ]; do
@@ -24,6 +27,7 @@ while [ $# -gt 0 ]; do
       # Each Redis data loss republishes the last 10 minutes, not the whole run (docs/reliability.md).
       preset=(--transfers 200000 --time-limit 5400 --quiesce-secs 1800 --gap-min-secs 5 --gap-max-secs 20
         --pg-phase-secs 60 --customers 400 --republish-window-secs 600) ;;
+    --cluster) cluster=1 ;;
     --profile) profile="$2"; shift ;;
     --profile=*) profile="${1#*=}" ;;
     *) args+=("$1") ;;
@@ -36,6 +40,12 @@ case "$profile" in
   *) echo "--profile must be debug or release, got $profile" >&2; exit 2 ;;
 esac
 command -v redis-server >/dev/null || { echo "redis-server is needed (apt-get install redis-server)" >&2; exit 2; }
+if [ -n "${cluster:-}" ]; then
+  # Issue 23: the run on a private 3+3 Redis Cluster, a master killed with kill -9 among the faults.
+  scripts/engines.sh redis-cluster start
+  eval "$(scripts/engines.sh redis-cluster env)"
+  args+=(--redis-cluster "${REDIS_CLUSTER_NODES}")
+fi
 
 cargo build --locked --quiet "${build[@]}" --bin streambank-api --bin streambank-relay \
   --bin streambank-worker --bin bankctl --bin chaos

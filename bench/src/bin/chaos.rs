@@ -88,7 +88,7 @@ async fn campaign_and_check(
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()?;
-    let (database_url, redis_url, prefix, api_addrs) = {
+    let (database_url, redis_url, prefix, api_addrs, partitions) = {
         let mut c = cluster.lock().await;
         c.start_redis().await?;
         c.bankctl(&["migrate"], &[]).await?;
@@ -98,6 +98,7 @@ async fn campaign_and_check(
             c.redis_url.clone(),
             c.prefix.clone(),
             c.api_addrs,
+            c.partitions,
         )
     };
     timeline.log("redis, api, 2 relays and 2 workers up; setting up users");
@@ -213,7 +214,7 @@ async fn campaign_and_check(
         .saturating_sub(timeline.elapsed() + Duration::from_secs(15));
     let limit = Duration::from_secs(args.quiesce_secs).min(remaining.max(Duration::from_secs(10)));
     let (pipeline, quiesced, took) =
-        quiesce::wait_idle(&pool, &redis_url, &prefix, limit, &timeline).await;
+        quiesce::wait_idle(&pool, &redis_url, &prefix, partitions, limit, &timeline).await;
     timeline.log(format!(
         "{} after {:.1} s: {}",
         if quiesced { "at rest" } else { "NOT at rest" },
@@ -237,8 +238,7 @@ async fn campaign_and_check(
         crashes,
         dead_lettered: dead_letters.lock().map(|d| d.clone()).unwrap_or_default(),
     };
-    let client = redis::Client::open(redis_url.as_str())?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
+    let mut conn = streambank_bus::Bus::open(&redis_url)?.connect().await?;
     let (mut checks, totals) = check::run(&pool, &mut conn, &prefix, &evidence).await?;
     checks.insert(
         0,

@@ -60,7 +60,7 @@ pub struct Totals {
 
 pub async fn run(
     pool: &sqlx::PgPool,
-    redis: &mut redis::aio::MultiplexedConnection,
+    redis: &mut streambank_bus::BusConnection,
     prefix: &str,
     ev: &Evidence<'_>,
 ) -> anyhow::Result<(Vec<Check>, Totals)> {

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use anyhow::Context as _;
 use rand::seq::SliceRandom as _;
 use rand::{Rng as _, SeedableRng as _};
 use tokio::sync::{Mutex, MutexGuard};
@@ -36,6 +37,8 @@ pub enum Fault {
     RedisFlush,
     RedisRestartKeep,
     RedisRestartEmpty,
+    /// On a Redis Cluster: `kill -9` of a master, its replica promoted, the node restarted later.
+    RedisMasterKill,
 }
 
 impl Fault {
@@ -49,6 +52,25 @@ impl Fault {
         Fault::RedisRestartKeep,
         Fault::RedisRestartEmpty,
     ];
+
+    /// The kinds a run goes through: on a Redis Cluster the faults of a lone Redis (flush, restart)
+    /// give way to killing a master, twice per round.
+    pub fn kinds(redis_cluster: bool) -> Vec<Fault> {
+        if !redis_cluster {
+            return Fault::ALL.to_vec();
+        }
+        let mut kinds: Vec<Fault> = Fault::ALL
+            .into_iter()
+            .filter(|f| {
+                !matches!(
+                    f,
+                    Fault::RedisFlush | Fault::RedisRestartKeep | Fault::RedisRestartEmpty
+                )
+            })
+            .collect();
+        kinds.extend([Fault::RedisMasterKill, Fault::RedisMasterKill]);
+        kinds
+    }
 }
 
 /// What the campaign needs.
@@ -72,7 +94,8 @@ impl Campaign {
     /// Runs faults until `stop`; returns how many ran.
     pub async fn run(self) -> anyhow::Result<usize> {
         let mut rng = rand::rngs::StdRng::seed_from_u64(self.args.seed ^ 0x00fa_0175);
-        let mut order = Fault::ALL.to_vec();
+        let kinds = Fault::kinds(self.args.redis_cluster.is_some());
+        let mut order = kinds.clone();
         order.shuffle(&mut rng);
         let mut done = 0;
         loop {
@@ -86,7 +109,7 @@ impl Campaign {
             let fault = if done < order.len() {
                 order[done]
             } else {
-                Fault::ALL[rng.random_range(0..Fault::ALL.len())]
+                kinds[rng.random_range(0..kinds.len())]
             };
             let outage = Duration::from_millis(rng.random_range(1000..3000));
             if let Err(e) = self.inject(fault, outage, &mut rng).await {
@@ -193,6 +216,20 @@ impl Campaign {
                 tokio::time::sleep(outage).await;
                 self.republish().await?;
             }
+            Fault::RedisMasterKill => {
+                let master = rng.random_range(1..=3).to_string();
+                let killed = engines(&["redis-cluster", "kill-master", &master]).await?;
+                log(format!("FAULT kill -9 of Redis master {master}: {killed}"));
+                let port = killed
+                    .split_whitespace()
+                    .find_map(|kv| kv.strip_prefix("killed="))
+                    .context("kill-master printed no killed=PORT")?
+                    .to_owned();
+                tokio::time::sleep(outage).await;
+                engines(&["redis-cluster", "restart-node", &port]).await?;
+                engines(&["redis-cluster", "wait-ok", "30"]).await?;
+                log(format!("  Redis node {port} back, as a replica"));
+            }
             Fault::RedisRestartKeep | Fault::RedisRestartEmpty => {
                 let keep = fault == Fault::RedisRestartKeep;
                 let mut cluster = self.cluster.lock().await;
@@ -270,4 +307,20 @@ impl Campaign {
             .log(format!("  bankctl outbox republish --since {since}: {out}"));
         Ok(())
     }
+}
+
+/// `scripts/engines.sh <args>`; its standard output.
+async fn engines(args: &[&str]) -> anyhow::Result<String> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/engines.sh");
+    let out = tokio::process::Command::new(script)
+        .args(args)
+        .output()
+        .await
+        .context("scripts/engines.sh")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "scripts/engines.sh {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }

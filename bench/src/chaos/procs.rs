@@ -146,11 +146,18 @@ pub struct ApiAddrs {
     pub gateway: SocketAddr,
 }
 
+/// Partitions per stream when the run is on a Redis Cluster.
+pub const CLUSTER_PARTITIONS: u16 = 8;
+
 /// Everything the harness started.
 #[derive(Debug)]
 pub struct Cluster {
     pub redis: Proc,
     pub redis_url: String,
+    /// Whether `redis_url` names a Redis Cluster the harness did not start (`--redis-cluster`).
+    pub redis_cluster: bool,
+    /// `STREAM_PARTITIONS` of the relays and workers: 1, or [`CLUSTER_PARTITIONS`] on a cluster.
+    pub partitions: u16,
     pub redis_dir: PathBuf,
     pub api: Proc,
     pub api_addrs: ApiAddrs,
@@ -178,7 +185,15 @@ impl Cluster {
         let prefix = format!("chaos{}", args.seed);
 
         let redis_port = free_port()?;
-        let redis_url = format!("redis://127.0.0.1:{redis_port}");
+        let redis_url = args
+            .redis_cluster
+            .clone()
+            .unwrap_or_else(|| format!("redis://127.0.0.1:{redis_port}"));
+        let partitions = if args.redis_cluster.is_some() {
+            CLUSTER_PARTITIONS
+        } else {
+            1
+        };
         let mut redis = Proc::new("redis", PathBuf::from("redis-server"), &logs);
         redis.args = [
             "--port",
@@ -212,6 +227,10 @@ impl Cluster {
             env.push(("DATABASE_URL".into(), with_app(name)));
             env.push(("REDIS_URL".into(), redis_url.clone()));
             env.push(("STREAM_PREFIX".into(), prefix.clone()));
+            if partitions > 1 {
+                env.push(("STREAM_PARTITIONS".into(), partitions.to_string()));
+                env.push(("RELAY_MIN_REPLICAS".into(), "1".into()));
+            }
             env
         };
         let finish = |env: &mut Vec<(String, String)>, table: &[(&str, &str)]| {
@@ -273,6 +292,8 @@ impl Cluster {
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Self {
             redis,
+            redis_cluster: args.redis_cluster.is_some(),
+            partitions,
             redis_url,
             redis_dir,
             api,
@@ -287,6 +308,18 @@ impl Cluster {
 
     /// Starts Redis and waits until it answers `PING`.
     pub async fn start_redis(&mut self) -> anyhow::Result<()> {
+        if self.redis_cluster {
+            // Not ours to start: it must answer already.
+            return streambank_bus::Bus::open(&self.redis_url)?
+                .ping()
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "no Redis Cluster at {} ({e}); start one with `scripts/engines.sh redis-cluster start`",
+                        self.redis_url
+                    )
+                });
+        }
         self.redis.start()?;
         let client = redis::Client::open(self.redis_url.as_str())?;
         for _ in 0..100 {

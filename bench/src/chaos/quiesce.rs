@@ -82,16 +82,28 @@ fn pairs(value: redis::Value) -> Vec<(String, redis::Value)> {
 /// Reads the pipeline's state now.
 pub async fn pipeline_state(
     pool: &sqlx::PgPool,
-    redis: &mut redis::aio::MultiplexedConnection,
+    redis: &mut streambank_bus::BusConnection,
     prefix: &str,
+    partitions: u16,
 ) -> anyhow::Result<PipelineState> {
     let (unpublished,): (i64,) =
         sqlx::query_as("SELECT count(*) FROM outbox WHERE published_at IS NULL")
             .fetch_one(pool)
             .await?;
     let mut groups = Vec::new();
-    for stream in Stream::ALL {
-        let key = stream_key(prefix, stream);
+    for (stream, partition) in Stream::ALL
+        .into_iter()
+        .flat_map(|s| (0..partitions).map(move |p| (s, p)))
+    {
+        let key = stream_key(
+            &streambank_config::partition_prefix(prefix, partitions, partition),
+            stream,
+        );
+        let name = if partitions > 1 {
+            format!("{}@p{partition}", stream.name())
+        } else {
+            stream.name().to_owned()
+        };
         let info: redis::RedisResult<redis::Value> = redis::cmd("XINFO")
             .arg("STREAM")
             .arg(&key)
@@ -133,7 +145,7 @@ pub async fn pipeline_state(
                 }
             };
             groups.push(GroupState {
-                stream: stream.name().to_owned(),
+                stream: name.clone(),
                 group: group.name().to_owned(),
                 pending,
                 behind,
@@ -152,6 +164,7 @@ pub async fn wait_idle(
     pool: &sqlx::PgPool,
     redis_url: &str,
     prefix: &str,
+    partitions: u16,
     limit: Duration,
     timeline: &Timeline,
 ) -> (PipelineState, bool, Duration) {
@@ -161,9 +174,8 @@ pub async fn wait_idle(
     let mut last_print = started;
     while started.elapsed() < limit {
         let state = async {
-            let client = redis::Client::open(redis_url)?;
-            let mut conn = client.get_multiplexed_async_connection().await?;
-            pipeline_state(pool, &mut conn, prefix).await
+            let mut conn = streambank_bus::Bus::open(redis_url)?.connect().await?;
+            pipeline_state(pool, &mut conn, prefix, partitions).await
         }
         .await;
         if let Ok(state) = state {
@@ -203,8 +215,7 @@ pub async fn watch_dead_letters(
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let entries = async {
-            let client = redis::Client::open(redis_url.as_str())?;
-            let mut conn = client.get_multiplexed_async_connection().await?;
+            let mut conn = streambank_bus::Bus::open(&redis_url)?.connect().await?;
             redis::cmd("XRANGE")
                 .arg(&key)
                 .arg("-")

@@ -99,6 +99,12 @@ pub struct Args {
     /// Where logs, Redis's data and the report go (default: a new directory under /tmp).
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
+    /// Run on this Redis Cluster (its seed nodes, comma-separated, as `scripts/engines.sh redis-cluster
+    /// env` prints them) instead of a Redis of the harness's own: relays and workers get
+    /// `STREAM_PARTITIONS=8` and `RELAY_MIN_REPLICAS=1`, and the Redis faults become `kill -9` of a
+    /// master, its replica taking over (`scripts/engines.sh redis-cluster kill-master`).
+    #[arg(long)]
+    pub redis_cluster: Option<String>,
     /// Extra environment for every process started, `NAME=VALUE` (repeatable; overrides the tables).
     #[arg(long = "env", value_parser = parse_env)]
     pub extra_env: Vec<(String, String)>,
