@@ -23,9 +23,9 @@ use streambank_store::ledger::{self, NewTransfer};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tracing::Instrument as _;
 
-use crate::bank::Stats;
 use crate::money::{MAX_ATTEMPTS, rejection};
 use crate::replica::ReadReplica;
+use crate::stats::Stats;
 use crate::{Error, Result, TransferResult};
 
 /// How transfers are batched.

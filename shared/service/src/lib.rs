@@ -10,6 +10,7 @@
 //! - [`error`]: [`Error`], typed outcomes (`InsufficientFunds`, `CurrencyMismatch`, ...) with the
 //!   transport-neutral [`Code`] and reason each maps to.
 //! - [`bank`]: [`Bank`] and [`Caller`], the shared state every operation runs against.
+//! - [`stats`]: [`Stats`], the counters the bank and its batcher keep about themselves.
 //! - [`users`]: registering users (argon2id off the runtime) and reading them.
 //! - [`accounts`]: opening, reading and listing accounts; statements.
 //! - [`money`]: deposits and transfers, with bounded retries of transient failures.
@@ -31,15 +32,17 @@ pub mod password;
 pub mod replica;
 mod retry;
 pub mod sessions;
+pub mod stats;
 pub mod users;
 pub mod verification;
 
-pub use bank::{Bank, Caller, Stats, page_request};
+pub use bank::{Bank, Caller, page_request};
 pub use batch::BatchOptions;
 pub use error::{Code, Error};
 pub use money::{TransferRequest, TransferResult};
 pub use replica::{ReadRoute, ReplicaOptions};
 pub use sessions::{Authenticated, ClientMeta, Credentials, Sessions};
+pub use stats::Stats;
 pub use streambank_domain::{
     Account, Deposit, Entry, Notification, Page, PageRequest, Role, Transfer,
 };
