@@ -182,7 +182,14 @@ impl Cluster {
         std::fs::create_dir_all(&logs)?;
         std::fs::create_dir_all(&redis_dir)?;
         let bin_dir = args.bin_dir();
-        let prefix = format!("chaos{}", args.seed);
+        // A Redis of the harness's own starts empty; a Redis Cluster outlives the run, so each run
+        // gets keys of its own there (a stream left by an earlier run of the same seed would hand its
+        // old entries, with their old verification codes, to this run's workers).
+        let prefix = if args.redis_cluster.is_some() {
+            format!("chaos{}-{}", args.seed, std::process::id())
+        } else {
+            format!("chaos{}", args.seed)
+        };
 
         let redis_port = free_port()?;
         let redis_url = args
