@@ -125,24 +125,9 @@ impl Worker {
         &self.consumer
     }
 
-    /// The keys `group` reads: each of its streams in every partition. (On a lone Redis one
-    /// `XREADGROUP` reads them all; each partition's keys share a hash tag, so they share a slot.)
-    pub(crate) fn keys(&self, group: Group) -> Vec<String> {
-        self.config
-            .streams
-            .partition_prefixes()
-            .iter()
-            .flat_map(|prefix| group.streams().iter().map(|s| stream_key(prefix, *s)))
-            .collect()
-    }
-
-    /// The sets of keys `group` reads with one `XREADGROUP` each, each in a loop of its own: all its
-    /// keys at once on a lone Redis; one partition's on a Redis Cluster, where a command may not
-    /// cross slots.
-    pub(crate) fn lanes(&self, group: Group) -> Vec<Vec<String>> {
-        if !self.bus.is_cluster() {
-            return vec![self.keys(group)];
-        }
+    /// The keys `group` reads, partition by partition: each of its streams under each partition's
+    /// prefix (a partition's keys share a hash tag, so they share a slot).
+    fn partition_keys(&self, group: Group) -> Vec<Vec<String>> {
         self.config
             .streams
             .partition_prefixes()
@@ -155,6 +140,22 @@ impl Worker {
                     .collect()
             })
             .collect()
+    }
+
+    /// Every key `group` reads.
+    pub(crate) fn keys(&self, group: Group) -> Vec<String> {
+        self.partition_keys(group).concat()
+    }
+
+    /// The sets of keys `group` reads with one `XREADGROUP` each, each in a loop of its own: all its
+    /// keys at once on a lone Redis; one partition's on a Redis Cluster, where a command may not
+    /// cross slots.
+    pub(crate) fn lanes(&self, group: Group) -> Vec<Vec<String>> {
+        if self.bus.is_cluster() {
+            self.partition_keys(group)
+        } else {
+            vec![self.keys(group)]
+        }
     }
 
     /// A connection for non-blocking commands.
