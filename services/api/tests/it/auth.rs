@@ -155,18 +155,22 @@ over_both_transports!(
 );
 over_both_transports!(revoked_tokens_get_401_with_jwt, super::revoked_with_jwt);
 
+/// `POST /v1/sessions/refresh` with `token` as the refresh token.
+async fn refresh(app: &TestApp, token: &str) -> reqwest::Response {
+    app.call(
+        Method::POST,
+        "/v1/sessions/refresh",
+        None,
+        Some(json!({"refresh_token": token})),
+    )
+    .await
+}
+
 async fn refresh_rotates_and_reuse_revokes_the_session(transport: Transport) {
     let app = TestApp::spawn_on(transport, "paseto").await;
     let ann = app.customer("ann").await;
 
-    let first = app
-        .call(
-            Method::POST,
-            "/v1/sessions/refresh",
-            None,
-            Some(json!({"refresh_token": ann.refresh})),
-        )
-        .await;
+    let first = refresh(&app, &ann.refresh).await;
     assert_eq!(first.status(), StatusCode::OK);
     let first: Value = first.json().await.expect("json");
     let rotated = first["refresh_token"].as_str().expect("refresh").to_owned();
@@ -178,14 +182,7 @@ async fn refresh_rotates_and_reuse_revokes_the_session(transport: Transport) {
     );
 
     // The rotated-out token is presented again: someone holds a copy. The whole session is revoked.
-    let reuse = app
-        .call(
-            Method::POST,
-            "/v1/sessions/refresh",
-            None,
-            Some(json!({"refresh_token": ann.refresh})),
-        )
-        .await;
+    let reuse = refresh(&app, &ann.refresh).await;
     expect_error(
         reuse,
         StatusCode::UNAUTHORIZED,
@@ -200,14 +197,7 @@ async fn refresh_rotates_and_reuse_revokes_the_session(transport: Transport) {
         "TOKEN_REVOKED",
     )
     .await;
-    let current = app
-        .call(
-            Method::POST,
-            "/v1/sessions/refresh",
-            None,
-            Some(json!({"refresh_token": rotated})),
-        )
-        .await;
+    let current = refresh(&app, &rotated).await;
     expect_error(
         current,
         StatusCode::UNAUTHORIZED,
@@ -218,14 +208,7 @@ async fn refresh_rotates_and_reuse_revokes_the_session(transport: Transport) {
 
     // An access token is not a refresh token.
     let fresh = app.login("ann").await;
-    let wrong = app
-        .call(
-            Method::POST,
-            "/v1/sessions/refresh",
-            None,
-            Some(json!({"refresh_token": fresh.access})),
-        )
-        .await;
+    let wrong = refresh(&app, &fresh.access).await;
     expect_error(
         wrong,
         StatusCode::UNAUTHORIZED,

@@ -23,14 +23,14 @@ use streambank_service::{Bank, RegisterUser, Role, UserOptions};
 use streambank_testkit::TestDb;
 use tokio::sync::oneshot;
 
+use crate::common::PASSWORD;
+
 const ENGINES_PRIMARY: &str = "postgres://postgres@127.0.0.1:55440/streambank";
 const ENGINES_REPLICA: &str = "postgres://postgres@127.0.0.1:55441/streambank";
 const HOW_TO_START: &str = "Start the private primary and replica with \
     `scripts/engines.sh pg-replica start` (then, to name them, \
     `eval \"$(scripts/engines.sh pg-replica env)\"`; without DATABASE_READ_URL this test uses \
     127.0.0.1:55440 and 55441).";
-const KEY: &str = "test-key-0123456789-abcdefghijkl";
-const PASSWORD: &str = "correct horse battery";
 /// The api's `DATABASE_READ_MAX_WAIT` in these tests (its default).
 const MAX_WAIT: Duration = Duration::from_millis(50);
 
@@ -102,16 +102,7 @@ struct App {
 
 impl App {
     async fn spawn(db: &TestDb, read_url: Option<&str>) -> Self {
-        let mut env: HashMap<String, String> = HashMap::from([
-            ("DATABASE_URL".into(), db.url.clone()),
-            ("HTTP_ADDR".into(), "127.0.0.1:0".into()),
-            ("GRPC_ADDR".into(), "127.0.0.1:0".into()),
-            ("GATEWAY_ADDR".into(), "127.0.0.1:0".into()),
-            ("METRICS_ADDR".into(), "127.0.0.1:0".into()),
-            ("TOKEN_SYMMETRIC_KEY".into(), KEY.into()),
-            ("AUTH_RATE_LIMIT_PER_MINUTE".into(), "100000".into()),
-            ("DATABASE_MAX_CONNECTIONS".into(), "8".into()),
-        ]);
+        let mut env = crate::common::api_env(&db.url, 8);
         if let Some(url) = read_url {
             env.insert("DATABASE_READ_URL".into(), url.into());
         }

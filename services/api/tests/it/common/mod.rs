@@ -41,6 +41,21 @@ macro_rules! over_both_transports {
     };
 }
 
+/// The settings every test API runs with: `database_url`, every listener on port 0, the test key, a
+/// rate limit no test reaches, and `connections` database connections.
+pub fn api_env(database_url: &str, connections: u32) -> HashMap<String, String> {
+    HashMap::from([
+        ("DATABASE_URL".into(), database_url.to_owned()),
+        ("HTTP_ADDR".into(), "127.0.0.1:0".into()),
+        ("GRPC_ADDR".into(), "127.0.0.1:0".into()),
+        ("GATEWAY_ADDR".into(), "127.0.0.1:0".into()),
+        ("METRICS_ADDR".into(), "127.0.0.1:0".into()),
+        ("TOKEN_SYMMETRIC_KEY".into(), TEST_KEY.into()),
+        ("AUTH_RATE_LIMIT_PER_MINUTE".into(), "100000".into()),
+        ("DATABASE_MAX_CONNECTIONS".into(), connections.to_string()),
+    ])
+}
+
 pub struct TestApp {
     /// The listener the test talks to (REST unless spawned for the gateway).
     pub base: String,
@@ -80,16 +95,7 @@ impl TestApp {
     /// Starts the API after `customize` has had the bound process (to add a gRPC service, say).
     pub async fn spawn_customized(vars: &[(&str, &str)], customize: impl FnOnce(&mut Api)) -> Self {
         let db = TestDb::new().await;
-        let mut env: HashMap<String, String> = HashMap::from([
-            ("DATABASE_URL".into(), db.url.clone()),
-            ("HTTP_ADDR".into(), "127.0.0.1:0".into()),
-            ("GRPC_ADDR".into(), "127.0.0.1:0".into()),
-            ("GATEWAY_ADDR".into(), "127.0.0.1:0".into()),
-            ("METRICS_ADDR".into(), "127.0.0.1:0".into()),
-            ("TOKEN_SYMMETRIC_KEY".into(), TEST_KEY.into()),
-            ("AUTH_RATE_LIMIT_PER_MINUTE".into(), "100000".into()),
-            ("DATABASE_MAX_CONNECTIONS".into(), "16".into()),
-        ]);
+        let mut env = api_env(&db.url, 16);
         if let Ok(redis) = std::env::var("REDIS_URL") {
             env.insert("REDIS_URL".into(), redis);
         }
