@@ -67,6 +67,8 @@ pub struct Worker {
     failures: Arc<Mutex<HashMap<String, FailureRecord>>>,
     /// The groups whose dependencies are down.
     pub(crate) outages: Arc<Mutex<HashMap<Group, Outage>>>,
+    /// Each group's pending entries per key at its last sweep, for the `pending` gauge.
+    pub(crate) pending_counts: Arc<Mutex<HashMap<(Group, String), u64>>>,
     pub(crate) metrics: WorkerMetrics,
 }
 
@@ -112,6 +114,7 @@ impl Worker {
             consumer,
             failures: Arc::default(),
             outages: Arc::default(),
+            pending_counts: Arc::default(),
             metrics: WorkerMetrics::default(),
         })
     }

@@ -1,6 +1,10 @@
 //! Running a worker: one loop per lane (all of a group's keys on a lone Redis, one partition's on a
-//! Redis Cluster), each alternating a blocking `XREADGROUP` with, in a group's first lane, a sweep of
-//! the group's pending entries; and while a group's dependencies are down, probes instead of reads.
+//! Redis Cluster), each alternating a blocking `XREADGROUP` with a sweep of the pending entries of
+//! its own keys; and while a group's dependencies are down, probes instead of reads.
+//!
+//! A lane sweeps only its own keys, between two reads: an entry this process is handling is pending
+//! under its own name, and a sweep of another lane's keys would take it for a failed entry and
+//! handle it a second time, at once (on a Redis Cluster, where a group has a lane per partition).
 
 use std::future::Future;
 use std::time::Duration;
@@ -31,13 +35,10 @@ impl Worker {
 
         let mut tasks = tokio::task::JoinSet::new();
         for group in Group::ALL {
-            for (lane, keys) in self.lanes(group).into_iter().enumerate() {
+            for keys in self.lanes(group) {
                 let worker = self.clone();
                 let stop = stop.clone();
-                // The first lane of a group also sweeps the group's pending entries, on every
-                // partition (each sweep command names one key, so it never crosses slots).
-                let sweeps = lane == 0;
-                tasks.spawn(async move { worker.run_lane(group, keys, sweeps, stop).await });
+                tasks.spawn(async move { worker.run_lane(group, keys, stop).await });
             }
         }
         while let Some(done) = tasks.join_next().await {
@@ -50,12 +51,11 @@ impl Worker {
         Ok(())
     }
 
-    /// Reads `keys` for `group` until `stop`, sweeping the group's pending entries too when `sweeps`.
+    /// Reads `keys` for `group` until `stop`, sweeping their pending entries in between.
     async fn run_lane(
         &self,
         group: Group,
         keys: Vec<String>,
-        sweeps: bool,
         stop: CancellationToken,
     ) -> anyhow::Result<()> {
         let block = Duration::from_millis(1000);
@@ -82,11 +82,7 @@ impl Worker {
                         }
                         Some(_) => {
                             // Probe: retry a few of the failed entries; if there are none, read a few.
-                            let retried = if sweeps {
-                                self.sweep_once(&mut conn, group).await?
-                            } else {
-                                0
-                            };
+                            let retried = self.sweep_keys(&mut conn, group, &keys).await?;
                             if retried == 0 {
                                 self.read(
                                     &mut blocking,
@@ -120,8 +116,8 @@ impl Worker {
                     )
                     .await?;
                     failures_in_a_row = 0;
-                    if sweeps && last_sweep.elapsed() >= self.config.sweep_interval {
-                        self.sweep_once(&mut conn, group).await?;
+                    if last_sweep.elapsed() >= self.config.sweep_interval {
+                        self.sweep_keys(&mut conn, group, &keys).await?;
                         last_sweep = Instant::now();
                     }
                 }

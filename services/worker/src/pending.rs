@@ -24,7 +24,7 @@ use streambank_bus::BusConnection;
 use streambank_events::{StreamEntry, dead_letter_key, stream_key};
 use streambank_store::dead_letters::{self, NewDeadLetter};
 
-use crate::consumer::{FailureRecord, Held, PROBE_COUNT, Worker, fields};
+use crate::consumer::{FailureRecord, Held, PROBE_COUNT, Worker, fields, lock};
 use crate::failure::Failure;
 use crate::group::Group;
 
@@ -58,38 +58,62 @@ fn held(key: &str, claimed: StreamClaimReply, delivered: &HashMap<String, u64>) 
 }
 
 impl Worker {
-    /// Examines the group's pending entries: retries this process's failed entries that are due (those
-    /// that failed for an outage only once the group's dependencies answer again; while they do not, a
-    /// few as a probe), and takes over the entries of dead consumers. Returns how many entries it
-    /// handled.
+    /// Examines the group's pending entries on every key it reads: retries this process's failed
+    /// entries that are due (those that failed for an outage only once the group's dependencies
+    /// answer again; while they do not, a few as a probe), and takes over the entries of dead
+    /// consumers. Returns how many entries it handled. Call it only while this process handles none
+    /// of the group's entries: an entry in the middle of its handling is this process's own and
+    /// pending, and would be handled twice at once.
     pub async fn sweep_once(
         &self,
         conn: &mut BusConnection,
         group: Group,
     ) -> anyhow::Result<usize> {
+        self.sweep_keys(conn, group, &self.keys(group)).await
+    }
+
+    /// [`Worker::sweep_once`] on `keys` only: a lane sweeps the keys it reads, between its reads,
+    /// so that no entry it sweeps is being handled by it (and no other lane reads those keys).
+    pub(crate) async fn sweep_keys(
+        &self,
+        conn: &mut BusConnection,
+        group: Group,
+        keys: &[String],
+    ) -> anyhow::Result<usize> {
         let mut handled = 0;
-        for stream in group.streams() {
-            // The group's whole backlog on this stream (over its partitions), for the gauge.
-            let mut backlog = 0;
-            for prefix in self.config.streams.partition_prefixes() {
-                let key = stream_key(&prefix, *stream);
-                let summary: StreamPendingReply = redis::cmd("XPENDING")
-                    .arg(&key)
-                    .arg(group.name())
-                    .query_async(conn)
-                    .await?;
-                backlog += summary.count() as u64;
-                if summary.count() == 0 {
-                    continue;
-                }
-                handled += self.retry_own(conn, group, &key).await?;
-                if self.outage(group).is_none() {
-                    handled += self.take_over(conn, group, &key).await?;
-                }
+        for key in keys {
+            let summary: StreamPendingReply = redis::cmd("XPENDING")
+                .arg(key)
+                .arg(group.name())
+                .query_async(conn)
+                .await?;
+            self.count_pending(group, key, summary.count() as u64);
+            if summary.count() == 0 {
+                continue;
             }
-            self.metrics.pending(group.name(), stream.name(), backlog);
+            handled += self.retry_own(conn, group, key).await?;
+            if self.outage(group).is_none() {
+                handled += self.take_over(conn, group, key).await?;
+            }
         }
         Ok(handled)
+    }
+
+    /// Keeps `entries` as the group's pending count on `key`, and sets the gauge of the key's stream
+    /// to the count over every partition (each lane sweeps its own).
+    fn count_pending(&self, group: Group, key: &str, entries: u64) {
+        let mut counts = lock(&self.pending_counts);
+        counts.insert((group, key.to_owned()), entries);
+        for stream in group.streams() {
+            let total: u64 = self
+                .config
+                .streams
+                .partition_prefixes()
+                .iter()
+                .filter_map(|prefix| counts.get(&(group, stream_key(prefix, *stream))))
+                .sum();
+            self.metrics.pending(group.name(), stream.name(), total);
+        }
     }
 
     /// Retries this process's failed entries on `key` whose time has come.
