@@ -5,6 +5,9 @@
 //! - each email is claimed per (event, recipient) in Postgres before the worker talks to SMTP (a row in
 //!   state `sending` with the claimer and a lease, taken in one statement), and marked `sent` once the
 //!   SMTP server accepted it. No other worker can send it while the claim is fresh, nor after it is sent.
+//!   Each attempt claims under a name of its own (the process's, and a fresh id), so that two copies of
+//!   one event handled at once in one process (a republished entry read in the same batch as the
+//!   original) cannot both hold the claim either.
 //!
 //! One window remains: a worker that dies (or stalls past its lease) after the SMTP server accepted an
 //! email and before the mark commits leaves a claim that expires, and the email is sent again by whoever
@@ -31,7 +34,8 @@ pub struct Handlers {
     pub bank: Bank,
     pub mailer: Mailer,
     pub public_base_url: String,
-    /// Who this process is when it claims an email delivery (unique per process).
+    /// Who this process is when it claims an email delivery (unique per process; each attempt adds an
+    /// id of its own).
     pub claimer: String,
     /// How long a delivery claim holds: longer than an SMTP exchange may take (`WORKER_EMAIL_LEASE`).
     pub email_lease: std::time::Duration,
@@ -122,7 +126,7 @@ impl Handlers {
         if let Some(contact) = self.bank.verification_recipient(e.user_id).await? {
             match self.claim(event_id, &contact.email, "verification").await? {
                 Claim::Sent => {}
-                Claim::Mine => {
+                Claim::Mine(claimer) => {
                     let sent = match self
                         .bank
                         .verification_email(event_id, e.user_id, &contact, &self.public_base_url)
@@ -133,7 +137,8 @@ impl Handlers {
                         Ok(Some(draft)) => self.send(event_id, "verification", &draft).await,
                         Err(e) => Err(e.into()),
                     };
-                    self.settle_delivery(event_id, &contact.email, sent).await?;
+                    self.settle_delivery(event_id, &contact.email, &claimer, sent)
+                        .await?;
                 }
             }
         }
@@ -158,12 +163,13 @@ impl Handlers {
     /// Claims the email for (event, recipient): [`Claim::Mine`] to send it now, [`Claim::Sent`] when it
     /// went out already; an error ([`Contended`]) while another worker holds it.
     async fn claim(&self, event_id: Uuid, recipient: &str, kind: &str) -> anyhow::Result<Claim> {
+        let claimer = format!("{}/{}", self.claimer, Uuid::new_v4().simple());
         let claim = self
             .bank
-            .claim_email(event_id, recipient, kind, &self.claimer, self.email_lease)
+            .claim_email(event_id, recipient, kind, &claimer, self.email_lease)
             .await?;
         match claim {
-            EmailClaim::Mine => Ok(Claim::Mine),
+            EmailClaim::Mine => Ok(Claim::Mine(claimer)),
             EmailClaim::Sent => Ok(Claim::Sent),
             EmailClaim::HeldBy(claimer) => Err(Contended { claimer }.into()),
         }
@@ -177,6 +183,7 @@ impl Handlers {
         &self,
         event_id: Uuid,
         recipient: &str,
+        claimer: &str,
         sent: anyhow::Result<bool>,
     ) -> anyhow::Result<()> {
         let bank = &self.bank;
@@ -185,10 +192,7 @@ impl Handlers {
                 let deadline = tokio::time::Instant::now() + self.email_lease / 2;
                 let mut wait = std::time::Duration::from_millis(50);
                 loop {
-                    match bank
-                        .mark_email_sent(event_id, recipient, &self.claimer)
-                        .await
-                    {
+                    match bank.mark_email_sent(event_id, recipient, claimer).await {
                         Ok(true) => return Ok(()),
                         Ok(false) => {
                             tracing::warn!(%event_id, "an email's claim expired before it was marked sent; whoever took it over may send it again (same Message-ID)");
@@ -204,12 +208,11 @@ impl Handlers {
                 }
             }
             Ok(false) => {
-                bank.release_email(event_id, recipient, &self.claimer)
-                    .await?;
+                bank.release_email(event_id, recipient, claimer).await?;
                 Ok(())
             }
             Err(error) => {
-                if let Err(e) = bank.release_email(event_id, recipient, &self.claimer).await {
+                if let Err(e) = bank.release_email(event_id, recipient, claimer).await {
                     // The lease runs out instead.
                     tracing::warn!(%event_id, error = %e, "cannot release an email's claim");
                 }
@@ -265,19 +268,21 @@ impl Handlers {
         let Some(draft) = self.bank.notification_email(user_id, text).await? else {
             return Ok(());
         };
-        if self.claim(notice.event_id, &draft.to, notice.kind).await? == Claim::Sent {
+        let Claim::Mine(claimer) = self.claim(notice.event_id, &draft.to, notice.kind).await?
+        else {
             return Ok(());
-        }
+        };
         let sent = self.send(notice.event_id, notice.kind, &draft).await;
-        self.settle_delivery(notice.event_id, &draft.to, sent).await
+        self.settle_delivery(notice.event_id, &draft.to, &claimer, sent)
+            .await
     }
 }
 
 /// What claiming an email found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Claim {
-    /// Ours to send.
-    Mine,
+    /// Ours to send, under this claimer name.
+    Mine(String),
     /// Already sent.
     Sent,
 }
