@@ -14,10 +14,9 @@ use tokio::process::{Child, Command};
 
 use super::settings::{API_ENV, Args, COMMON_ENV, RELAY_ENV, WORKER_ENV};
 
-/// A loopback port nobody listens on now.
+/// A loopback port nobody listens on now, outside the range outgoing connections take theirs from.
 pub fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(listener.local_addr()?.port())
+    Ok(streambank_testkit::process::free_port())
 }
 
 fn addr(port: u16) -> SocketAddr {
@@ -108,9 +107,10 @@ impl Proc {
         self.child.is_some()
     }
 
-    /// Waits until `/healthz` answers 200 (or `limit` passes).
+    /// Waits until `/healthz` answers 200. Fails when `limit` passes or the process exits first, with
+    /// the end of its log in the error: CI keeps the output, not the work dir.
     pub async fn wait_healthy(
-        &self,
+        &mut self,
         http: &reqwest::Client,
         limit: Duration,
     ) -> anyhow::Result<()> {
@@ -127,14 +127,30 @@ impl Proc {
             if ok {
                 return Ok(());
             }
+            if let Some(status) = self.exited() {
+                anyhow::bail!(
+                    "{} exited before it was healthy ({status}); the end of {}:\n{}",
+                    self.name,
+                    self.log.display(),
+                    self.log_tail(40)
+                );
+            }
             anyhow::ensure!(
                 tokio::time::Instant::now() < deadline,
-                "{} did not become healthy within {limit:?} (see {})",
+                "{} did not become healthy within {limit:?}; the end of {}:\n{}",
                 self.name,
-                self.log.display()
+                self.log.display(),
+                self.log_tail(40)
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// The last `lines` lines of the process's log.
+    fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
     }
 }
 

@@ -131,16 +131,17 @@ pub async fn populate(
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    for link in &links {
+    for (i, link) in links.iter().enumerate() {
         let path = link
             .find("/v1/")
             .map(|at| &link[at..])
             .context("a verification link without /v1/")?;
         let response = http.get(format!("{base}{path}")).send().await?;
+        let status = response.status();
         anyhow::ensure!(
-            response.status().is_success(),
-            "opening the verification link answered {}",
-            response.status()
+            status.is_success(),
+            "opening the verification link of c{i:05}@chaos.test, {link}, answered {status}: {}",
+            response.text().await.unwrap_or_default()
         );
     }
 

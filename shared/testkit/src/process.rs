@@ -5,12 +5,34 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A port free on 127.0.0.1 right now (bind to port 0 and let go).
+/// Where [`free_port`] looks: below the kernel's ephemeral range (32768 and up on Linux), so that no
+/// outgoing connection (to Postgres, to Redis, between two children) is given the port between this
+/// call and the child's `bind`; and clear of the fixed ports of the engines and smoke runs (5432, 6379,
+/// 17100-17105 and their cluster-bus ports 27100-27105, 18xxx, 55440).
+const PORTS: std::ops::Range<u32> = 20_000..27_000;
+
+/// A port free on 127.0.0.1 right now, which this process has not handed out before. Each process
+/// walks [`PORTS`] from a start of its own, so concurrent tests rarely try the same port, and a port
+/// somebody listens on is skipped.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free port on 127.0.0.1: {e}"))
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: OnceLock<AtomicU32> = OnceLock::new();
+    let span = PORTS.end - PORTS.start;
+    let next = NEXT.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        AtomicU32::new(std::process::id().wrapping_mul(7_919).wrapping_add(nanos) % span)
+    });
+    for _ in 0..span {
+        let port = PORTS.start + next.fetch_add(1, Ordering::Relaxed) % span;
+        let port = u16::try_from(port).expect("PORTS is within u16");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1 in {PORTS:?}")
 }
 
 /// The path of workspace binary `name` (`streambank-api`, `bankctl`, ...), built by cargo into the same

@@ -497,10 +497,7 @@ async fn rate_limits_through_the_gateway_carry_retry_after() {
 /// set to the process's own listener by name, as compose and the manifests set it.
 #[tokio::test]
 async fn gateway_clients_are_rate_limited_each_by_their_own_address() {
-    let free_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
+    let free_port = streambank_testkit::process::free_port();
     let grpc_addr = format!("127.0.0.1:{free_port}");
     let upstream = format!("http://localhost:{free_port}");
     let configs: [&[(&str, &str)]; 2] = [

@@ -4,14 +4,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use streambank_testkit::TestDb;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
+use streambank_testkit::process::free_port;
 
 #[test]
 fn bad_configuration_stops_the_process_with_one_line() {
