@@ -15,10 +15,12 @@
 //!   stream prefix's keys, as a Redis that lost everything would.
 //! - [`fixtures`]: users (verified, with the one test [`fixtures::PASSWORD`]) and funded accounts,
 //!   made through the service layer.
+//! - [`maildev`]: the emails the SMTP catcher holds for a test's addresses, their links and ids.
 //! - [`rest`]: the same over REST (register, log in, open, deposit), asserting the contract's statuses.
 //! - [`process`]: the real binaries as child processes, killed when the test ends.
 
 pub mod fixtures;
+pub mod maildev;
 pub mod process;
 pub mod rest;
 

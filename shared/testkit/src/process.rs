@@ -161,48 +161,41 @@ pub struct Stack {
     /// The REST listener, `http://127.0.0.1:<port>`.
     pub rest_base: String,
     pub stream_prefix: String,
+    /// What every process of the stack is started with.
+    env: Vec<(String, String)>,
 }
 
 impl Stack {
     /// Starts the three on `database_url`; `extra` is added to each one's environment (for example
-    /// `OTEL_EXPORTER_OTLP_ENDPOINT`). Returns when the API answers `/readyz`.
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`, or a `REDIS_URL` naming a cluster). Returns when the API
+    /// listens.
     pub async fn start(database_url: &str, extra: &[(&str, String)]) -> Self {
         let redis = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
         let stream_prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
         let http = format!("127.0.0.1:{}", free_port());
-        let common = |more: Vec<(&'static str, String)>| {
-            let mut env: Vec<(&str, String)> = vec![
-                ("DATABASE_URL", database_url.to_owned()),
-                ("REDIS_URL", redis.clone()),
-                ("STREAM_PREFIX", stream_prefix.clone()),
-                ("PUBLIC_BASE_URL", format!("http://{http}")),
-                ("RUST_LOG", "info".to_owned()),
-            ];
-            env.extend(more);
-            env.extend(extra.iter().cloned());
-            env
-        };
-        let mut api = Spawned::start(
-            "streambank-api",
-            &binary("streambank-api", "streambank-api"),
-            &common(vec![
+        let mut env: Vec<(String, String)> = [
+            ("DATABASE_URL", database_url.to_owned()),
+            ("REDIS_URL", redis),
+            ("STREAM_PREFIX", stream_prefix.clone()),
+            ("PUBLIC_BASE_URL", format!("http://{http}")),
+            ("RUST_LOG", "info".to_owned()),
+        ]
+        .map(|(k, v)| (k.to_owned(), v))
+        .to_vec();
+        env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+        let mut api = Self::spawn_with(
+            &env,
+            "api",
+            &[
                 ("HTTP_ADDR", http.clone()),
                 ("GRPC_ADDR", format!("127.0.0.1:{}", free_port())),
                 ("GATEWAY_ADDR", format!("127.0.0.1:{}", free_port())),
                 ("METRICS_ADDR", format!("127.0.0.1:{}", free_port())),
                 ("AUTH_RATE_LIMIT_PER_MINUTE", "100000".to_owned()),
-            ]),
+            ],
         );
-        let relay = Spawned::start(
-            "streambank-relay",
-            &binary("streambank-relay", "streambank-relay"),
-            &common(vec![("HEALTH_ADDR", format!("127.0.0.1:{}", free_port()))]),
-        );
-        let worker = Spawned::start(
-            "streambank-worker",
-            &binary("streambank-worker", "streambank-worker"),
-            &common(vec![("HEALTH_ADDR", format!("127.0.0.1:{}", free_port()))]),
-        );
+        let relay = Self::spawn_with(&env, "relay", &[]);
+        let worker = Self::spawn_with(&env, "worker", &[]);
         wait_for_port(&mut api, &http, Duration::from_secs(30)).await;
         Self {
             api,
@@ -210,7 +203,27 @@ impl Stack {
             worker,
             rest_base: format!("http://{http}"),
             stream_prefix,
+            env,
         }
+    }
+
+    /// One more `streambank-relay` or `streambank-worker` (`kind`) like the stack's own, with a
+    /// health listener of its own.
+    pub fn spawn(&self, kind: &str) -> Spawned {
+        Self::spawn_with(&self.env, kind, &[])
+    }
+
+    /// `streambank-{kind}` with `env`, then `more` (the relay and the worker get a `HEALTH_ADDR`).
+    fn spawn_with(env: &[(String, String)], kind: &str, more: &[(&str, String)]) -> Spawned {
+        let name = format!("streambank-{kind}");
+        let health = format!("127.0.0.1:{}", free_port());
+        let mut all: Vec<(&str, String)> =
+            env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        if kind != "api" {
+            all.push(("HEALTH_ADDR", health));
+        }
+        all.extend(more.iter().cloned());
+        Spawned::start(&name, &binary(&name, &name), &all)
     }
 
     /// Fails the test (with their stderr) if any of the three has exited.

@@ -7,8 +7,7 @@ use streambank_testkit::process::Stack;
 use crate::common::bankctl_ok;
 
 fn demo(stack: &Stack, database_url: &str) -> String {
-    let mail_url =
-        std::env::var("MAILDEV_URL").unwrap_or_else(|_| "http://127.0.0.1:1080".to_owned());
+    let mail_url = streambank_testkit::maildev::url();
     let args: &[&str] = &[
         "demo",
         "--api-url",

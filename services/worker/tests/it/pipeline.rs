@@ -14,11 +14,9 @@ use redis::aio::MultiplexedConnection;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use streambank_events::{EventType, Stream, StreamEntry, dead_letter_key, stream_key};
-use streambank_testkit::{TestDb, fixtures, rest};
+use streambank_testkit::{TestDb, fixtures, maildev, rest};
 use streambank_worker::consumer::Handle;
 use streambank_worker::{Config, Group, Handlers, Worker};
-
-const MAILDEV: &str = "http://127.0.0.1:1080";
 
 struct Env {
     db: TestDb,
@@ -31,12 +29,8 @@ struct Env {
 
 impl Env {
     async fn new() -> Self {
-        let maildev = reqwest::get(format!("{MAILDEV}/email")).await;
-        assert!(
-            maildev.is_ok_and(|r| r.status().is_success()),
-            "the SMTP catcher is not running: start it with `maildev --smtp 1025 --web 1080 --ip 127.0.0.1` \
-             (npm install -g maildev@2.2.1), or run `.ci/run`"
-        );
+        let http = reqwest::Client::new();
+        maildev::check(&http).await;
         let db = TestDb::new().await;
         let vars = HashMap::from([
             ("DATABASE_URL", db.url.clone()),
@@ -63,7 +57,7 @@ impl Env {
             prefix: format!("test-{id}"),
             domain: format!("{id}.example.com"),
             api: base,
-            http: reqwest::Client::new(),
+            http,
             redis,
         }
     }
@@ -122,22 +116,7 @@ impl Env {
 
     /// The emails maildev holds for `address`.
     async fn mails(&self, address: &str) -> Vec<Value> {
-        let all: Vec<Value> = self
-            .http
-            .get(format!("{MAILDEV}/email"))
-            .send()
-            .await
-            .expect("maildev")
-            .json()
-            .await
-            .expect("json");
-        all.into_iter()
-            .filter(|m| {
-                m["to"]
-                    .as_array()
-                    .is_some_and(|to| to.iter().any(|t| t["address"] == address))
-            })
-            .collect()
+        maildev::mails_to(&self.http, address).await
     }
 
     /// Waits up to `within` for `count` emails to `address`.
@@ -160,21 +139,6 @@ impl Env {
     }
 }
 
-fn link_in(mail: &Value) -> String {
-    let text = mail["text"].as_str().expect("text body");
-    let link = text
-        .split_whitespace()
-        .find(|w| w.contains("/v1/users/verify-email?"))
-        .expect("a verification link")
-        .to_owned();
-    let html = mail["html"].as_str().expect("an HTML alternative");
-    assert!(
-        html.contains(&format!("<a href=\"{}\">", link.replace('&', "&amp;"))),
-        "the link can be clicked: {html}"
-    );
-    link
-}
-
 /// Registers and verifies through the emailed link; returns the login.
 async fn verified_customer(env: &mut Env, worker: &Worker, name: &str) -> rest::Session {
     env.register(name).await;
@@ -184,7 +148,7 @@ async fn verified_customer(env: &mut Env, worker: &Worker, name: &str) -> rest::
         .wait_for_mails(&env.email(name), 1, Duration::from_secs(2))
         .await;
     assert_eq!(mails.len(), 1, "one verification email within 2 s");
-    let link = link_in(&mails[0]);
+    let link = maildev::verification_link(&mails[0]);
     assert!(
         link.starts_with(&env.api),
         "the link points at PUBLIC_BASE_URL: {link}"
@@ -212,7 +176,7 @@ async fn registering_mails_a_link_that_verifies_the_address() {
     assert_eq!(mails[0]["subject"], "Confirm your email address");
     let page = env
         .http
-        .get(link_in(&mails[0]))
+        .get(maildev::verification_link(&mails[0]))
         .send()
         .await
         .expect("GET link");
@@ -649,23 +613,6 @@ impl Handle for FailFirstTime {
     }
 }
 
-/// The emails to `address` by their `Message-ID`, checked to name their event.
-fn message_ids(mails: &[Value]) -> Vec<String> {
-    mails
-        .iter()
-        .map(|m| {
-            assert!(
-                m["headers"]["x-streambank-event-id"].is_string(),
-                "every email names its event: {m}"
-            );
-            m["headers"]["message-id"]
-                .as_str()
-                .expect("a Message-ID")
-                .to_owned()
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn two_workers_racing_on_one_stale_entry_send_one_email() {
     const USERS: usize = 8;
@@ -706,7 +653,11 @@ async fn two_workers_racing_on_one_stale_entry_send_one_email() {
         let mails = env
             .wait_for_mails(&env.email(&format!("racer{i}")), 1, Duration::from_secs(5))
             .await;
-        assert_eq!(message_ids(&mails).len(), 1, "one email for racer{i}");
+        assert_eq!(
+            maildev::message_ids(&mails).len(),
+            1,
+            "one email for racer{i}"
+        );
     }
     assert_eq!(
         env.count("SELECT count(*) FROM email_deliveries WHERE state = 'sent'")
@@ -771,7 +722,11 @@ async fn two_handlers_sending_the_same_emails_at_once_send_each_once() {
         let mails = env
             .wait_for_mails(&env.email(&format!("twin{i}")), 1, Duration::from_secs(5))
             .await;
-        assert_eq!(message_ids(&mails).len(), 1, "one email for twin{i}");
+        assert_eq!(
+            maildev::message_ids(&mails).len(),
+            1,
+            "one email for twin{i}"
+        );
     }
 }
 
@@ -896,7 +851,7 @@ async fn an_smtp_outage_dead_letters_nothing_and_every_email_goes_out_once_after
     for i in 0..USERS {
         let mails = env.mails(&env.email(&format!("patient{i}"))).await;
         assert_eq!(
-            message_ids(&mails).len(),
+            maildev::message_ids(&mails).len(),
             1,
             "exactly one email for patient{i}"
         );
