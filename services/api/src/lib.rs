@@ -18,6 +18,8 @@
 //! - [`rest`]: the router, one module per resource, REST's error enum and the extractors.
 //! - [`grpc`]: the four gRPC services, one module each, and the layers every call passes through
 //!   (authentication, request id, tracing, panic recovery, rate limits).
+//! - [`shared_writes`]: the callers' last writes in Redis, so that every api process sends a caller's
+//!   lists to the replica only once it holds the caller's writes.
 //! - [`gateway`]: the `streambank-gateway` transcoder wired to the contract (error body, public
 //!   methods, HTTP layers), and its OpenAPI document.
 
@@ -27,6 +29,7 @@ pub mod contract;
 pub mod gateway;
 pub mod grpc;
 pub mod rest;
+pub mod shared_writes;
 pub mod state;
 
 use std::future::Future;
@@ -78,6 +81,8 @@ impl Api {
         .await?;
         tokio::spawn(sessions.clone().listen_for_invalidations());
         tokio::spawn(expire_idempotency_keys(Bank::new(pool.clone())));
+        let redis =
+            streambank_bus::Bus::open(&config.redis.url).context("REDIS_URL is not a Redis URL")?;
         let mut bank = Bank::new(pool);
         if let Some(url) = &config.database_read_url {
             let options: PgConnectOptions = url.parse().context("DATABASE_READ_URL")?;
@@ -87,14 +92,16 @@ impl Api {
             let options = ReplicaOptions {
                 max_wait: config.database_read_max_wait,
             };
-            bank = bank.with_read_replica(replica, options);
+            let shared = shared_writes::RedisWrites::new(redis.clone());
+            bank = bank
+                .with_read_replica(replica, options)
+                .with_shared_writes(Arc::new(shared));
         }
         let state = AppState {
             metrics: contract::metrics::ApiMetrics::new(&bank),
             bank,
             sessions: sessions.clone(),
-            redis: streambank_bus::Bus::open(&config.redis.url)
-                .context("REDIS_URL is not a Redis URL")?,
+            redis,
             trusted_proxies: config.trusted_proxies.clone(),
             body_limit_bytes: config.body_limit_bytes,
             auth_limiter: state::AuthRateLimiter::new(config.auth_rate_limit_per_minute),

@@ -40,7 +40,7 @@ pub use bank::{Bank, Caller, page_request};
 pub use batch::BatchOptions;
 pub use error::{Code, Error};
 pub use money::{TransferRequest, TransferResult};
-pub use replica::{ReadRoute, ReplicaOptions};
+pub use replica::{ReadRoute, ReplicaOptions, SharedWrites};
 pub use sessions::{Authenticated, ClientMeta, Credentials, Sessions};
 pub use stats::Stats;
 pub use streambank_domain::{

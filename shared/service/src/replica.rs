@@ -17,8 +17,12 @@
 //! deposit, an incoming transfer, a notification) shows there once replayed, as it would a moment
 //! later on the primary.
 //!
-//! The records live in this process: a caller whose next request goes to another api process is
-//! not known there and reads from the replica at once (`docs/operations.md`, Reads from a replica).
+//! The records live in this process and, when the process is given a [`SharedWrites`] (the api
+//! keeps them in Redis), there too, where every api process finds them: a caller whose next request
+//! goes to another process is known there. A list then waits for the later of the two records; if
+//! the shared one cannot be read, the list runs on the primary. Without a
+//! [`SharedWrites`], a caller whose next request goes to another process reads from the replica at
+//! once (`docs/operations.md`, Reads from a replica).
 //!
 //! A replica that cannot be reached, or does not answer a check within `max_wait`, sends that read,
 //! and every read after it, to the primary, until a probe in the background (every [`PROBE_EVERY`])
@@ -29,8 +33,9 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
@@ -60,6 +65,21 @@ const UNKNOWN: u64 = u64::MAX;
 
 /// The fewest records kept before the ones the replica has replayed are dropped.
 const PRUNE_MIN: usize = 1024;
+
+/// What a [`SharedWrites`] call returns; its error is only logged (and the read goes to the primary).
+pub type SharedResult<'a, T> =
+    Pin<Box<dyn Future<Output = std::result::Result<T, anyhow::Error>> + Send + 'a>>;
+
+/// Where the api processes of one installation share their callers' last writes, so that a caller
+/// whose next request goes to another process still reads their own writes there.
+pub trait SharedWrites: Send + Sync + std::fmt::Debug {
+    /// Records that each of `users` wrote at WAL `position`, unless a later position is recorded
+    /// for them already.
+    fn record<'a>(&'a self, users: &'a [i64], position: u64) -> SharedResult<'a, ()>;
+
+    /// The last position recorded for `user`, if any is still kept.
+    fn last(&self, user: i64) -> SharedResult<'_, Option<u64>>;
+}
 
 /// How reads use the replica.
 #[derive(Debug, Clone, Copy)]
@@ -171,6 +191,8 @@ pub(crate) struct ReadReplica {
     replayed: AtomicU64,
     /// Set when the replica could not be reached, until a probe reaches it again.
     down: Arc<AtomicBool>,
+    /// The records every api process shares, if this one is given them.
+    shared: OnceLock<Arc<dyn SharedWrites>>,
 }
 
 #[derive(Debug, Default)]
@@ -191,6 +213,7 @@ impl ReadReplica {
             }),
             replayed: AtomicU64::new(0),
             down: Arc::default(),
+            shared: OnceLock::new(),
         }
     }
 
@@ -221,10 +244,18 @@ impl ReadReplica {
         if crowded {
             self.prune().await;
         }
-        let mut written = self.written();
-        for &user in users {
-            let entry = written.by_user.entry(user).or_insert(position);
-            *entry = later(*entry, position);
+        {
+            let mut written = self.written();
+            for &user in users {
+                let entry = written.by_user.entry(user).or_insert(position);
+                *entry = later(*entry, position);
+            }
+        }
+        if let Some(shared) = self.shared.get()
+            && let Err(e) = shared.record(users, position).await
+        {
+            tracing::warn!(error = %format!("{e:#}"), "could not share the WAL position of a write; \
+                its callers' next lists in other api processes may miss it");
         }
     }
 
@@ -239,16 +270,33 @@ impl ReadReplica {
         written.prune_at = PRUNE_MIN.max(written.by_user.len() * 2);
     }
 
-    /// The caller's last write that the replica may not hold yet.
-    fn pending(&self, user_id: i64) -> Option<u64> {
+    /// The caller's last write that the replica may not hold yet: the later of this process's record
+    /// and the shared one (unknown when the shared one cannot be read).
+    async fn pending(&self, user_id: i64) -> Option<u64> {
         let replayed = self.replayed.load(Ordering::Relaxed);
-        let mut written = self.written();
-        let position = *written.by_user.get(&user_id)?;
-        if position <= replayed {
-            written.by_user.remove(&user_id);
-            return None;
-        }
-        Some(position)
+        let local = {
+            let mut written = self.written();
+            match written.by_user.get(&user_id) {
+                Some(&position) if position <= replayed => {
+                    written.by_user.remove(&user_id);
+                    None
+                }
+                found => found.copied(),
+            }
+        };
+        let Some(shared) = self.shared.get() else {
+            return local;
+        };
+        let elsewhere = match shared.last(user_id).await {
+            Ok(position) => position.filter(|&p| p > replayed),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "could not read the shared WAL position of \
+                    a caller's last write; their list goes to the primary");
+                Some(UNKNOWN)
+            }
+        };
+        // An unknown position is the largest, so it wins.
+        local.max(elsewhere)
     }
 
     fn is_down(&self) -> bool {
@@ -280,7 +328,7 @@ impl ReadReplica {
         if self.is_down() {
             return (ReadRoute::PrimaryFailed, None);
         }
-        let Some(position) = self.pending(user_id) else {
+        let Some(position) = self.pending(user_id).await else {
             return (ReadRoute::Replica, None);
         };
         if position == UNKNOWN {
@@ -354,6 +402,16 @@ impl Bank {
         self.replica = Some(Arc::new(ReadReplica::new(replica, options)));
         // The transfer batcher records its callers' writes: start it afresh, knowing the replica.
         self.batcher = Arc::default();
+        self
+    }
+
+    /// Shares this process's records of its callers' writes through `shared`, and consults it for
+    /// callers this process has no record of. Call it after [`Bank::with_read_replica`].
+    pub fn with_shared_writes(self, shared: Arc<dyn SharedWrites>) -> Self {
+        if let Some(replica) = &self.replica {
+            // Set once: a bank given its replica afresh has none yet.
+            let _ = replica.shared.set(shared);
+        }
         self
     }
 

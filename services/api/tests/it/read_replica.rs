@@ -403,16 +403,18 @@ impl Timings {
 }
 
 /// `pairs` transfers by `payer`, alternating accounts and with and without an `Idempotency-Key`, each
-/// followed at once by the source's statement and transfer list, which must show it.
-async fn transfer_then_read(app: &App, payer: &Payer, pairs: usize, timings: &mut Timings) {
+/// followed at once by the source's statement and transfer list, which must show it. Pair `i` is
+/// written through `apps[i % 2]` and read through the other: give one app twice for one process.
+async fn transfer_then_read(apps: [&App; 2], payer: &Payer, pairs: usize, timings: &mut Timings) {
     for i in 0..pairs {
+        let (writer, reader) = (apps[i % 2], apps[(i + 1) % 2]);
         let (from, to, currency) = payer.accounts[i % 2];
         let key = (i % 4 >= 2).then(|| uuid::Uuid::new_v4().to_string());
         let t = Instant::now();
-        let (transfer, entry) = app.transfer(&payer.token, from, to, currency, key).await;
+        let (transfer, entry) = writer.transfer(&payer.token, from, to, currency, key).await;
         timings.transfer.push(t.elapsed().as_micros() as u64);
         let t = Instant::now();
-        let newest = app.newest_entry(&payer.token, from).await;
+        let newest = reader.newest_entry(&payer.token, from).await;
         timings.statement.push(t.elapsed().as_micros() as u64);
         assert_eq!(
             newest,
@@ -420,7 +422,7 @@ async fn transfer_then_read(app: &App, payer: &Payer, pairs: usize, timings: &mu
             "pair {i}: the statement misses entry {entry}"
         );
         let t = Instant::now();
-        let newest = app.newest_transfer(&payer.token, from).await;
+        let newest = reader.newest_transfer(&payer.token, from).await;
         timings.transfers.push(t.elapsed().as_micros() as u64);
         assert_eq!(
             newest,
@@ -450,11 +452,23 @@ async fn a_caller_reads_their_own_transfers_from_the_replica() {
     let (mut with_times, mut without_times) = (Timings::default(), Timings::default());
     for round in 0..10 {
         if round % 2 == 0 {
-            transfer_then_read(&with, &with_payer, 100, &mut with_times).await;
-            transfer_then_read(&without, &without_payer, 100, &mut without_times).await;
+            transfer_then_read([&with, &with], &with_payer, 100, &mut with_times).await;
+            transfer_then_read(
+                [&without, &without],
+                &without_payer,
+                100,
+                &mut without_times,
+            )
+            .await;
         } else {
-            transfer_then_read(&without, &without_payer, 100, &mut without_times).await;
-            transfer_then_read(&with, &with_payer, 100, &mut with_times).await;
+            transfer_then_read(
+                [&without, &without],
+                &without_payer,
+                100,
+                &mut without_times,
+            )
+            .await;
+            transfer_then_read([&with, &with], &with_payer, 100, &mut with_times).await;
         }
     }
 
@@ -690,4 +704,58 @@ async fn an_unreachable_replica_sends_lists_to_the_primary() {
         .map(|check| count("replica", check))
         .sum();
     assert_eq!(on_replica, 0);
+}
+
+/// A caller whose requests go to two api processes in turn (as behind a load balancer) sees each
+/// transfer made through one in the other's lists at once, 1,000 times: the processes share their
+/// callers' last writes in Redis (`shared_writes`). And with the replica's replay paused, a transfer
+/// made through one process is in the other's statement (read from the primary after
+/// `DATABASE_READ_MAX_WAIT`), where the paused replica would have missed it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_reads_their_own_transfers_through_another_api_process() {
+    let (primary, replica) = engines().await;
+    let _one_at_a_time = one_at_a_time(&primary).await;
+    let db = TestDb::on(&primary).await;
+    let read_url = db.on_replica(&replica).await;
+    let first = App::spawn(&db, Some(&read_url)).await;
+    let second = App::spawn(&db, Some(&read_url)).await;
+    let payer = payer(&first, "x").await;
+    let before = [first.replica_reads().await, second.replica_reads().await];
+
+    let mut timings = Timings::default();
+    transfer_then_read([&first, &second], &payer, 1000, &mut timings).await;
+    println!("{}", timings.summary("two api processes"));
+    let mut checked = 0;
+    for (app, before) in [&first, &second].into_iter().zip(&before) {
+        let after = app.replica_reads().await;
+        for ((server, check), count) in &after {
+            let count = count
+                - before
+                    .get(&(server.clone(), check.clone()))
+                    .copied()
+                    .unwrap_or(0);
+            println!("{server}/{check}: {count}");
+            if check != "none" {
+                checked += count;
+            }
+        }
+    }
+    // Each pair's first list follows a write made in the other process: it was checked against the
+    // replica's replay (or sent to the primary), never read blind. (The pair's second list then
+    // finds the replica known to be past the write and needs no check.)
+    assert!(
+        checked >= 1000,
+        "first lists after a write in the other process that checked the replica: {checked} of 1000"
+    );
+
+    let (from, to, currency) = payer.accounts[0];
+    db.on_replica(&replica).await;
+    let paused = ReplayPaused::pause(&replica).await;
+    let (transfer, entry) = first.transfer(&payer.token, from, to, currency, None).await;
+    assert_eq!(second.newest_entry(&payer.token, from).await, Some(entry));
+    assert_eq!(
+        second.newest_transfer(&payer.token, from).await,
+        Some(transfer)
+    );
+    paused.resume().await;
 }
