@@ -5,9 +5,8 @@
 //! - each email is claimed per (event, recipient) in Postgres before the worker talks to SMTP (a row in
 //!   state `sending` with the claimer and a lease, taken in one statement), and marked `sent` once the
 //!   SMTP server accepted it. No other worker can send it while the claim is fresh, nor after it is sent.
-//!   Each attempt claims under a name of its own (the process's, and a fresh id), so that two copies of
-//!   one event handled at once in one process (a republished entry read in the same batch as the
-//!   original) cannot both hold the claim either.
+//!   Each attempt claims under a name of its own (the process's, and a fresh id), so that even two
+//!   handlings of one event at once in one process could not both hold the claim.
 //!
 //! One window remains: a worker that dies (or stalls past its lease) after the SMTP server accepted an
 //! email and before the mark commits leaves a claim that expires, and the email is sent again by whoever
