@@ -25,9 +25,10 @@ use futures_util::StreamExt as _;
 use streambank_bench::ledger::fresh_database;
 use streambank_events::StreamEntry;
 use streambank_store::consumers::{self, NotificationRows};
-use streambank_worker::consumer::{Delivery, Handle};
+use streambank_worker::consumer::Handle;
+use streambank_worker::handle::OnlyGroup;
 use streambank_worker::mail::{Email, Mailer};
-use streambank_worker::{Config, Group, Handlers, Worker};
+use streambank_worker::{Config, Group, Worker};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -51,40 +52,6 @@ struct Args {
     /// Events in the email backlog (two emails each).
     #[arg(long, default_value_t = 1_000)]
     email_events: i64,
-}
-
-/// Handlers that act for one group only and acknowledge the rest untouched, so a phase times one group.
-#[derive(Debug)]
-struct OnlyGroup(Group, Handlers);
-
-impl Handle for OnlyGroup {
-    fn handle<'a>(
-        &'a self,
-        group: Group,
-        entry: &'a StreamEntry,
-    ) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'a>> {
-        Box::pin(async move {
-            if group == self.0 {
-                self.1.handle(group, entry).await
-            } else {
-                Ok(())
-            }
-        })
-    }
-
-    fn handle_many<'a>(
-        &'a self,
-        group: Group,
-        deliveries: &'a [Delivery],
-    ) -> Pin<Box<dyn Future<Output = Vec<anyhow::Result<()>>> + Send + 'a>> {
-        Box::pin(async move {
-            if group == self.0 {
-                self.1.handle_many(group, deliveries).await
-            } else {
-                deliveries.iter().map(|_| Ok(())).collect()
-            }
-        })
-    }
 }
 
 /// A consumer that fails everything as an outage would (it dies right after).

@@ -6,16 +6,14 @@
 //! is `FLUSHALL` for everything the test wrote without touching the streams of tests running beside it
 //! (they use database 0).
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use streambank_events::{Stream, StreamEntry, stream_key};
+use streambank_events::{Stream, stream_key};
 use streambank_service::Bank;
 use streambank_testkit::{TestDb, fixtures};
-use streambank_worker::consumer::Handle;
-use streambank_worker::{Group, Handlers, Worker};
+use streambank_worker::handle::OnlyGroup;
+use streambank_worker::{Group, Worker};
 
 use crate::common::bankctl_ok;
 
@@ -34,41 +32,6 @@ fn redis_url() -> String {
 
 async fn redis() -> redis::aio::MultiplexedConnection {
     streambank_testkit::redis_at(&redis_url()).await
-}
-
-/// The real handlers for the `notifications` group; the email groups acknowledge without sending (the
-/// emails' exactly-once is `pipeline.rs`'s business, and 6,000 emails would only slow this test down).
-#[derive(Debug)]
-struct RowsOnly(Handlers);
-
-impl Handle for RowsOnly {
-    fn handle<'a>(
-        &'a self,
-        group: Group,
-        entry: &'a StreamEntry,
-    ) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'a>> {
-        Box::pin(async move {
-            if group == Group::Notifications {
-                self.0.handle(group, entry).await
-            } else {
-                Ok(())
-            }
-        })
-    }
-
-    fn handle_many<'a>(
-        &'a self,
-        group: Group,
-        deliveries: &'a [streambank_worker::consumer::Delivery],
-    ) -> Pin<Box<dyn Future<Output = Vec<anyhow::Result<()>>> + Send + 'a>> {
-        Box::pin(async move {
-            if group == Group::Notifications {
-                self.0.handle_many(group, deliveries).await
-            } else {
-                deliveries.iter().map(|_| Ok(())).collect()
-            }
-        })
-    }
 }
 
 async fn count(db: &TestDb, sql: &'static str) -> i64 {
@@ -171,14 +134,15 @@ async fn relay_until_published(config: &streambank_relay::Config, db: &TestDb) {
     let _ = task.await;
 }
 
-/// A worker with the real notification handlers ([`RowsOnly`]), drained once; returns how many
-/// entries it read.
+/// A worker with the real handlers of the `notifications` group, drained once; returns how many
+/// entries it read. The email groups acknowledge without sending (the emails' exactly-once is
+/// `pipeline.rs`'s business, and 6,000 emails would only slow this test down).
 async fn drain_a_new_worker(db: &TestDb, prefix: &str) -> usize {
     let config = streambank_worker::Config {
         health_addr: "127.0.0.1:0".parse().expect("addr"),
         ..streambank_worker::Config::new(db.url.clone(), redis_url(), prefix.to_owned())
     };
-    let handlers = RowsOnly(config.handlers().expect("handlers"));
+    let handlers = OnlyGroup(Group::Notifications, config.handlers().expect("handlers"));
     let worker = Worker::new(config, Arc::new(handlers)).expect("worker");
     worker.drain().await.expect("drain")
 }
