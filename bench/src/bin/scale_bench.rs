@@ -1,11 +1,19 @@
 //! Issue 23's capacity figures: the outbox relay over 1, 2 and 4 partitions, on a lone Redis and on a
 //! Redis Cluster (3 masters, 3 replicas), with and without `WAIT 1`, in one run.
 //!
-//! For each shape it drains a backlog of outbox rows (events per second, from the first claim to an
-//! empty outbox) with one relay process leading every partition, then measures commit-to-`XADD`
-//! latency under a steady load of transfers. The reference is the first shape, one partition on a
-//! lone Redis (today's relay), measured in the same run; every figure is also given as a ratio to it.
+//! For each shape:
+//! 1. one relay process leading every partition drains a backlog of outbox rows (events per second,
+//!    from the first claim to an empty outbox);
+//! 2. one worker process, reading every partition, drains what the relay published into notification
+//!    rows (events per second, each event two rows; the worker's other groups read and acknowledge
+//!    without acting, as in `drain-bench`);
+//! 3. with both running, a steady load of transfers gives commit-to-`XADD` and commit-to-notification
+//!    latencies.
+//!
+//! The reference is the first shape, one partition on a lone Redis (today's relay and worker),
+//! measured in the same run; each drain is also given as a ratio to it.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -19,6 +27,8 @@ use streambank_config::partition_prefix;
 use streambank_events::{Stream, stream_key};
 use streambank_relay::Relay;
 use streambank_service::Bank;
+use streambank_worker::handle::OnlyGroup;
+use streambank_worker::{Config as WorkerConfig, Group, Worker};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -126,9 +136,27 @@ const SHAPES: [Shape; 8] = [
 
 struct Figures {
     drain_per_s: f64,
+    worker_per_s: f64,
+    xadd: Latency,
+    notified: Latency,
+}
+
+/// The median and 99th percentile of some latencies, in milliseconds, and how many there were.
+struct Latency {
     p50_ms: f64,
     p99_ms: f64,
     samples: usize,
+}
+
+impl Latency {
+    fn of(mut latencies: Vec<Duration>) -> Self {
+        latencies.sort();
+        Self {
+            p50_ms: percentile(&latencies, 0.50).as_secs_f64() * 1000.0,
+            p99_ms: percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
+            samples: latencies.len(),
+        }
+    }
 }
 
 #[tokio::main]
@@ -146,36 +174,57 @@ async fn main() -> anyhow::Result<()> {
             .await?;
         let figures = measure(&args, &pool, shape).await?;
         eprintln!(
-            "{}: drain {:.0} events/s, transaction-to-XADD p50 {:.1} ms p99 {:.1} ms ({} samples)",
+            "{}: relay drain {:.0} events/s, worker drain {:.0} events/s, \
+             commit-to-XADD p50 {:.1} ms p99 {:.1} ms ({} samples), \
+             commit-to-notification p50 {:.1} ms p99 {:.1} ms ({} samples)",
             shape.name(),
             figures.drain_per_s,
-            figures.p50_ms,
-            figures.p99_ms,
-            figures.samples
+            figures.worker_per_s,
+            figures.xadd.p50_ms,
+            figures.xadd.p99_ms,
+            figures.xadd.samples,
+            figures.notified.p50_ms,
+            figures.notified.p99_ms,
+            figures.notified.samples,
         );
         rows.push((shape, figures));
         pool.close().await;
     }
     let reference = &rows[0].1;
     println!(
-        "| shape | drain (events/s) | of the reference | transaction-to-XADD p50 (ms) | p99 (ms) | samples |"
+        "| shape | relay drain (events/s) | of the reference | worker drain (events/s) | of the reference | commit-to-XADD p50 / p99 (ms) | commit-to-notification p50 / p99 (ms) |"
     );
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     for (shape, f) in &rows {
         println!(
-            "| {} | {:.0} | {:.2}x | {:.1} | {:.1} | {} |",
+            "| {} | {:.0} | {:.2}x | {:.0} | {:.2}x | {:.1} / {:.1} | {:.1} / {:.1} |",
             shape.name(),
             f.drain_per_s,
             f.drain_per_s / reference.drain_per_s,
-            f.p50_ms,
-            f.p99_ms,
-            f.samples
+            f.worker_per_s,
+            f.worker_per_s / reference.worker_per_s,
+            f.xadd.p50_ms,
+            f.xadd.p99_ms,
+            f.notified.p50_ms,
+            f.notified.p99_ms,
         );
     }
     println!();
     println!(
-        "One relay process leading every partition; backlog {} rows, batches of {}; latency under {} transfers/s for {} s. Reference: the first row, in the same run.",
-        args.backlog, args.batch, args.rate, args.seconds
+        "One relay process and one worker process, each over every partition; backlog {} rows, relay batches of {}; \
+         latencies under {} transfers/s for {} s with both running ({} to {} samples each). Reference: the first row, in the same run.",
+        args.backlog,
+        args.batch,
+        args.rate,
+        args.seconds,
+        rows.iter()
+            .map(|(_, f)| f.xadd.samples.min(f.notified.samples))
+            .min()
+            .unwrap_or(0),
+        rows.iter()
+            .map(|(_, f)| f.xadd.samples.max(f.notified.samples))
+            .max()
+            .unwrap_or(0),
     );
     Ok(())
 }
@@ -203,12 +252,14 @@ async fn measure(args: &Args, pool: &PgPool, shape: Shape) -> anyhow::Result<Fig
         wait_timeout: Duration::from_secs(1),
     };
 
-    // 1. Drain a backlog of transfer events from 1,000 accounts (so every partition has its share).
+    // 1. The relay drains a backlog of transfer events from 1,000 accounts (so every partition has its
+    //    share).
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "INSERT INTO outbox (id, aggregate_type, aggregate_id, event_type, payload, created_at)
          SELECT gen_random_uuid(), 'transfer', i::text, 'transfer.completed',
-                jsonb_build_object('transfer_id', i, 'from_account_id', 1 + i % 1000, 'to_account_id', 2,
-                                   'from_owner_id', 1, 'to_owner_id', 2, 'amount', 100, 'currency', 'USD'),
+                jsonb_build_object('transfer_id', i, 'from_account_id', i % 1000 + 1,
+                                   'to_account_id', (i + 1) % 1000 + 1, 'from_owner_id', i % 1000 + 1,
+                                   'to_owner_id', (i + 1) % 1000 + 1, 'amount', 100, 'currency', 'USD'),
                 now() + i * interval '1 microsecond'
          FROM generate_series(1, {}) AS i;
          ANALYZE outbox;",
@@ -235,7 +286,35 @@ async fn measure(args: &Args, pool: &PgPool, shape: Shape) -> anyhow::Result<Fig
     }
     let drain_per_s = args.backlog as f64 / started.elapsed().as_secs_f64();
 
-    // 2. Commit-to-XADD latency under a steady load of transfers, on emptied streams.
+    // 2. A worker drains what the relay published into notification rows, two per event.
+    let mut worker_streams = streambank_config::Streams::new(prefix.clone());
+    worker_streams.partitions = shape.partitions;
+    let mut worker_config =
+        WorkerConfig::new(args.database_url.clone(), url.clone(), prefix.clone());
+    worker_config.streams = worker_streams;
+    worker_config.health_addr = "127.0.0.1:0".parse()?;
+    let handlers = Arc::new(OnlyGroup(Group::Notifications, worker_config.handlers()?));
+    let worker = Worker::new(worker_config, handlers)?;
+    let notifications = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM notifications")
+            .fetch_one(pool)
+            .await
+    };
+    let started = Instant::now();
+    let worker_task = tokio::spawn(worker.run(std::future::pending()));
+    while notifications().await? < 2 * args.backlog {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(300),
+            "{} of {} notification rows after 300 s",
+            notifications().await?,
+            2 * args.backlog
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let worker_per_s = args.backlog as f64 / started.elapsed().as_secs_f64();
+
+    // 3. Commit-to-XADD and commit-to-notification latencies under a steady load of transfers, on
+    //    emptied streams.
     let bus = Bus::open(url)?;
     let mut conn = bus.connect().await?;
     for p in 0..shape.partitions {
@@ -243,14 +322,25 @@ async fn measure(args: &Args, pool: &PgPool, shape: Shape) -> anyhow::Result<Fig
             &partition_prefix(&prefix, shape.partitions, p),
             Stream::Transfers,
         );
-        let _: () = redis::cmd("UNLINK")
+        let _: () = redis::cmd("XTRIM")
             .arg(&key)
+            .arg("MAXLEN")
+            .arg(0)
             .query_async(&mut conn)
             .await?;
     }
     let bank = Bank::new(pool.clone());
+    let before = notifications().await?;
+    let last_row: i64 = sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM notifications")
+        .fetch_one(pool)
+        .await?;
     let committed = steady_load(&bank, args.rate, args.seconds).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let expected = before + 2 * i64::try_from(committed.len())?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while notifications().await? < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    worker_task.abort();
     let mut latencies = Vec::new();
     for p in 0..shape.partitions {
         let key = stream_key(
@@ -297,11 +387,25 @@ async fn measure(args: &Args, pool: &PgPool, shape: Shape) -> anyhow::Result<Fig
             .await?;
     }
     task.abort();
-    latencies.sort();
+    let notified: Vec<(String, f64)> = sqlx::query_as(
+        "SELECT o.aggregate_id, extract(epoch FROM n.created_at)::float8 * 1000
+         FROM notifications n JOIN outbox o ON o.id = n.event_id
+         WHERE n.id > $1",
+    )
+    .bind(last_row)
+    .fetch_all(pool)
+    .await?;
+    let notify_latencies = notified
+        .iter()
+        .filter_map(|(transfer, at)| {
+            let commit = committed.get(&transfer.parse::<i64>().ok()?)?;
+            Some(Duration::from_secs_f64((at - commit).max(0.0) / 1000.0))
+        })
+        .collect();
     Ok(Figures {
         drain_per_s,
-        p50_ms: percentile(&latencies, 0.50).as_secs_f64() * 1000.0,
-        p99_ms: percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
-        samples: latencies.len(),
+        worker_per_s,
+        xadd: Latency::of(latencies),
+        notified: Latency::of(notify_latencies),
     })
 }
