@@ -2,9 +2,9 @@
 //! of a drain and started again, then Redis emptied and `bankctl outbox republish` run (the real binary).
 //! After each, every notification row exists exactly once.
 //!
-//! Redis: this test owns logical database 9 of `REDIS_URL`'s server and empties it with `FLUSHDB`, which
-//! is `FLUSHALL` for everything the test wrote without touching the streams of tests running beside it
-//! (they use database 0).
+//! Redis: the relay test owns logical database 9 of `REDIS_URL`'s server and empties it with `FLUSHDB`,
+//! which is `FLUSHALL` for everything the test wrote without touching the streams of tests running
+//! beside it (they use database 0, as the dead-letter test does, under a prefix of its own).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -226,19 +226,25 @@ async fn a_killed_relay_and_a_flushed_redis_leave_every_notification_once() {
     flushdb(&mut conn).await;
 }
 
-/// `bankctl args` on this test's database and Redis database.
+/// `bankctl args` on the dead-letter test's database and the shared Redis database.
 fn run_bankctl(db: &TestDb, args: &[&str]) -> String {
-    bankctl_ok(&db.url, args, &[("REDIS_URL", redis_url().as_str())])
+    let redis = streambank_testkit::redis_url();
+    bankctl_ok(&db.url, args, &[("REDIS_URL", redis.as_str())])
 }
 
 #[tokio::test]
 async fn dead_letters_outlive_redis_and_are_replayed_from_postgres() {
     let db = TestDb::new().await;
     let prefix = format!("dlq-{}", uuid::Uuid::new_v4().simple());
-    let mut conn = redis().await;
+    // Keys of its own on the shared database: database 9 is emptied by the other test here.
+    let mut conn = streambank_testkit::redis().await;
     let config = streambank_worker::Config {
         health_addr: "127.0.0.1:0".parse().expect("addr"),
-        ..streambank_worker::Config::new(db.url.clone(), redis_url(), prefix.clone())
+        ..streambank_worker::Config::new(
+            db.url.clone(),
+            streambank_testkit::redis_url(),
+            prefix.clone(),
+        )
     };
     let worker = config.build().expect("worker");
     worker.drain().await.expect("the groups exist");
