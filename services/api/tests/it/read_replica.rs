@@ -449,28 +449,15 @@ async fn a_caller_reads_their_own_transfers_from_the_replica() {
 
     // 10 rounds of 100 pairs each, taking turns (and turns at going first), so that the two see the
     // same machine.
-    let (mut with_times, mut without_times) = (Timings::default(), Timings::default());
+    let sides = [(&with, &with_payer), (&without, &without_payer)];
+    let mut times = [Timings::default(), Timings::default()];
     for round in 0..10 {
-        if round % 2 == 0 {
-            transfer_then_read([&with, &with], &with_payer, 100, &mut with_times).await;
-            transfer_then_read(
-                [&without, &without],
-                &without_payer,
-                100,
-                &mut without_times,
-            )
-            .await;
-        } else {
-            transfer_then_read(
-                [&without, &without],
-                &without_payer,
-                100,
-                &mut without_times,
-            )
-            .await;
-            transfer_then_read([&with, &with], &with_payer, 100, &mut with_times).await;
+        for side in [round % 2, 1 - round % 2] {
+            let (app, payer) = sides[side];
+            transfer_then_read([app, app], payer, 100, &mut times[side]).await;
         }
     }
+    let [mut with_times, mut without_times] = times;
 
     let after = with.replica_reads().await;
     let routed = |server: &str, check: &str| {
