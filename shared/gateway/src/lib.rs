@@ -16,13 +16,15 @@
 //!
 //! - [`template`]: `google.api.http` path templates: parsing, matching, specificity.
 //! - [`routes`]: the route table built from the descriptor pool, and the lookup (`404` and `405`).
-//! - [`request`]: path, query and JSON body into the request message.
+//! - [`request`]: path, query and body into the request message.
+//! - [`body`]: the JSON body (the whole message, or one field's value), read as REST reads bodies.
 //! - [`codec`]: the tonic codec for `DynamicMessage`.
 //! - [`proxy`]: the handler: headers as metadata, the upstream call.
 //! - [`response`]: the response message as JSON, and the success status.
 //! - [`error`]: gRPC statuses and local failures, for the caller's [`ErrorBody`] to write.
 //! - [`openapi`]: the OpenAPI document generated from the same descriptors.
 
+pub mod body;
 pub mod codec;
 pub mod error;
 pub mod openapi;

@@ -24,8 +24,8 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 pub use streambank_gateway::MatchedRoute;
+pub use streambank_gateway::body::describe_json_error;
 pub use streambank_gateway::proxy::is_json;
-pub use streambank_gateway::request::describe_json_error;
 
 use super::error::reason_response;
 use super::{REQUEST_ID, Reason};
