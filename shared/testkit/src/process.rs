@@ -11,9 +11,11 @@ use std::time::{Duration, Instant};
 /// 17100-17105 and their cluster-bus ports 27100-27105, 18xxx, 55440).
 const PORTS: std::ops::Range<u32> = 20_000..27_000;
 
-/// A port free on 127.0.0.1 right now, which this process has not handed out before. Each process
-/// walks [`PORTS`] from a start of its own, so concurrent tests rarely try the same port, and a port
-/// somebody listens on is skipped.
+/// A port free on 127.0.0.1 right now that no test process has handed out in the last
+/// [`RESERVED_FOR`]. Each process walks [`PORTS`] from a start of its own and skips ports somebody
+/// listens on; a port it takes is reserved for the others by a file in `$TMPDIR/streambank-ports`
+/// (created only if absent), since nextest runs tests as processes side by side and two of them
+/// could otherwise pick one port before either child binds it.
 pub fn free_port() -> u16 {
     use std::sync::OnceLock;
     use std::sync::atomic::{AtomicU32, Ordering};
@@ -25,14 +27,43 @@ pub fn free_port() -> u16 {
             .map_or(0, |d| d.subsec_nanos());
         AtomicU32::new(std::process::id().wrapping_mul(7_919).wrapping_add(nanos) % span)
     });
+    let reservations = std::env::temp_dir().join("streambank-ports");
+    let _ = std::fs::create_dir_all(&reservations);
     for _ in 0..span {
         let port = PORTS.start + next.fetch_add(1, Ordering::Relaxed) % span;
         let port = u16::try_from(port).expect("PORTS is within u16");
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && reserve(&reservations.join(port.to_string()))
+        {
             return port;
         }
     }
     panic!("no free port on 127.0.0.1 in {PORTS:?}")
+}
+
+/// How long a port handed out by [`free_port`] stays reserved for the process that took it.
+const RESERVED_FOR: Duration = Duration::from_secs(60);
+
+/// Takes the reservation file `path`: a new one, or one older than [`RESERVED_FOR`]. Where the files
+/// cannot be written at all, the port is taken without one.
+fn reserve(path: &std::path::Path) -> bool {
+    let create = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+    };
+    match create() {
+        Ok(_) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let stale = std::fs::metadata(path)
+                .and_then(|m| m.modified())
+                .is_ok_and(|at| at.elapsed().is_ok_and(|age| age > RESERVED_FOR));
+            // Of two processes that find it stale, the one whose create wins takes it.
+            stale && std::fs::remove_file(path).is_ok() && create().is_ok()
+        }
+        Err(_) => true,
+    }
 }
 
 /// The path of workspace binary `name` (`streambank-api`, `bankctl`, ...), built by cargo into the same
