@@ -315,8 +315,14 @@ impl Scaled {
         let mut deliveries: HashMap<(String, String), HashSet<&String>> = HashMap::new();
         let mut repeats = 0;
         for (mail, id) in mails.iter().zip(&ids) {
-            let event = mail["headers"]["x-streambank-event-id"].to_string();
-            let to = mail["to"][0]["address"].to_string();
+            let event = mail["headers"]["x-streambank-event-id"]
+                .as_str()
+                .expect("every email names its event")
+                .to_owned();
+            let to = mail["to"][0]["address"]
+                .as_str()
+                .expect("a recipient")
+                .to_owned();
             if !deliveries.entry((event, to)).or_default().insert(id) {
                 repeats += 1;
             }
@@ -329,7 +335,7 @@ impl Scaled {
             );
         }
         for customer in customers {
-            let to = Value::from(self.email(&customer.name)).to_string();
+            let to = self.email(&customer.name);
             let theirs = deliveries.keys().filter(|(_, t)| *t == to).count();
             // The verification, the opening, the deposit, and one per transfer out and in.
             let expected = 1 + 2 + 2 * 3 * PER_ROUND;
